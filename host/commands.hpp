@@ -1,0 +1,24 @@
+// The `ember` subcommands.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace ember::cli {
+
+enum class Command { fit, validate, test, predict };
+
+struct Options {
+  std::string config;
+  std::vector<std::string> overrides;
+  std::vector<std::string> plugin_dirs;
+  std::string ckpt_path;
+  bool json = false;
+};
+
+int print_version();
+int run_plugins(const Options& opt);
+int run_config(const Options& opt);
+int run_trainer(Command cmd, const Options& opt);
+
+}  // namespace ember::cli

@@ -1,0 +1,55 @@
+// The `ember` command: parse, load, run, report. Exit codes: 0 ok, 2 usage or config error,
+// 1 runtime failure.
+#include "commands.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+
+int main(int argc, char** argv) {
+  CLI::App app{"ember: a Lightning-style training host for libtorch"};
+  app.require_subcommand(0, 1);
+  bool version = false;
+  app.add_flag("--version", version, "print the version and exit");
+
+  ember::cli::Options opt;
+  auto add_common = [&](CLI::App* sub, bool needs_config) {
+    auto* c = sub->add_option("--config,-c", opt.config, "the run's JSON config file");
+    if (needs_config) c->required();
+    sub->add_option("--set", opt.overrides, "override a config value: KEY.PATH=VALUE (JSON or text)")
+        ->take_all();
+    sub->add_option("--plugin-dir", opt.plugin_dirs, "a directory of plugins (repeatable)");
+  };
+  auto* plugins = app.add_subcommand("plugins", "list the plugins found, with their ABI and interfaces");
+  plugins->add_option("--plugin-dir", opt.plugin_dirs, "a directory of plugins (repeatable)");
+  plugins->add_flag("--json", opt.json, "print JSON");
+  auto* config = app.add_subcommand("config", "print the resolved config, or its errors");
+  add_common(config, true);
+  std::vector<std::pair<CLI::App*, ember::cli::Command>> runs;
+  for (auto [name, cmd, help] :
+       {std::tuple{"fit", ember::cli::Command::fit, "train (and validate) the model"},
+        std::tuple{"validate", ember::cli::Command::validate, "run the validation loop"},
+        std::tuple{"test", ember::cli::Command::test, "run the test loop"},
+        std::tuple{"predict", ember::cli::Command::predict, "run prediction"}}) {
+    auto* sub = app.add_subcommand(name, help);
+    add_common(sub, true);
+    sub->add_option("--ckpt-path", opt.ckpt_path, "checkpoint URL, or \"last\" / \"best\"");
+    runs.emplace_back(sub, cmd);
+  }
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;
+  }
+  if (version) return ember::cli::print_version();
+  if (*plugins) return ember::cli::run_plugins(opt);
+  if (*config) return ember::cli::run_config(opt);
+  for (auto& [sub, cmd] : runs)
+    if (*sub) return ember::cli::run_trainer(cmd, opt);
+  std::cerr << app.help();
+  return 2;
+}

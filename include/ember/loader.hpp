@@ -1,0 +1,510 @@
+// Finding, checking and instantiating plugins.
+//
+// A plugin directory is scanned for *.so (and one level of sub-directories, the build tree's
+// layout); a directory or file that group or others can write is refused (a loaded .so is
+// code). Each library is opened with Boost.DLL, its entry read and checked (ABI major, minor,
+// struct size, required functions) before any of its functions is called. Libraries stay loaded
+// while any instance of theirs lives (shared ownership).
+#pragma once
+
+#ifndef BOOST_DLL_USE_STD_FS
+#define BOOST_DLL_USE_STD_FS
+#endif
+
+#include <ember/abi.h>
+#include <ember/config.hpp>
+#include <ember/error.hpp>
+#include <ember/registry.hpp>
+#include <ember/storage.hpp>
+#include <ember/version.hpp>
+
+#include <boost/dll/shared_library.hpp>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ember {
+
+inline std::string_view sv(ember_str_t s) { return {s.data ? s.data : "", s.data ? s.size : 0}; }
+inline ember_str_t cstr(std::string_view s) { return {s.data(), s.size()}; }
+
+// The smallest entry a 1.x host accepts: everything through last_error.
+constexpr std::size_t kEntryMinSize =
+    offsetof(ember_plugin_entry_t, last_error) + sizeof(ember_plugin_entry_t::last_error);
+
+// The one version rule: same major, and the host's minor at least the plugin's.
+// Returns an empty string when compatible, else the reason.
+inline std::string check_abi_version(std::uint32_t plugin_major, std::uint32_t plugin_minor) {
+  if (plugin_major != EMBER_ABI_MAJOR)
+    return "plugin ABI " + std::to_string(plugin_major) + "." + std::to_string(plugin_minor) +
+           " has another major than the host's ABI " + std::to_string(EMBER_ABI_MAJOR) + "." +
+           std::to_string(EMBER_ABI_MINOR);
+  if (plugin_minor > EMBER_ABI_MINOR)
+    return "plugin ABI " + std::to_string(plugin_major) + "." + std::to_string(plugin_minor) +
+           " is newer than the host's ABI " + std::to_string(EMBER_ABI_MAJOR) + "." +
+           std::to_string(EMBER_ABI_MINOR);
+  return {};
+}
+
+inline bool valid_plugin_id(std::string_view id) {
+  if (id.empty() || id.size() > 64) return false;
+  for (char c : id)
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return false;
+  return true;
+}
+
+// Checks an entry table read from a library (or built in-process for tests). Empty if good.
+inline std::string check_entry(const ember_plugin_entry_t& e) {
+  if (std::string why = check_abi_version(e.abi_major, e.abi_minor); !why.empty()) return why;
+  if (e.struct_size < kEntryMinSize)
+    return "entry struct is " + std::to_string(e.struct_size) + " bytes, smaller than the " +
+           std::to_string(kEntryMinSize) + " bytes ABI " + std::to_string(EMBER_ABI_MAJOR) +
+           ".0 requires";
+  if (!valid_plugin_id(sv(e.id)))
+    return "plugin id '" + std::string(sv(e.id)) + "' is not [a-z0-9_]{1,64}";
+  const char* missing = !e.create ? "create"
+                        : !e.destroy ? "destroy"
+                        : !e.get_interface ? "get_interface"
+                        : !e.last_error ? "last_error"
+                                        : nullptr;
+  if (missing) return std::string("required entry function '") + missing + "' is null";
+  if (e.config_schema.size) {
+    try {
+      auto schema = config::parse(sv(e.config_schema), "config_schema");
+      if (!schema.is_object()) return "config_schema is not a JSON object";
+    } catch (const ConfigError& err) {
+      return std::string("config_schema is not valid JSON: ") + err.what();
+    }
+  }
+  return {};
+}
+
+// Why a directory or file may not be trusted, or empty.
+inline std::string check_permissions(const std::filesystem::path& p) {
+  struct ::stat st;
+  if (::stat(p.c_str(), &st) != 0) return "cannot stat: " + std::string(std::strerror(errno));
+  if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return std::string("writable by group or others (mode ") + mode +
+           "); a plugin is code, so refusing it. Fix with: chmod go-w " + p.string();
+  }
+  return {};
+}
+
+// A loaded library and its checked entry. Also constructible from an in-process entry.
+class PluginLibrary {
+ public:
+  PluginLibrary(std::string path, const ember_plugin_entry_t* entry,
+                std::shared_ptr<boost::dll::shared_library> lib = nullptr)
+      : path_(std::move(path)), entry_(entry), lib_(std::move(lib)) {}
+  const std::string& path() const { return path_; }
+  const ember_plugin_entry_t& entry() const { return *entry_; }
+  std::string id() const { return std::string(sv(entry_->id)); }
+  std::string version() const { return std::string(sv(entry_->version)); }
+  std::string description() const { return std::string(sv(entry_->description)); }
+  std::string abi() const {
+    return std::to_string(entry_->abi_major) + "." + std::to_string(entry_->abi_minor);
+  }
+  // The interfaces the plugin offers, of those this host knows (asked with self NULL).
+  std::vector<std::string> interfaces() const {
+    std::vector<std::string> out;
+    for (const char* i : {EMBER_CALLBACKS_V1, EMBER_LOGGER_V1, EMBER_STORAGE_V1,
+                          EMBER_CHECKPOINT_IO_V1, EMBER_STATE_V1})
+      if (entry_->get_interface(nullptr, cstr(i))) out.emplace_back(i);
+    return out;
+  }
+
+ private:
+  std::string path_;
+  const ember_plugin_entry_t* entry_;
+  std::shared_ptr<boost::dll::shared_library> lib_;  // keeps the code mapped
+};
+
+// Open one .so and check it. Throws RuntimeError with the path and the reason on refusal.
+inline std::shared_ptr<PluginLibrary> open_library(const std::filesystem::path& path) {
+  auto lib = std::make_shared<boost::dll::shared_library>();
+  boost::system::error_code ec;
+  lib->load(path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, ec);
+  if (ec) throw RuntimeError(path.string() + ": refused: cannot load: " + ec.message());
+  if (!lib->has(EMBER_ENTRY_SYMBOL))
+    throw RuntimeError(path.string() + ": refused: no '" EMBER_ENTRY_SYMBOL
+                       "' symbol (not an Ember plugin, or built without exporting it)");
+  const auto& entry = lib->get<const ember_plugin_entry_t>(EMBER_ENTRY_SYMBOL);
+  if (std::string why = check_entry(entry); !why.empty())
+    throw RuntimeError(path.string() + ": refused: " + why);
+  return std::make_shared<PluginLibrary>(path.string(), &entry, std::move(lib));
+}
+
+// What a scan found: usable libraries by id, and the refusals with reasons.
+struct Catalog {
+  std::map<std::string, std::shared_ptr<PluginLibrary>> plugins;
+  std::vector<std::string> refusals;  // "PATH: refused: REASON"
+  std::vector<std::string> dirs;      // the directories scanned, in order
+
+  void add(std::shared_ptr<PluginLibrary> lib) {
+    auto [it, inserted] = plugins.emplace(lib->id(), lib);
+    if (!inserted)
+      refusals.push_back(lib->path() + ": refused: plugin id '" + lib->id() +
+                         "' is already provided by " + it->second->path());
+  }
+
+  void scan(const std::filesystem::path& dir) {
+    dirs.push_back(dir.string());
+    std::error_code ec;
+    if (!std::filesystem::is_directory(dir, ec)) {
+      refusals.push_back(dir.string() + ": refused: not a directory");
+      return;
+    }
+    if (std::string why = check_permissions(dir); !why.empty()) {
+      refusals.push_back(dir.string() + ": refused: directory " + why);
+      return;
+    }
+    std::vector<std::filesystem::path> files;
+    auto collect = [&](const std::filesystem::path& d, bool descend, auto& self) -> void {
+      std::error_code e;
+      for (const auto& ent : std::filesystem::directory_iterator(d, e)) {
+        if (ent.is_regular_file(e) && ent.path().extension() == ".so") {
+          files.push_back(ent.path());
+        } else if (descend && ent.is_directory(e)) {
+          if (std::string why = check_permissions(ent.path()); !why.empty())
+            refusals.push_back(ent.path().string() + ": refused: directory " + why);
+          else
+            self(ent.path(), false, self);
+        }
+      }
+    };
+    collect(dir, true, collect);
+    std::sort(files.begin(), files.end());
+    for (const auto& f : files) {
+      if (std::string why = check_permissions(f); !why.empty()) {
+        refusals.push_back(f.string() + ": refused: file " + why);
+        continue;
+      }
+      try {
+        add(open_library(f));
+      } catch (const std::exception& e) {
+        refusals.push_back(e.what());
+      }
+    }
+  }
+
+  std::shared_ptr<PluginLibrary> find(const std::string& id) const {
+    auto it = plugins.find(id);
+    return it == plugins.end() ? nullptr : it->second;
+  }
+
+  // The plugin asked for by name, or a ConfigError naming it, why it is not usable and what is.
+  std::shared_ptr<PluginLibrary> require(const std::string& id, const std::string& where) const {
+    if (auto lib = find(id)) return lib;
+    std::string msg = where + ": plugin '" + id + "' is not available";
+    for (const auto& r : refusals)
+      if (r.find("/" + id + ".so") != std::string::npos) msg += "\n  " + r;
+    std::vector<std::string> ids;
+    for (const auto& kv : plugins) ids.push_back(kv.first);
+    if (auto n = config::nearest(id, ids); !n.empty()) msg += "\n  did you mean '" + n + "'?";
+    msg += "\n  plugins found:";
+    for (const auto& i : ids) msg += " " + i;
+    if (ids.empty()) msg += " (none)";
+    msg += "\n  searched:";
+    for (const auto& d : dirs) msg += " " + d;
+    throw ConfigError(msg);
+  }
+};
+
+// The default plugin directories: $EMBER_PLUGIN_PATH (colon-separated), then next to the
+// executable: ../plugins (the build tree) and ../lib/ember/plugins (an install).
+inline std::vector<std::filesystem::path> env_plugin_dirs() {
+  std::vector<std::filesystem::path> out;
+  if (const char* env = std::getenv("EMBER_PLUGIN_PATH")) {
+    std::string_view s(env);
+    while (!s.empty()) {
+      auto c = s.find(':');
+      auto part = s.substr(0, c);
+      if (!part.empty()) out.emplace_back(std::string(part));
+      if (c == std::string_view::npos) break;
+      s.remove_prefix(c + 1);
+    }
+  }
+  return out;
+}
+
+inline std::vector<std::filesystem::path> default_plugin_dirs() {
+  std::vector<std::filesystem::path> out;
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return out;
+  for (auto rel : {"../plugins", "../lib/ember/plugins"}) {
+    auto p = (exe.parent_path() / rel).lexically_normal();
+    if (std::filesystem::is_directory(p, ec)) out.push_back(p);
+  }
+  return out;
+}
+
+// What the host offers plugins; the trainer overrides the parts it owns.
+class Services {
+ public:
+  virtual ~Services() = default;
+  virtual void log(const std::string& plugin_id, int level, std::string_view message) {
+    static const char* const names[] = {"debug", "info", "warning", "error"};
+    const char* lvl = (level >= 0 && level <= 3) ? names[level] : "info";
+    std::cerr << "[" << plugin_id << "] " << lvl << ": " << message << "\n";
+  }
+  virtual void fill_state(ember_trainer_state_t& out) {
+    out.stage = EMBER_STAGE_NONE;
+    out.max_epochs = out.max_steps = out.num_training_batches = out.num_val_batches = -1;
+  }
+  virtual std::optional<double> metric(std::string_view) { return std::nullopt; }
+  virtual void for_each_metric(const std::function<bool(std::string_view, double)>&) {}
+  virtual void request_stop(const std::string& plugin_id, std::string_view reason) {
+    log(plugin_id, EMBER_LOG_INFO, "asked to stop: " + std::string(reason));
+  }
+  virtual storage::UrlSpace& urls() { return urls_; }
+
+ private:
+  storage::UrlSpace urls_;
+};
+
+namespace detail {
+
+// The per-instance host table and its context.
+struct HostBinding {
+  ember_host_t table{};
+  std::string plugin_id;
+  Services* services = nullptr;
+  std::string default_root_dir;
+  static thread_local std::string last_error;
+
+  struct File {
+    std::unique_ptr<storage::Reader> reader;
+    std::unique_ptr<storage::Writer> writer;
+  };
+
+  static HostBinding& of(void* ctx) { return *static_cast<HostBinding*>(ctx); }
+
+  template <class F>
+  static ember_status_t guard(F&& f) noexcept {
+    try {
+      return f();
+    } catch (const std::exception& e) {
+      last_error = e.what();
+    } catch (...) {
+      last_error = "unknown error";
+    }
+    return EMBER_E_IO;
+  }
+
+  HostBinding(std::string id, Services* s) : plugin_id(std::move(id)), services(s) {
+    table.struct_size = sizeof(ember_host_t);
+    table.abi_major = EMBER_ABI_MAJOR;
+    table.abi_minor = EMBER_ABI_MINOR;
+    table.ctx = this;
+    table.host_version = cstr(kVersion);
+    table.log = [](void* c, int32_t level, ember_str_t m) {
+      try {
+        of(c).services->log(of(c).plugin_id, level, sv(m));
+      } catch (...) {
+      }
+    };
+    table.get_state = [](void* c, ember_trainer_state_t* out) -> ember_status_t {
+      if (!out || out->struct_size < offsetof(ember_trainer_state_t, default_root_dir)) {
+        last_error = "get_state: out->struct_size is too small";
+        return EMBER_E_INVALID;
+      }
+      ember_trainer_state_t full{};
+      full.struct_size = sizeof full;
+      of(c).services->fill_state(full);
+      std::size_t n = std::min<std::size_t>(out->struct_size, sizeof full);
+      uint32_t keep = out->struct_size;
+      std::memcpy(out, &full, n);
+      out->struct_size = keep;
+      return EMBER_OK;
+    };
+    table.get_metric = [](void* c, ember_str_t name, double* out) -> ember_status_t {
+      auto v = of(c).services->metric(sv(name));
+      if (!v) {
+        last_error = "metric '" + std::string(sv(name)) + "' has not been logged";
+        return EMBER_E_NOT_FOUND;
+      }
+      *out = *v;
+      return EMBER_OK;
+    };
+    table.list_metrics = [](void* c, ember_metric_fn fn, void* user) -> ember_status_t {
+      of(c).services->for_each_metric(
+          [&](std::string_view n, double v) { return fn(user, cstr(n), v) == 0; });
+      return EMBER_OK;
+    };
+    table.request_stop = [](void* c, ember_str_t reason) {
+      try {
+        of(c).services->request_stop(of(c).plugin_id, sv(reason));
+      } catch (...) {
+      }
+    };
+    table.open_read = [](void* c, ember_str_t url, uint64_t off, uint64_t len,
+                         ember_file_t** out) -> ember_status_t {
+      return guard([&] {
+        auto f = std::make_unique<File>();
+        f->reader = of(c).services->urls().open_read(std::string(sv(url)), off, len);
+        *out = reinterpret_cast<ember_file_t*>(f.release());
+        return EMBER_OK;
+      });
+    };
+    table.read = [](void*, ember_file_t* file, void* buf, size_t cap, size_t* got) -> ember_status_t {
+      return guard([&] {
+        auto* f = reinterpret_cast<File*>(file);
+        if (!f->reader) throw RuntimeError("read: the file was opened for writing");
+        *got = f->reader->read(buf, cap);
+        return EMBER_OK;
+      });
+    };
+    table.open_write = [](void* c, ember_str_t url, ember_file_t** out) -> ember_status_t {
+      return guard([&] {
+        auto f = std::make_unique<File>();
+        f->writer = of(c).services->urls().open_write(std::string(sv(url)));
+        *out = reinterpret_cast<ember_file_t*>(f.release());
+        return EMBER_OK;
+      });
+    };
+    table.write = [](void*, ember_file_t* file, const void* data, size_t size) -> ember_status_t {
+      return guard([&] {
+        auto* f = reinterpret_cast<File*>(file);
+        if (!f->writer) throw RuntimeError("write: the file was opened for reading");
+        f->writer->write(data, size);
+        return EMBER_OK;
+      });
+    };
+    table.commit = [](void*, ember_file_t* file) -> ember_status_t {
+      return guard([&] {
+        auto* f = reinterpret_cast<File*>(file);
+        if (!f->writer) throw RuntimeError("commit: the file was opened for reading");
+        f->writer->commit();
+        return EMBER_OK;
+      });
+    };
+    table.close = [](void*, ember_file_t* file) {
+      try {
+        delete reinterpret_cast<File*>(file);
+      } catch (...) {
+      }
+    };
+    table.stat = [](void* c, ember_str_t url, ember_stat_t* out) -> ember_status_t {
+      return guard([&] {
+        auto s = of(c).services->urls().stat(std::string(sv(url)));
+        if (!s) {
+          last_error = "no such object: " + std::string(sv(url));
+          return EMBER_E_NOT_FOUND;
+        }
+        thread_local std::string url_copy;
+        url_copy = s->url;
+        out->is_dir = s->is_dir;
+        out->size = s->size;
+        out->mtime_ns = s->mtime_ns;
+        out->url = cstr(url_copy);
+        return EMBER_OK;
+      });
+    };
+    table.list = [](void* c, ember_str_t prefix, ember_list_fn fn, void* user) -> ember_status_t {
+      return guard([&] {
+        for (const auto& s : of(c).services->urls().list(std::string(sv(prefix)))) {
+          ember_stat_t st{};
+          st.struct_size = sizeof st;
+          st.is_dir = s.is_dir;
+          st.size = s.size;
+          st.mtime_ns = s.mtime_ns;
+          st.url = cstr(s.url);
+          if (fn(user, &st) != 0) break;
+        }
+        return EMBER_OK;
+      });
+    };
+    table.remove = [](void* c, ember_str_t url) -> ember_status_t {
+      return guard([&] {
+        if (of(c).services->urls().remove(std::string(sv(url)))) return EMBER_OK;
+        last_error = "no such object: " + std::string(sv(url));
+        return EMBER_E_NOT_FOUND;
+      });
+    };
+    table.last_error = [](void*) -> ember_str_t { return cstr(last_error); };
+  }
+};
+inline thread_local std::string HostBinding::last_error;
+
+}  // namespace detail
+
+// One live plugin instance. Destroyed before its library is released.
+class PluginInstance {
+ public:
+  // config is checked against the plugin's schema (defaults filled) before create runs.
+  // `where` names the config location for messages (e.g. "run.json: trainer.logger[0]").
+  PluginInstance(std::shared_ptr<PluginLibrary> lib, boost::json::value config, Services& services,
+                 const std::string& where)
+      : lib_(std::move(lib)), binding_(std::make_unique<detail::HostBinding>(lib_->id(), &services)) {
+    const auto& e = lib_->entry();
+    if (config.is_null()) config = boost::json::object();
+    if (e.config_schema.size) {
+      auto schema = config::parse(sv(e.config_schema), lib_->path() + " config_schema");
+      config::check(config, schema, where, "config", /*fill_defaults=*/true);
+    } else if (!config.is_object() || !config.as_object().empty()) {
+      throw ConfigError(where + ": config: plugin '" + lib_->id() + "' takes no config keys");
+    }
+    config_ = boost::json::serialize(config);
+    void* self = nullptr;
+    ember_status_t rc = e.create(&binding_->table, cstr(config_), &self);
+    if (rc != EMBER_OK || !self) {
+      std::string why(sv(e.last_error(nullptr)));
+      throw RuntimeError("plugin " + lib_->id() + " (" + lib_->path() + "): create failed: " +
+                         (why.empty() ? "status " + std::to_string(rc) : why));
+    }
+    self_ = self;
+  }
+  ~PluginInstance() {
+    if (self_) lib_->entry().destroy(self_);
+  }
+  PluginInstance(const PluginInstance&) = delete;
+  PluginInstance& operator=(const PluginInstance&) = delete;
+
+  const std::string& id() const { return binding_->plugin_id; }
+  const PluginLibrary& library() const { return *lib_; }
+  void* self() const { return self_; }
+  const std::string& config_json() const { return config_; }
+
+  // The interface table, or null. Tables smaller than their own size field are refused.
+  template <class Table>
+  const Table* interface(std::string_view interface_id) const {
+    const void* t = lib_->entry().get_interface(self_, cstr(interface_id));
+    if (!t) return nullptr;
+    auto* table = static_cast<const Table*>(t);
+    if (table->struct_size < sizeof(uint32_t) + sizeof(void*))
+      throw RuntimeError("plugin " + id() + ": interface " + std::string(interface_id) +
+                         " table is too small (" + std::to_string(table->struct_size) + " bytes)");
+    return table;
+  }
+
+  std::string last_error() const { return std::string(sv(lib_->entry().last_error(self_))); }
+
+  // Put this instance's hooks in the registry (if it offers callbacks).
+  void register_hooks(HookRegistry& registry) const {
+    if (auto* cb = interface<ember_callbacks_v1_t>(EMBER_CALLBACKS_V1)) {
+      auto owner = registry.add_owner(id(), lib_->entry().last_error, self_);
+      registry.add_table(owner, *cb, self_);
+    }
+  }
+
+ private:
+  std::shared_ptr<PluginLibrary> lib_;  // declared first: released last
+  std::unique_ptr<detail::HostBinding> binding_;
+  std::string config_;
+  void* self_ = nullptr;
+};
+
+}  // namespace ember

@@ -1,0 +1,244 @@
+// Write an Ember plugin as a C++ class. Header-only; needs only ember/abi.h (no libtorch).
+//
+//   class MyLogger : public ember::plugin::Plugin,
+//                    public ember::plugin::Callbacks,
+//                    public ember::plugin::Logger {
+//    public:
+//     MyLogger(const ember_host_t* host, std::string_view config_json);
+//     void on_train_epoch_end(const ember_hook_args_t& args) override;
+//     void log_metrics(const ember_log_context_t& ctx, const ember_metric_t* m, size_t n) override;
+//   };
+//   EMBER_PLUGIN(MyLogger, "my_logger", "1.0.0", "What it does", R"({"type":"object"})")
+//
+// The macro exports `ember_plugin_entry`. Every call from the host lands in a catch-all: an
+// exception (construction included) becomes a status plus last_error, never an unwind across C.
+// Only the hooks the class overrides are put in its callbacks table; the rest cost nothing.
+#pragma once
+
+#include <ember/abi.h>
+#include <ember/callback.hpp>
+
+#include <cstring>
+#include <exception>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+namespace ember::plugin {
+
+constexpr std::string_view view(ember_str_t s) { return {s.data ? s.data : "", s.size}; }
+constexpr ember_str_t str(std::string_view s) { return {s.data(), s.size()}; }
+
+// The base every plugin class derives from: holds the host table and the last error.
+class Plugin {
+ public:
+  explicit Plugin(const ember_host_t* host) : host_(host) {}
+  virtual ~Plugin() = default;
+  Plugin(const Plugin&) = delete;
+  Plugin& operator=(const Plugin&) = delete;
+
+  const ember_host_t& host() const { return *host_; }
+  void log(ember_log_level_t level, std::string_view message) const {
+    host_->log(host_->ctx, level, str(message));
+  }
+  // Record a failure for last_error; returns the status to hand back.
+  ember_status_t fail(ember_status_t status, std::string message) {
+    last_error_ = std::move(message);
+    return status;
+  }
+  std::string last_error_;
+
+ private:
+  const ember_host_t* host_;
+};
+
+// Lightning's Callback: override the hooks you need (the same base in-process callbacks use).
+using Callbacks = ::ember::Callback;
+
+// Lightning's Logger.
+class Logger {
+ public:
+  virtual ~Logger() = default;
+  virtual void log_hyperparams(std::string_view /*params_json*/) {}
+  virtual void log_metrics(const ember_log_context_t& ctx, const ember_metric_t* metrics,
+                           size_t count) = 0;
+  virtual void after_save_checkpoint(std::string_view /*url*/) {}
+  virtual void save() {}
+  virtual void finalize(std::string_view /*status*/) {}
+};
+
+// Callback.state_dict / load_state_dict: JSON text saved in checkpoints under the plugin id.
+class State {
+ public:
+  virtual ~State() = default;
+  virtual std::string state_dict() = 0;
+  virtual void load_state_dict(std::string_view json) = 0;
+};
+
+namespace detail {
+
+// Run f; turn any exception into a status and the plugin's last_error.
+template <class F>
+ember_status_t guarded(Plugin* p, F&& f) noexcept {
+  try {
+    f();
+    return EMBER_OK;
+  } catch (const std::bad_alloc&) {
+    return p->fail(EMBER_E_NOMEM, "out of memory");
+  } catch (const std::exception& e) {
+    return p->fail(EMBER_E_FAILED, e.what());
+  } catch (...) {
+    return p->fail(EMBER_E_FAILED, "unknown exception");
+  }
+}
+
+inline std::string& create_error() {
+  static thread_local std::string error;
+  return error;
+}
+
+template <class T>
+struct Exports {
+  static ember_status_t create(const ember_host_t* host, ember_str_t config, void** out) noexcept {
+    *out = nullptr;
+    try {
+      T* p = new T(host, view(config));
+      *out = static_cast<Plugin*>(p);
+      return EMBER_OK;
+    } catch (const std::exception& e) {
+      create_error() = e.what();
+    } catch (...) {
+      create_error() = "unknown exception in constructor";
+    }
+    return EMBER_E_FAILED;
+  }
+  static T* self(void* s) { return static_cast<T*>(static_cast<Plugin*>(s)); }
+  static void destroy(void* s) noexcept {
+    try {
+      delete self(s);
+    } catch (...) {
+    }
+  }
+  static ember_str_t last_error(void* s) noexcept {
+    if (!s) return str(create_error());
+    return str(static_cast<Plugin*>(s)->last_error_);
+  }
+
+  // --- callbacks: one thunk per hook, placed only if T overrides it.
+#define EMBER_HOOK(name, since, doc)                                                  \
+  static ember_status_t hook_##name(void* s, const ember_hook_args_t* a) noexcept {   \
+    T* t = self(s);                                                                  \
+    return guarded(t, [&] { t->name(*a); });                                          \
+  }                                                                                   \
+  static constexpr bool overrides_##name() {                                          \
+    if constexpr (std::is_base_of_v<Callbacks, T>)                                    \
+      return !std::is_same_v<decltype(&T::name), decltype(&Callbacks::name)>;         \
+    else                                                                              \
+      return false;                                                                   \
+  }
+#include <ember/abi/hooks.def>
+
+  static const ember_callbacks_v1_t* callbacks() {
+    static const ember_callbacks_v1_t table = [] {
+      ember_callbacks_v1_t t;
+      std::memset(&t, 0, sizeof t);
+      t.struct_size = sizeof t;
+#define EMBER_HOOK(name, since, doc) \
+  if constexpr (overrides_##name()) t.name = &hook_##name;
+#include <ember/abi/hooks.def>
+      return t;
+    }();
+    return &table;
+  }
+
+  // --- logger
+  static ember_status_t log_hyperparams(void* s, ember_str_t p) noexcept {
+    T* t = self(s);
+    return guarded(t, [&] { t->log_hyperparams(view(p)); });
+  }
+  static ember_status_t log_metrics(void* s, const ember_log_context_t* c, const ember_metric_t* m,
+                                    size_t n) noexcept {
+    T* t = self(s);
+    return guarded(t, [&] { t->log_metrics(*c, m, n); });
+  }
+  static ember_status_t after_save_checkpoint(void* s, ember_str_t url) noexcept {
+    T* t = self(s);
+    return guarded(t, [&] { t->after_save_checkpoint(view(url)); });
+  }
+  static ember_status_t save(void* s) noexcept {
+    T* t = self(s);
+    return guarded(t, [&] { t->save(); });
+  }
+  static ember_status_t finalize(void* s, ember_str_t status) noexcept {
+    T* t = self(s);
+    return guarded(t, [&] { t->finalize(view(status)); });
+  }
+  static const ember_logger_v1_t* logger() {
+    static const ember_logger_v1_t table = {sizeof(ember_logger_v1_t), &log_hyperparams,
+                                            &log_metrics, &after_save_checkpoint, &save, &finalize};
+    return &table;
+  }
+
+  // --- state
+  static ember_status_t state_dict(void* s, const ember_sink_t* sink) noexcept {
+    T* t = self(s);
+    ember_status_t rc = guarded(t, [&] {
+      std::string json = t->state_dict();
+      ember_status_t w = sink->write(sink->ctx, json.data(), json.size());
+      if (w != EMBER_OK) throw std::runtime_error("the host refused the state bytes");
+    });
+    return rc;
+  }
+  static ember_status_t load_state_dict(void* s, ember_str_t json) noexcept {
+    T* t = self(s);
+    return guarded(t, [&] { t->load_state_dict(view(json)); });
+  }
+  static const ember_state_v1_t* state() {
+    static const ember_state_v1_t table = {sizeof(ember_state_v1_t), &state_dict, &load_state_dict};
+    return &table;
+  }
+
+  static const void* get_interface(void* s, ember_str_t id) noexcept {
+    std::string_view want = view(id);
+    (void)s;
+    if constexpr (std::is_base_of_v<Callbacks, T>)
+      if (want == EMBER_CALLBACKS_V1) return callbacks();
+    if constexpr (std::is_base_of_v<Logger, T>)
+      if (want == EMBER_LOGGER_V1) return logger();
+    if constexpr (std::is_base_of_v<State, T>)
+      if (want == EMBER_STATE_V1) return state();
+    if constexpr (has_extra_interfaces<T>::value) return T::extra_interface(self(s), want);
+    return nullptr;
+  }
+
+  template <class U, class = void>
+  struct has_extra_interfaces : std::false_type {};
+  template <class U>
+  struct has_extra_interfaces<U, std::void_t<decltype(&U::extra_interface)>> : std::true_type {};
+};
+
+}  // namespace detail
+}  // namespace ember::plugin
+
+// Export the entry for class T. SCHEMA is the JSON Schema of the plugin's config (a string).
+// A class may add interfaces with `static const void* extra_interface(T*, std::string_view id)`.
+#define EMBER_PLUGIN_TAGGED(T, ID, VERSION, DESCRIPTION, SCHEMA, BUILD_TAG)                 \
+  extern "C" EMBER_EXPORT const ember_plugin_entry_t ember_plugin_entry;                   \
+  extern "C" EMBER_EXPORT const ember_plugin_entry_t ember_plugin_entry = {                \
+      EMBER_ABI_MAJOR,                                                                     \
+      EMBER_ABI_MINOR,                                                                     \
+      sizeof(ember_plugin_entry_t),                                                        \
+      ::ember::plugin::str(ID),                                                            \
+      ::ember::plugin::str(VERSION),                                                       \
+      ::ember::plugin::str(DESCRIPTION),                                                   \
+      ::ember::plugin::str(SCHEMA),                                                        \
+      ::ember::plugin::str(BUILD_TAG),                                                     \
+      &::ember::plugin::detail::Exports<T>::create,                                        \
+      &::ember::plugin::detail::Exports<T>::destroy,                                       \
+      &::ember::plugin::detail::Exports<T>::get_interface,                                 \
+      &::ember::plugin::detail::Exports<T>::last_error};
+
+#define EMBER_PLUGIN(T, ID, VERSION, DESCRIPTION, SCHEMA) \
+  EMBER_PLUGIN_TAGGED(T, ID, VERSION, DESCRIPTION, SCHEMA, "")

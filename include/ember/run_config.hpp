@@ -1,0 +1,115 @@
+// The run configuration file (`ember fit --config run.json`): its JSON Schema and loading.
+// Names follow Lightning's Trainer arguments and LightningCLI's layout.
+#pragma once
+
+#include <ember/config.hpp>
+#include <ember/error.hpp>
+
+#include <string>
+#include <vector>
+
+namespace ember {
+
+// A plugin reference: {"plugin": "<id>", "config": {...}}.
+inline constexpr const char* kPluginRefSchema = R"({
+  "type": "object", "additionalProperties": false, "required": ["plugin"],
+  "properties": {
+    "plugin": {"type": "string", "minLength": 1, "description": "plugin id"},
+    "config": {"type": "object", "description": "the plugin's config, checked against its schema"}
+  }
+})";
+
+inline std::string run_config_schema() {
+  const std::string ref = kPluginRefSchema;
+  return R"({
+  "type": "object", "additionalProperties": false,
+  "properties": {
+    "$schema": {"type": "string"},
+    "seed_everything": {"type": ["integer", "null"], "default": null},
+    "ckpt_path": {"type": ["string", "null"], "default": null,
+                  "description": "checkpoint URL to resume from, or \"last\" / \"best\""},
+    "plugins": {"type": "object", "additionalProperties": false, "properties": {
+      "dirs": {"type": "array", "items": {"type": "string"}, "default": []},
+      "storage": {"type": "array", "items": )" + ref + R"(, "default": []}
+    }},
+    "trainer": {"type": "object", "additionalProperties": false, "properties": {
+      "max_epochs": {"type": ["integer", "null"], "minimum": -1, "default": null},
+      "min_epochs": {"type": ["integer", "null"], "minimum": 0, "default": null},
+      "max_steps": {"type": "integer", "minimum": -1, "default": -1},
+      "val_check_interval": {"type": ["number", "null"], "exclusiveMinimum": 0, "default": null},
+      "check_val_every_n_epoch": {"type": ["integer", "null"], "minimum": 1, "default": 1},
+      "limit_train_batches": {"type": ["number", "null"], "minimum": 0, "default": null},
+      "limit_val_batches": {"type": ["number", "null"], "minimum": 0, "default": null},
+      "limit_test_batches": {"type": ["number", "null"], "minimum": 0, "default": null},
+      "limit_predict_batches": {"type": ["number", "null"], "minimum": 0, "default": null},
+      "num_sanity_val_steps": {"type": "integer", "minimum": -1, "default": 2},
+      "accumulate_grad_batches": {"type": "integer", "minimum": 1, "default": 1},
+      "gradient_clip_val": {"type": ["number", "null"], "minimum": 0, "default": null},
+      "gradient_clip_algorithm": {"enum": ["norm", "value"], "default": "norm"},
+      "log_every_n_steps": {"type": "integer", "minimum": 1, "default": 50},
+      "default_root_dir": {"type": "string", "default": "."},
+      "deterministic": {"type": "boolean", "default": false},
+      "fast_dev_run": {"type": ["boolean", "integer"], "default": false},
+      "enable_checkpointing": {"type": "boolean", "default": true},
+      "enable_progress_bar": {"type": "boolean", "default": true},
+      "num_threads": {"type": ["integer", "null"], "minimum": 1, "default": null},
+      "logger": {"anyOf": [{"type": "boolean"}, {"type": "array", "items": )" + ref + R"(}], "default": true},
+      "callbacks": {"type": "array", "items": )" + ref + R"(, "default": []}
+    }},
+    "model": {"type": "object", "additionalProperties": false, "properties": {
+      "plugin": {"type": "string", "minLength": 1},
+      "torchscript": {"type": "string", "minLength": 1},
+      "loss": {"enum": ["cross_entropy", "mse", "l1", "nll"], "default": "cross_entropy"},
+      "config": {"type": "object"},
+      "optimizer": {"type": "object", "additionalProperties": false, "properties": {
+        "name": {"enum": ["sgd", "adam", "adamw"], "default": "adam"},
+        "lr": {"type": "number", "exclusiveMinimum": 0, "default": 0.001},
+        "momentum": {"type": "number", "minimum": 0, "default": 0},
+        "weight_decay": {"type": "number", "minimum": 0, "default": 0}
+      }},
+      "lr_scheduler": {"type": "object", "additionalProperties": false, "properties": {
+        "name": {"enum": ["step", "cosine"]},
+        "interval": {"enum": ["step", "epoch"], "default": "epoch"},
+        "step_size": {"type": "integer", "minimum": 1, "default": 1},
+        "gamma": {"type": "number", "default": 0.1},
+        "t_max": {"type": "integer", "minimum": 1, "default": 10},
+        "eta_min": {"type": "number", "default": 0}
+      }}
+    }},
+    "data": {"type": "object", "additionalProperties": false, "properties": {
+      "format": {"enum": ["idx", "csv", "tensors"], "default": "idx"},
+      "train": {"type": "array", "items": {"type": "string"}},
+      "val": {"type": "array", "items": {"type": "string"}},
+      "test": {"type": "array", "items": {"type": "string"}},
+      "predict": {"type": "array", "items": {"type": "string"}},
+      "val_fraction": {"type": "number", "minimum": 0, "maximum": 0.9, "default": 0},
+      "batch_size": {"type": "integer", "minimum": 1, "default": 32},
+      "shuffle": {"type": "boolean", "default": true},
+      "normalize": {"type": "boolean", "default": true},
+      "label_column": {"type": "integer", "default": -1},
+      "has_header": {"type": "boolean", "default": true}
+    }}
+  }
+})";
+}
+
+// Load FILE, apply `--set` overrides, check against the schema and fill defaults.
+// Throws ConfigError with FILE:LINE:COL for bad JSON, key paths for bad values.
+inline boost::json::value load_run_config(const std::string& path,
+                                          const std::vector<std::string>& overrides) {
+  boost::json::value cfg = config::load_file(path);
+  for (const auto& o : overrides) config::apply_override(cfg, o);
+  if (!cfg.is_object()) throw ConfigError(path + ": (root): expected a JSON object");
+  static const boost::json::value schema = config::parse(run_config_schema(), "run config schema");
+  config::check(cfg, schema, path, "", /*fill_defaults=*/true);
+  // Fill the sections' defaults too, so `ember config` shows what will run.
+  auto& obj = cfg.as_object();
+  for (const char* section : {"plugins", "trainer"})
+    if (!obj.contains(section)) {
+      obj[section] = boost::json::object();
+      config::check(cfg, schema, path, "", true);
+    }
+  return cfg;
+}
+
+}  // namespace ember
