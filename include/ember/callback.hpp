@@ -16,6 +16,16 @@ class Callback {
 #include <ember/abi/hooks.def>
 };
 
+// Member pointers of the hooks by id, to call one hook of one callback by id.
+using HookMember = void (Callback::*)(const HookArgs&);
+inline HookMember hook_member(ember_hook_id_t id) {
+  static const HookMember members[] = {
+#define EMBER_HOOK(name, since, doc) &Callback::name,
+#include <ember/abi/hooks.def>
+  };
+  return members[id];
+}
+
 // The hook names, in hooks.def order, for messages and the docs table.
 inline const char* hook_name(ember_hook_id_t id) {
   static const char* const names[] = {

@@ -120,7 +120,7 @@ class PluginLibrary {
   std::vector<std::string> interfaces() const {
     std::vector<std::string> out;
     for (const char* i : {EMBER_CALLBACKS_V1, EMBER_LOGGER_V1, EMBER_STORAGE_V1,
-                          EMBER_CHECKPOINT_IO_V1, EMBER_STATE_V1})
+                          EMBER_CHECKPOINT_IO_V1, EMBER_STATE_V1, "ember.model/1"})
       if (entry_->get_interface(nullptr, cstr(i))) out.emplace_back(i);
     return out;
   }
@@ -270,6 +270,9 @@ class Services {
     log(plugin_id, EMBER_LOG_INFO, "asked to stop: " + std::string(reason));
   }
   virtual storage::UrlSpace& urls() { return urls_; }
+  virtual void save_checkpoint(const std::string& url, bool /*weights_only*/) {
+    throw RuntimeError("cannot save checkpoint " + url + ": no trainer is running");
+  }
 
  private:
   storage::UrlSpace urls_;
@@ -435,6 +438,12 @@ struct HostBinding {
       });
     };
     table.last_error = [](void*) -> ember_str_t { return cstr(last_error); };
+    table.save_checkpoint = [](void* c, ember_str_t url, int32_t weights_only) -> ember_status_t {
+      return guard([&] {
+        of(c).services->save_checkpoint(std::string(sv(url)), weights_only != 0);
+        return EMBER_OK;
+      });
+    };
   }
 };
 inline thread_local std::string HostBinding::last_error;

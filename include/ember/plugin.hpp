@@ -79,6 +79,9 @@ class State {
 
 namespace detail {
 
+template <class T>
+const void* model_interface(std::string_view id);
+
 // Run f; turn any exception into a status and the plugin's last_error.
 template <class F>
 ember_status_t guarded(Plugin* p, F&& f) noexcept {
@@ -203,6 +206,10 @@ struct Exports {
   static const void* get_interface(void* s, ember_str_t id) noexcept {
     std::string_view want = view(id);
     (void)s;
+    if constexpr (is_model<T>::value) {
+      if (const void* m = ::ember::plugin::detail::model_interface<T>(want)) return m;
+      return nullptr;  // a model's hooks run as the module's, not as a callback plugin's
+    }
     if constexpr (std::is_base_of_v<Callbacks, T>)
       if (want == EMBER_CALLBACKS_V1) return callbacks();
     if constexpr (std::is_base_of_v<Logger, T>)
@@ -212,6 +219,11 @@ struct Exports {
     if constexpr (has_extra_interfaces<T>::value) return T::extra_interface(self(s), want);
     return nullptr;
   }
+
+  template <class U, class = void>
+  struct is_model : std::false_type {};
+  template <class U>
+  struct is_model<U, std::void_t<decltype(&U::configure_optimizers)>> : std::true_type {};
 
   template <class U, class = void>
   struct has_extra_interfaces : std::false_type {};

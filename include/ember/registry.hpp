@@ -70,6 +70,9 @@ class HookRegistry {
     return owner;
   }
 
+  // Register every hook of a callback whose concrete type is not known here (virtual dispatch).
+  OwnerId add_all(Callback& callback, std::string id) { return add<Callback>(callback, std::move(id)); }
+
   // Run every slot of hook in order. The first failure stops the hook and throws HookError
   // naming the owner; a C++ exception from an in-process callback is wrapped the same way.
   void call(ember_hook_id_t hook, const HookArgs& args) const {

@@ -66,6 +66,10 @@ typedef struct ember_host {
     /* The message of the last failed host call made with this ctx on this thread; valid until
      * the next host call. Required: yes. [any-thread]. */
     ember_str_t (*last_error)(void *ctx);
+    /* Write a checkpoint of the whole run to url now (Lightning's trainer.save_checkpoint),
+     * atomically; weights_only non-zero omits optimizer and loop state.
+     * Required: yes. [train-thread]. Since: 1.0. */
+    ember_status_t (*save_checkpoint)(void *ctx, ember_str_t url, int32_t weights_only);
 } ember_host_t;
 
 #ifdef __cplusplus

@@ -1,0 +1,194 @@
+// Built-in data: idx (MNIST family, gzipped or not), numeric CSV and saved tensors, read
+// through the URL space and preloaded; batches are zero-copy slices of a per-epoch permutation.
+#pragma once
+
+#include <ember/error.hpp>
+#include <ember/module.hpp>
+#include <ember/storage.hpp>
+
+#include <torch/torch.h>
+#include <zlib.h>
+
+#include <cstdint>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace ember::data {
+
+struct Dataset {
+  torch::Tensor x;  // [N, ...] float32
+  torch::Tensor y;  // [N] int64 (classes) or float32; undefined when unlabelled
+  std::int64_t size() const { return x.defined() ? x.size(0) : 0; }
+};
+
+inline std::string gunzip_if_needed(std::string bytes, const std::string& url) {
+  if (bytes.size() < 2 || static_cast<unsigned char>(bytes[0]) != 0x1f ||
+      static_cast<unsigned char>(bytes[1]) != 0x8b)
+    return bytes;
+  z_stream zs{};
+  if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) throw RuntimeError(url + ": cannot start gunzip");
+  std::string out;
+  out.resize(bytes.size() * 4);
+  zs.next_in = reinterpret_cast<Bytef*>(bytes.data());
+  zs.avail_in = static_cast<uInt>(bytes.size());
+  int rc;
+  do {
+    if (zs.total_out >= out.size()) out.resize(out.size() * 2);
+    zs.next_out = reinterpret_cast<Bytef*>(&out[zs.total_out]);
+    zs.avail_out = static_cast<uInt>(out.size() - zs.total_out);
+    rc = inflate(&zs, Z_NO_FLUSH);
+  } while (rc == Z_OK);
+  out.resize(zs.total_out);
+  inflateEnd(&zs);
+  if (rc != Z_STREAM_END) throw RuntimeError(url + ": corrupt gzip data");
+  return out;
+}
+
+inline std::uint32_t be32(const std::string& b, std::size_t off) {
+  auto u = [&](std::size_t i) { return static_cast<std::uint32_t>(static_cast<unsigned char>(b[off + i])); };
+  return (u(0) << 24) | (u(1) << 16) | (u(2) << 8) | u(3);
+}
+
+// One idx file as a uint8 tensor of its declared shape (only the ubyte type is used by MNIST).
+inline torch::Tensor read_idx_file(const storage::UrlSpace& urls, const std::string& url) {
+  std::string b = gunzip_if_needed(urls.read_all(url), url);
+  if (b.size() < 4 || b[0] != 0 || b[1] != 0)
+    throw RuntimeError(url + ": not an idx file (expected magic 00 00 TT DD)");
+  const unsigned type = static_cast<unsigned char>(b[2]), dims = static_cast<unsigned char>(b[3]);
+  if (type != 0x08) throw RuntimeError(url + ": idx type " + std::to_string(type) + " unsupported (expected 0x08 ubyte)");
+  if (dims == 0 || b.size() < 4 + 4 * dims) throw RuntimeError(url + ": truncated idx header");
+  std::vector<std::int64_t> shape;
+  std::int64_t count = 1;
+  for (unsigned d = 0; d < dims; ++d) shape.push_back(be32(b, 4 + 4 * d)), count *= shape.back();
+  const std::size_t off = 4 + 4 * dims;
+  if (b.size() - off != static_cast<std::size_t>(count))
+    throw RuntimeError(url + ": idx body has " + std::to_string(b.size() - off) + " bytes, header says " +
+                       std::to_string(count));
+  auto t = torch::empty(shape, torch::kUInt8);
+  std::memcpy(t.data_ptr(), b.data() + off, static_cast<std::size_t>(count));
+  return t;
+}
+
+// images + labels idx files -> x float [N, H*W] (scaled to [0,1], then standardised when
+// normalize), y int64 [N].
+inline Dataset read_idx(const storage::UrlSpace& urls, const std::vector<std::string>& files,
+                        bool normalize) {
+  if (files.empty() || files.size() > 2)
+    throw ConfigError("data: idx expects [images] or [images, labels] URLs");
+  Dataset d;
+  auto images = read_idx_file(urls, files[0]);
+  d.x = images.reshape({images.size(0), -1}).to(torch::kFloat32).div_(255.0);
+  if (normalize) d.x.sub_(0.2860).div_(0.3530);  // Fashion-MNIST's mean and std
+  if (files.size() == 2) {
+    d.y = read_idx_file(urls, files[1]).to(torch::kInt64).reshape({-1});
+    if (d.y.size(0) != d.x.size(0))
+      throw RuntimeError(files[1] + ": " + std::to_string(d.y.size(0)) + " labels for " +
+                         std::to_string(d.x.size(0)) + " images in " + files[0]);
+  }
+  return d;
+}
+
+// Numeric CSV: every column a number; label_column (negative counts from the end) is y.
+inline Dataset read_csv(const storage::UrlSpace& urls, const std::string& url, int label_column,
+                        bool has_header) {
+  std::istringstream in(urls.read_all(url));
+  std::string line;
+  std::vector<float> values;
+  std::vector<std::int64_t> labels;
+  std::int64_t cols = -1, row = 0, line_no = 0;
+  bool integral_labels = true;
+  std::vector<double> raw_labels;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (has_header && line_no == 1) continue;
+    if (line.empty() || line == "\r") continue;
+    std::vector<double> fields;
+    std::size_t pos = 0;
+    while (pos <= line.size()) {
+      auto comma = line.find(',', pos);
+      std::string f = line.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+      char* end = nullptr;
+      double v = std::strtod(f.c_str(), &end);
+      if (end == f.c_str()) throw RuntimeError(url + ":" + std::to_string(line_no) + ": '" + f + "' is not a number");
+      fields.push_back(v);
+      if (comma == std::string::npos) break;
+      pos = comma + 1;
+    }
+    if (cols < 0) cols = static_cast<std::int64_t>(fields.size());
+    if (static_cast<std::int64_t>(fields.size()) != cols)
+      throw RuntimeError(url + ":" + std::to_string(line_no) + ": " + std::to_string(fields.size()) +
+                         " columns, expected " + std::to_string(cols));
+    std::int64_t lc = label_column < 0 ? cols + label_column : label_column;
+    for (std::int64_t c = 0; c < cols; ++c) {
+      if (c == lc) {
+        raw_labels.push_back(fields[c]);
+        if (std::floor(fields[c]) != fields[c]) integral_labels = false;
+      } else {
+        values.push_back(static_cast<float>(fields[c]));
+      }
+    }
+    ++row;
+  }
+  if (row == 0) throw RuntimeError(url + ": no data rows");
+  Dataset d;
+  d.x = torch::from_blob(values.data(), {row, cols - 1}, torch::kFloat32).clone();
+  auto y = torch::from_blob(raw_labels.data(), {row}, torch::kFloat64).clone();
+  d.y = integral_labels ? y.to(torch::kInt64) : y.to(torch::kFloat32);
+  return d;
+}
+
+// Saved tensors: a pickle (torch::pickle_save / Python torch.save of a dict) with "x" and "y".
+inline Dataset read_tensors(const storage::UrlSpace& urls, const std::string& url) {
+  std::string b = urls.read_all(url);
+  torch::IValue v = torch::pickle_load(std::vector<char>(b.begin(), b.end()));
+  if (!v.isGenericDict()) throw RuntimeError(url + ": expected a dict with keys \"x\" and \"y\"");
+  Dataset d;
+  for (const auto& kv : v.toGenericDict()) {
+    if (kv.key().toStringRef() == "x") d.x = kv.value().toTensor();
+    if (kv.key().toStringRef() == "y") d.y = kv.value().toTensor();
+  }
+  if (!d.x.defined()) throw RuntimeError(url + ": no \"x\" tensor");
+  return d;
+}
+
+// Batches of one dataset: a seeded permutation per epoch, then zero-copy slices.
+class Loader {
+ public:
+  Loader() = default;
+  Loader(Dataset d, std::int64_t batch_size, bool shuffle, std::uint64_t seed)
+      : data_(std::move(d)), batch_size_(batch_size), shuffle_(shuffle), seed_(seed) {
+    x_ = data_.x;
+    y_ = data_.y;
+  }
+  std::int64_t num_batches() const {
+    return data_.size() == 0 ? 0 : (data_.size() + batch_size_ - 1) / batch_size_;
+  }
+  std::int64_t size() const { return data_.size(); }
+  // The epoch's order depends only on (seed, epoch): a resumed run sees the same batches.
+  void start_epoch(std::int64_t epoch) {
+    if (!shuffle_ || data_.size() == 0) return;
+    torch::NoGradGuard ng;
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(seed_ * 1000003ULL + static_cast<std::uint64_t>(epoch));
+    auto perm = torch::randperm(data_.size(), gen, torch::TensorOptions().dtype(torch::kInt64));
+    x_ = data_.x.index_select(0, perm);
+    if (data_.y.defined()) y_ = data_.y.index_select(0, perm);
+  }
+  Batch batch(std::int64_t i) const {
+    std::int64_t start = i * batch_size_;
+    std::int64_t len = std::min(batch_size_, data_.size() - start);
+    Batch b;
+    b.x = x_.narrow(0, start, len);
+    if (y_.defined()) b.y = y_.narrow(0, start, len);
+    return b;
+  }
+
+ private:
+  Dataset data_;
+  torch::Tensor x_, y_;
+  std::int64_t batch_size_ = 1;
+  bool shuffle_ = false;
+  std::uint64_t seed_ = 0;
+};
+
+}  // namespace ember::data

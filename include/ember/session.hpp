@@ -1,0 +1,298 @@
+// A run assembled from the JSON config: plugins (storage, loggers, callbacks), data, the
+// trainer; the model comes from the caller (embedded), a model plugin or a TorchScript file.
+// host/ uses it for `ember fit`; an application that embeds Ember can use it the same way.
+#pragma once
+
+#include <ember/loader.hpp>
+#include <ember/model_plugin.hpp>
+#include <ember/run_config.hpp>
+#include <ember/script_module.hpp>
+#include <ember/trainer.hpp>
+
+#include <boost/json.hpp>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace ember {
+
+class Session {
+ public:
+  // cfg: a config already loaded and checked (load_run_config); source names it in messages.
+  Session(boost::json::value cfg, const Catalog& catalog, std::string source)
+      : cfg_(std::move(cfg)), catalog_(catalog), source_(std::move(source)) {}
+
+  // Build everything. module may be null: then the config's model section provides it.
+  Trainer& build(Module* module = nullptr) {
+    const auto& root = cfg_.as_object();
+    const auto& tcfg = root.at("trainer").as_object();
+    auto opts = TrainerOptions::from_json(tcfg, root.contains("seed_everything") ? root.at("seed_everything") : boost::json::value());
+    if (opts.seed) torch::manual_seed(*opts.seed);
+    module_ = module ? module : make_model();
+    trainer_ = std::make_unique<Trainer>(std::move(opts), *module_);
+    // Storage first: later plugins may write through it.
+    for (auto& ref : refs("plugins", "storage")) {
+      auto& inst = instantiate(ref);
+      if (inst.interface<ember_storage_v1_t>(EMBER_STORAGE_V1) == nullptr)
+        throw ConfigError(source_ + ": " + ref.where + ": plugin '" + ref.id + "' offers no " EMBER_STORAGE_V1);
+    }
+    const auto* logger = tcfg.if_contains("logger");
+    if (logger && logger->is_bool() && logger->as_bool() && catalog_.find("csv_logger")) {
+      // Lightning's default logger; here the CSV logger (no TensorBoard dependency).
+      instantiate({"trainer.logger (default)", "csv_logger", boost::json::object()});
+    }
+    for (auto& ref : refs("trainer", "logger")) instantiate(ref);
+    for (auto& ref : refs("trainer", "callbacks")) instantiate(ref);
+    const bool progress = tcfg.contains("enable_progress_bar") && tcfg.at("enable_progress_bar").as_bool();
+    if (progress && !has("progress_bar") && catalog_.find("progress_bar"))
+      instantiate({"trainer.enable_progress_bar", "progress_bar", boost::json::object()});
+    for (auto& p : plugins_) trainer_->add_plugin(*p);
+    build_data();
+    trainer_->set_data(train_.get(), val_.get(), test_.get(), predict_.get());
+    return *trainer_;
+  }
+
+  Trainer& trainer() { return *trainer_; }
+  Module& module() { return *module_; }
+
+  // "last" / "best" resolve through model_checkpoint's index; anything else is a URL.
+  std::string resolve_ckpt(const std::string& path) {
+    if (path.empty() || (path != "last" && path != "best")) return path;
+    std::string dir = checkpoint_dir();
+    std::string index_url = storage::join(dir, "checkpoints.json");
+    std::string text;
+    try {
+      text = trainer_->urls().read_all(index_url);
+    } catch (const std::exception& e) {
+      throw ConfigError("ckpt_path=\"" + path + "\": no checkpoint index at " + index_url + " (" + e.what() + ")");
+    }
+    auto index = config::parse(text, index_url);
+    const auto* v = index.as_object().if_contains(path);
+    if (!v || !v->is_string() || v->as_string().empty())
+      throw ConfigError("ckpt_path=\"" + path + "\": the index " + index_url + " has no '" + path + "' checkpoint");
+    return std::string(v->as_string());
+  }
+
+ private:
+  struct Ref {
+    std::string where, id;
+    boost::json::value config;
+  };
+
+  bool has(const std::string& id) const {
+    for (auto& p : plugins_)
+      if (p->id() == id) return true;
+    return false;
+  }
+
+  std::vector<Ref> refs(const char* section, const char* key) const {
+    std::vector<Ref> out;
+    const auto* s = cfg_.as_object().if_contains(section);
+    if (!s) return out;
+    const auto* list = s->as_object().if_contains(key);
+    if (!list || !list->is_array()) return out;
+    std::size_t i = 0;
+    for (const auto& v : list->as_array()) {
+      const auto& o = v.as_object();
+      out.push_back({std::string(section) + "." + key + "[" + std::to_string(i++) + "]",
+                     std::string(o.at("plugin").as_string()),
+                     o.contains("config") ? o.at("config") : boost::json::value(boost::json::object())});
+    }
+    return out;
+  }
+
+  PluginInstance& instantiate(const Ref& ref) {
+    auto lib = catalog_.require(ref.id, source_ + ": " + ref.where + ".plugin");
+    if (lib->entry().build_tag.size)
+      throw ConfigError(source_ + ": " + ref.where + ": plugin '" + ref.id + "' is a model plugin; use it as model.plugin");
+    plugins_.push_back(std::make_unique<PluginInstance>(lib, ref.config, *trainer_, source_ + ": plugin " + ref.id + " at " + ref.where));
+    auto& inst = *plugins_.back();
+    if (auto* st = inst.interface<ember_storage_v1_t>(EMBER_STORAGE_V1)) {
+      std::string schemes(sv(st->schemes));
+      std::size_t start = 0;
+      while (start <= schemes.size()) {
+        auto c = schemes.find(',', start);
+        std::string scheme = schemes.substr(start, c == std::string::npos ? std::string::npos : c - start);
+        if (!scheme.empty()) trainer_->urls().add(scheme, std::make_shared<PluginBackend>(inst, *st));
+        if (c == std::string::npos) break;
+        start = c + 1;
+      }
+    }
+    return inst;
+  }
+
+  // A storage plugin seen as a Backend.
+  class PluginBackend final : public storage::Backend {
+   public:
+    PluginBackend(PluginInstance& p, const ember_storage_v1_t& t) : p_(p), t_(t) {}
+    std::unique_ptr<storage::Reader> open_read(const std::string& url, std::uint64_t off, std::uint64_t len) override {
+      ember_file_t* f = nullptr;
+      check(t_.open_read(p_.self(), cstr(url), off, len, &f), "open", url);
+      struct R final : storage::Reader {
+        PluginBackend* b;
+        ember_file_t* f;
+        std::string url;
+        ~R() override { b->t_.close(b->p_.self(), f); }
+        std::size_t read(void* buf, std::size_t cap) override {
+          std::size_t got = 0;
+          b->check(b->t_.read(b->p_.self(), f, buf, cap, &got), "read", url);
+          return got;
+        }
+      };
+      auto r = std::make_unique<R>();
+      r->b = this, r->f = f, r->url = url;
+      return r;
+    }
+    std::unique_ptr<storage::Writer> open_write(const std::string& url) override {
+      ember_file_t* f = nullptr;
+      check(t_.open_write(p_.self(), cstr(url), &f), "open for writing", url);
+      struct W final : storage::Writer {
+        PluginBackend* b;
+        ember_file_t* f;
+        std::string url;
+        ~W() override { b->t_.close(b->p_.self(), f); }
+        void write(const void* d, std::size_t n) override { b->check(b->t_.write(b->p_.self(), f, d, n), "write", url); }
+        void commit() override { b->check(b->t_.commit(b->p_.self(), f), "commit", url); }
+      };
+      auto w = std::make_unique<W>();
+      w->b = this, w->f = f, w->url = url;
+      return w;
+    }
+    std::optional<storage::Stat> stat(const std::string& url) override {
+      ember_stat_t st{};
+      st.struct_size = sizeof st;
+      ember_status_t rc = t_.stat(p_.self(), cstr(url), &st);
+      if (rc == EMBER_E_NOT_FOUND) return std::nullopt;
+      check(rc, "stat", url);
+      return storage::Stat{std::string(sv(st.url)), st.is_dir != 0, st.size, st.mtime_ns};
+    }
+    std::vector<storage::Stat> list(const std::string& prefix) override {
+      std::vector<storage::Stat> out;
+      check(t_.list(p_.self(), cstr(prefix),
+                    [](void* u, const ember_stat_t* s) -> int32_t {
+                      static_cast<std::vector<storage::Stat>*>(u)->push_back(
+                          {std::string(sv(s->url)), s->is_dir != 0, s->size, s->mtime_ns});
+                      return 0;
+                    },
+                    &out),
+            "list", prefix);
+      return out;
+    }
+    bool remove(const std::string& url) override {
+      ember_status_t rc = t_.remove(p_.self(), cstr(url));
+      if (rc == EMBER_E_NOT_FOUND) return false;
+      check(rc, "remove", url);
+      return true;
+    }
+
+   private:
+    void check(ember_status_t rc, const char* what, const std::string& url) {
+      if (rc == EMBER_OK) return;
+      throw RuntimeError("plugin " + p_.id() + ": cannot " + what + " " + url + ": " + p_.last_error());
+    }
+    PluginInstance& p_;
+    const ember_storage_v1_t& t_;
+  };
+
+  Module* make_model() {
+    const auto* m = cfg_.as_object().if_contains("model");
+    if (!m) throw ConfigError(source_ + ": model: required (model.plugin or model.torchscript)");
+    const auto& mo = m->as_object();
+    if (auto* p = mo.if_contains("plugin")) {
+      std::string id(p->as_string());
+      auto lib = catalog_.require(id, source_ + ": model.plugin");
+      std::string tag(sv(lib->entry().build_tag));
+      if (tag.empty())
+        throw ConfigError(source_ + ": model.plugin: '" + id + "' (" + lib->path() + ") is not a model plugin (no build tag)");
+      if (tag != kBuildTag)
+        throw ConfigError(source_ + ": model.plugin: '" + id + "' (" + lib->path() + ") was built for '" + tag +
+                          "' but this host is '" + std::string(kBuildTag) + "'; rebuild the plugin against this libtorch");
+      boost::json::value c = mo.contains("config") ? mo.at("config") : boost::json::value(boost::json::object());
+      model_plugin_ = std::make_unique<PluginInstance>(lib, c, services_, source_ + ": model");
+      auto* table = model_plugin_->interface<ModelTable>(EMBER_MODEL_V1);
+      if (!table) throw ConfigError(source_ + ": model.plugin: '" + id + "' offers no " EMBER_MODEL_V1);
+      return table->module(model_plugin_->self());
+    }
+    if (auto* ts = mo.if_contains("torchscript")) {
+      std::string opt = "adam";
+      double lr = 1e-3;
+      if (auto* o = mo.if_contains("optimizer")) {
+        if (auto* n = o->as_object().if_contains("name")) opt = std::string(n->as_string());
+        if (auto* l = o->as_object().if_contains("lr")) lr = config::number_of(*l);
+      }
+      std::string loss = mo.contains("loss") ? std::string(mo.at("loss").as_string()) : "cross_entropy";
+      script_ = std::make_unique<ScriptModule>(services_.urls(), std::string(ts->as_string()), loss, opt, lr);
+      return script_.get();
+    }
+    throw ConfigError(source_ + ": model: expected model.plugin or model.torchscript");
+  }
+
+  void build_data() {
+    const auto* d = cfg_.as_object().if_contains("data");
+    if (!d) return;
+    const auto& o = d->as_object();
+    auto str = [&](const char* k, const char* def) { return o.contains(k) ? std::string(o.at(k).as_string()) : std::string(def); };
+    auto num = [&](const char* k, double def) { return o.contains(k) ? config::number_of(o.at(k)) : def; };
+    auto flag = [&](const char* k, bool def) { return o.contains(k) ? o.at(k).as_bool() : def; };
+    const std::string format = str("format", "idx");
+    const auto batch = static_cast<std::int64_t>(num("batch_size", 32));
+    const bool shuffle = flag("shuffle", true), normalize = flag("normalize", true);
+    const std::uint64_t seed = trainer_->options().seed.value_or(0);
+    auto files = [&](const char* k) {
+      std::vector<std::string> out;
+      if (auto* v = o.if_contains(k))
+        for (const auto& f : v->as_array()) out.emplace_back(f.as_string());
+      return out;
+    };
+    auto load = [&](const std::vector<std::string>& f) -> data::Dataset {
+      if (format == "idx") return data::read_idx(trainer_->urls(), f, normalize);
+      if (f.size() != 1) throw ConfigError(source_ + ": data: format " + format + " takes one URL per split");
+      if (format == "csv")
+        return data::read_csv(trainer_->urls(), f[0], static_cast<int>(num("label_column", -1)), flag("has_header", true));
+      return data::read_tensors(trainer_->urls(), f[0]);
+    };
+    if (auto f = files("train"); !f.empty()) {
+      data::Dataset train = load(f);
+      data::Dataset val;
+      if (auto vf = files("val"); !vf.empty()) {
+        val = load(vf);
+      } else if (double frac = num("val_fraction", 0); frac > 0) {
+        // The last fraction of the training set, before any shuffling: a fixed split.
+        std::int64_t n_val = static_cast<std::int64_t>(static_cast<double>(train.size()) * frac);
+        std::int64_t n_tr = train.size() - n_val;
+        val.x = train.x.narrow(0, n_tr, n_val);
+        val.y = train.y.defined() ? train.y.narrow(0, n_tr, n_val) : torch::Tensor();
+        train.x = train.x.narrow(0, 0, n_tr);
+        if (train.y.defined()) train.y = train.y.narrow(0, 0, n_tr);
+      }
+      train_ = std::make_unique<data::Loader>(std::move(train), batch, shuffle, seed);
+      if (val.size()) val_ = std::make_unique<data::Loader>(std::move(val), batch, false, seed);
+    } else if (auto vf = files("val"); !vf.empty()) {
+      val_ = std::make_unique<data::Loader>(load(vf), batch, false, seed);
+    }
+    if (auto f = files("test"); !f.empty()) test_ = std::make_unique<data::Loader>(load(f), batch, false, seed);
+    if (auto f = files("predict"); !f.empty()) predict_ = std::make_unique<data::Loader>(load(f), batch, false, seed);
+  }
+
+  std::string checkpoint_dir() const {
+    std::string root = trainer_->options().default_root_dir;
+    for (auto& ref : refs("trainer", "callbacks"))
+      if (ref.id == "model_checkpoint")
+        if (auto* d = ref.config.as_object().if_contains("dirpath"); d && d->is_string()) return std::string(d->as_string());
+    return storage::join(root, "checkpoints");
+  }
+
+  boost::json::value cfg_;
+  const Catalog& catalog_;
+  std::string source_;
+  Services services_;  // for the model plugin, created before the trainer
+  std::unique_ptr<PluginInstance> model_plugin_;
+  std::unique_ptr<ScriptModule> script_;
+  Module* module_ = nullptr;
+  std::unique_ptr<Trainer> trainer_;
+  std::vector<std::unique_ptr<PluginInstance>> plugins_;
+  std::unique_ptr<data::Loader> train_, val_, test_, predict_;
+};
+
+}  // namespace ember

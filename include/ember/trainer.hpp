@@ -1,0 +1,586 @@
+// ember::Trainer — Lightning's Trainer: fit / validate / test / predict with its hook order.
+//
+// Hooks run callbacks first, in registration order, then the module (on_load_checkpoint: the
+// module first). Plugins reach the trainer through the host table (Services): metrics, state,
+// stop requests, storage and save_checkpoint.
+#pragma once
+
+#include <ember/checkpoint.hpp>
+#include <ember/data.hpp>
+#include <ember/loader.hpp>
+#include <ember/metrics.hpp>
+#include <ember/module.hpp>
+#include <ember/registry.hpp>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ember {
+
+struct TrainerOptions {
+  std::int64_t max_epochs = -1;  // -1 with max_steps -1: 1000, as Lightning
+  std::int64_t min_epochs = 0;
+  std::int64_t max_steps = -1;
+  double val_check_interval = 1.0;  // <= 1: fraction of an epoch; > 1: every N batches
+  std::int64_t check_val_every_n_epoch = 1;
+  double limit_train_batches = 1.0, limit_val_batches = 1.0, limit_test_batches = 1.0,
+         limit_predict_batches = 1.0;  // <= 1.0: fraction; > 1: count
+  std::int64_t num_sanity_val_steps = 2;
+  std::int64_t accumulate_grad_batches = 1;
+  std::optional<double> gradient_clip_val;
+  std::string gradient_clip_algorithm = "norm";
+  std::int64_t log_every_n_steps = 50;
+  std::string default_root_dir = ".";
+  bool deterministic = false;
+  std::int64_t fast_dev_run = 0;  // N > 0: N batches of each loop, 1 epoch, no sanity check
+  std::optional<std::uint64_t> seed;
+
+  static TrainerOptions from_json(const boost::json::object& t, const boost::json::value& seed) {
+    TrainerOptions o;
+    auto num = [&](const char* k) -> std::optional<double> {
+      auto* v = t.if_contains(k);
+      if (!v || v->is_null()) return std::nullopt;
+      return config::number_of(*v);
+    };
+    if (auto v = num("max_epochs")) o.max_epochs = static_cast<std::int64_t>(*v);
+    if (auto v = num("min_epochs")) o.min_epochs = static_cast<std::int64_t>(*v);
+    if (auto v = num("max_steps")) o.max_steps = static_cast<std::int64_t>(*v);
+    if (auto v = num("val_check_interval")) o.val_check_interval = *v;
+    if (auto v = num("check_val_every_n_epoch")) o.check_val_every_n_epoch = static_cast<std::int64_t>(*v);
+    if (auto v = num("limit_train_batches")) o.limit_train_batches = *v;
+    if (auto v = num("limit_val_batches")) o.limit_val_batches = *v;
+    if (auto v = num("limit_test_batches")) o.limit_test_batches = *v;
+    if (auto v = num("limit_predict_batches")) o.limit_predict_batches = *v;
+    if (auto v = num("num_sanity_val_steps")) o.num_sanity_val_steps = static_cast<std::int64_t>(*v);
+    if (auto v = num("accumulate_grad_batches")) o.accumulate_grad_batches = static_cast<std::int64_t>(*v);
+    if (auto v = num("gradient_clip_val")) o.gradient_clip_val = *v;
+    if (auto v = num("log_every_n_steps")) o.log_every_n_steps = static_cast<std::int64_t>(*v);
+    if (auto* v = t.if_contains("gradient_clip_algorithm")) o.gradient_clip_algorithm = std::string(v->as_string());
+    if (auto* v = t.if_contains("default_root_dir")) o.default_root_dir = std::string(v->as_string());
+    if (auto* v = t.if_contains("deterministic")) o.deterministic = v->as_bool();
+    if (auto* v = t.if_contains("fast_dev_run"))
+      o.fast_dev_run = v->is_bool() ? (v->as_bool() ? 1 : 0) : static_cast<std::int64_t>(config::number_of(*v));
+    if (seed.is_number()) o.seed = static_cast<std::uint64_t>(config::number_of(seed));
+    return o;
+  }
+};
+
+// A logger the trainer feeds: a plugin's ember.logger/1 table.
+struct LoggerSlot {
+  std::string id;
+  const ember_logger_v1_t* table;
+  void* self;
+  ember_str_t (*last_error)(void*);
+};
+
+// Raised to stop a run on a plugin failure after on_exception has run.
+class PluginFailure : public RuntimeError {
+ public:
+  using RuntimeError::RuntimeError;
+};
+
+class Trainer : public Services {
+ public:
+  Trainer(TrainerOptions options, Module& module) : opt_(std::move(options)), module_(module) {
+    module_.attach(&metrics_);
+  }
+
+  TrainerOptions& options() { return opt_; }
+  HookRegistry& registry() { return registry_; }
+  MetricStore& metrics() { return metrics_; }
+  std::int64_t current_epoch() const { return epoch_; }
+  std::int64_t global_step() const { return global_step_; }
+  bool should_stop() const { return should_stop_; }
+  std::string stop_reason() const { return stop_reason_; }
+
+  // Add an in-process callback (Lightning's Trainer(callbacks=[...])). It must outlive fit.
+  template <class T>
+  void add_callback(T& cb, std::string name) {
+    registry_.add(cb, std::move(name));
+  }
+  // Add a loaded plugin instance: its hooks, logger and state. The instance must outlive fit.
+  void add_plugin(PluginInstance& p) {
+    p.register_hooks(registry_);
+    if (auto* lg = p.interface<ember_logger_v1_t>(EMBER_LOGGER_V1))
+      loggers_.push_back({p.id(), lg, p.self(), p.library().entry().last_error});
+    if (auto* st = p.interface<ember_state_v1_t>(EMBER_STATE_V1)) stateful_.push_back({p.id(), st, p.self()});
+  }
+
+  void set_data(data::Loader* train, data::Loader* val, data::Loader* test, data::Loader* predict) {
+    train_ = train, val_ = val, test_ = test, predict_ = predict;
+  }
+
+  // --- the four entry points -------------------------------------------------------------
+  void fit(const std::string& ckpt_path = "") {
+    run(EMBER_STAGE_FIT, [&] { fit_impl(ckpt_path); });
+  }
+  void validate(const std::string& ckpt_path = "") {
+    run(EMBER_STAGE_VALIDATE, [&] {
+      if (!ckpt_path.empty()) restore(ckpt_path, /*weights_only=*/true);
+      eval_loop(EMBER_STAGE_VALIDATE, val_, limit(opt_.limit_val_batches, val_), false);
+    });
+  }
+  void test(const std::string& ckpt_path = "") {
+    run(EMBER_STAGE_TEST, [&] {
+      if (!ckpt_path.empty()) restore(ckpt_path, true);
+      eval_loop(EMBER_STAGE_TEST, test_, limit(opt_.limit_test_batches, test_), false);
+    });
+  }
+  std::vector<torch::Tensor> predict(const std::string& ckpt_path = "") {
+    std::vector<torch::Tensor> out;
+    run(EMBER_STAGE_PREDICT, [&] {
+      if (!ckpt_path.empty()) restore(ckpt_path, true);
+      out = predict_loop();
+    });
+    return out;
+  }
+
+  // Epoch-level metrics of the last validate/test run (Lightning's returned dicts).
+  const std::vector<MetricValue>& last_eval_metrics() const { return last_eval_; }
+
+  // --- checkpoints --------------------------------------------------------------------------
+  std::vector<char> checkpoint_bytes(bool weights_only) {
+    auto d = ckpt::new_dict();
+    d.insert("epoch", epoch_);
+    d.insert("global_step", global_step_);
+    d.insert("pytorch-lightning_version", std::string("2.1.0"));
+    d.insert("state_dict", ckpt::state_dict(module_));
+    auto hp = boost::json::parse(module_.hparams_json());
+    d.insert("hyper_parameters", ckpt::to_ivalue(hp));
+    if (!weights_only) {
+      c10::impl::GenericList opts(c10::AnyType::get());
+      if (optim_.optimizer) opts.push_back(ckpt::optimizer_state(*optim_.optimizer));
+      d.insert("optimizer_states", opts);
+      c10::impl::GenericList scheds(c10::AnyType::get());
+      if (optim_.scheduler) {
+        auto s = ckpt::new_dict();
+        s.insert("name", optim_.scheduler->name());
+        s.insert("interval", optim_.scheduler_interval);
+        s.insert("last_epoch", static_cast<std::int64_t>(optim_.scheduler->last_epoch()));
+        s.insert("_step_count", static_cast<std::int64_t>(optim_.scheduler->last_epoch()) + 1);
+        scheds.push_back(s);
+      }
+      d.insert("lr_schedulers", scheds);
+      auto cbs = ckpt::new_dict();
+      for (auto& s : stateful_) {
+        std::string json;
+        ember_sink_t sink{&json, [](void* c, const void* p, size_t n) -> ember_status_t {
+                            static_cast<std::string*>(c)->append(static_cast<const char*>(p), n);
+                            return EMBER_OK;
+                          }};
+        if (s.table->state_dict(s.self, &sink) != EMBER_OK)
+          throw RuntimeError("plugin " + s.id + ": state_dict failed");
+        cbs.insert(s.id, json);
+      }
+      d.insert("callbacks", cbs);
+      auto loops = ckpt::new_dict();
+      auto fit_loop = ckpt::new_dict();
+      fit_loop.insert("epoch_progress.current.completed", next_epoch_);
+      fit_loop.insert("epoch_loop.batch_progress.current.completed", next_batch_);
+      fit_loop.insert("epoch_loop._batches_that_stepped", global_step_);
+      loops.insert("fit_loop", fit_loop);
+      d.insert("loops", loops);
+      auto em = ckpt::new_dict();
+      em.insert("format_version", ckpt::kFormatVersion);
+      em.insert("next_epoch", next_epoch_);
+      em.insert("next_batch", next_batch_);
+      em.insert("rng_state", at::detail::getDefaultCPUGenerator().get_state());
+      em.insert("best_metrics", std::string("{}"));
+      d.insert("ember", em);
+    }
+    return torch::pickle_save(d);
+  }
+
+  void save_checkpoint(const std::string& url, bool weights_only) override {
+    args_.url = cstr(url);
+    dispatch(EMBER_HOOK_ID_on_save_checkpoint);
+    args_.url = {};
+    auto bytes = checkpoint_bytes(weights_only);
+    urls().put_atomic(url, std::string_view(bytes.data(), bytes.size()));
+    for (auto& lg : loggers_)
+      if (lg.table->after_save_checkpoint) logger_call(lg, "after_save_checkpoint", lg.table->after_save_checkpoint(lg.self, cstr(url)));
+  }
+
+  // Restore from url: weights always; optimizer, schedulers, plugin state, loop position and
+  // RNG unless weights_only.
+  void restore(const std::string& url, bool weights_only) {
+    std::string bytes = urls().read_all(url);
+    torch::IValue v;
+    try {
+      v = torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
+    } catch (const std::exception& e) {
+      throw RuntimeError(url + ": not a readable checkpoint: " + std::string(e.what()).substr(0, 300));
+    }
+    if (!v.isGenericDict()) throw RuntimeError(url + ": not a checkpoint (expected a dict)");
+    auto d = v.toGenericDict();
+    ckpt::load_state_dict(module_, ckpt::get(d, "state_dict").toGenericDict(), url);
+    if (weights_only) return;
+    global_step_ = ckpt::get(d, "global_step").toInt();
+    if (d.find("ember") != d.end()) {
+      auto em = ckpt::get(d, "ember").toGenericDict();
+      next_epoch_ = ckpt::get(em, "next_epoch").toInt();
+      next_batch_ = ckpt::get(em, "next_batch").toInt();
+      at::Generator gen = at::detail::getDefaultCPUGenerator();
+      gen.set_state(ckpt::get(em, "rng_state").toTensor());
+    } else {
+      next_epoch_ = ckpt::get(d, "epoch").toInt() + 1;
+      next_batch_ = 0;
+    }
+    auto opts = ckpt::get(d, "optimizer_states").toList();
+    if (optim_.optimizer && opts.size() > 0) ckpt::load_optimizer_state(*optim_.optimizer, opts.get(0));
+    auto scheds = ckpt::get(d, "lr_schedulers").toList();
+    if (optim_.scheduler && scheds.size() > 0)
+      optim_.scheduler->restore(static_cast<unsigned>(ckpt::get(scheds.get(0).toGenericDict(), "last_epoch").toInt()));
+    if (d.find("callbacks") != d.end()) {
+      auto cbs = ckpt::get(d, "callbacks").toGenericDict();
+      for (auto& s : stateful_) {
+        auto it = cbs.find(s.id);
+        if (it == cbs.end()) continue;
+        const std::string& json = it->value().toStringRef();
+        if (s.table->load_state_dict(s.self, cstr(json)) != EMBER_OK)
+          throw RuntimeError("plugin " + s.id + ": load_state_dict failed");
+      }
+    }
+    // Lightning: the module's on_load_checkpoint first, then the callbacks'.
+    args_.url = cstr(url);
+    (module_.*hook_member(EMBER_HOOK_ID_on_load_checkpoint))(args_);
+    registry_.call(EMBER_HOOK_ID_on_load_checkpoint, args_);
+    args_.url = {};
+    restored_ = true;
+  }
+
+  // --- Services: what plugins see through the host table ---------------------------------
+  void fill_state(ember_trainer_state_t& s) override {
+    s.stage = sanity_ ? EMBER_STAGE_SANITY_CHECK : stage_;
+    s.epoch = epoch_;
+    s.global_step = global_step_;
+    s.max_epochs = max_epochs();
+    s.max_steps = opt_.max_steps;
+    s.num_training_batches = train_ ? limit(opt_.limit_train_batches, train_) : -1;
+    s.num_val_batches = val_ ? limit(opt_.limit_val_batches, val_) : -1;
+    s.sanity_checking = sanity_;
+    s.should_stop = should_stop_;
+    s.default_root_dir = cstr(opt_.default_root_dir);
+  }
+  std::optional<double> metric(std::string_view name) override { return metrics_.get(name); }
+  void for_each_metric(const std::function<bool(std::string_view, double)>& fn) override {
+    metrics_.for_each(fn);
+  }
+  void request_stop(const std::string& who, std::string_view reason) override {
+    should_stop_ = true;
+    stop_reason_ = who + ": " + std::string(reason);
+  }
+
+ private:
+  struct Stateful {
+    std::string id;
+    const ember_state_v1_t* table;
+    void* self;
+  };
+
+  std::int64_t max_epochs() const {
+    if (opt_.fast_dev_run) return 1;
+    if (opt_.max_epochs >= 0) return opt_.max_epochs;
+    return opt_.max_steps >= 0 ? -1 : 1000;
+  }
+
+  static std::int64_t limit(double lim, const data::Loader* l) {
+    if (!l) return 0;
+    std::int64_t n = l->num_batches();
+    if (lim <= 1.0) return static_cast<std::int64_t>(std::floor(lim * static_cast<double>(n)));
+    return std::min<std::int64_t>(n, static_cast<std::int64_t>(lim));
+  }
+  std::int64_t dev_limit(std::int64_t n) const { return opt_.fast_dev_run ? std::min(n, opt_.fast_dev_run) : n; }
+
+  void dispatch(ember_hook_id_t id) {
+    if (id == EMBER_HOOK_ID_on_load_checkpoint) (module_.*hook_member(id))(args_);
+    registry_.call(id, args_);
+    if (id != EMBER_HOOK_ID_on_load_checkpoint) (module_.*hook_member(id))(args_);
+  }
+
+  void logger_call(const LoggerSlot& lg, const char* what, ember_status_t rc) {
+    if (rc == EMBER_OK) return;
+    std::string msg(sv(lg.last_error(lg.self)));
+    throw PluginFailure(lg.id + ": logger " + what + " failed: " + (msg.empty() ? "error" : msg));
+  }
+
+  void send_to_loggers(const std::vector<MetricValue>& values, ember_stage_t stage) {
+    if (values.empty() || loggers_.empty()) return;
+    metric_buf_.clear();
+    for (const auto& v : values) metric_buf_.push_back({cstr(v.name), v.value});
+    ember_log_context_t ctx{sizeof(ember_log_context_t), stage, global_step_, epoch_};
+    for (auto& lg : loggers_)
+      logger_call(lg, "log_metrics", lg.table->log_metrics(lg.self, &ctx, metric_buf_.data(), metric_buf_.size()));
+  }
+
+  // Run body inside setup/teardown; on failure: on_exception, loggers finalize "failed",
+  // teardown, then rethrow (the host exits 1).
+  template <class F>
+  void run(ember_stage_t stage, F&& body) {
+    stage_ = stage;
+    args_ = {};
+    args_.struct_size = sizeof args_;
+    args_.stage = stage;
+    args_.batch_idx = -1;
+    args_.optimizer_idx = -1;
+    if (opt_.seed) torch::manual_seed(*opt_.seed);
+    if (opt_.deterministic) at::globalContext().setDeterministicAlgorithms(true, false);
+    try {
+      dispatch(EMBER_HOOK_ID_setup);
+      if (!hparams_sent_) {
+        hparams_sent_ = true;
+        std::string hp = module_.hparams_json();
+        for (auto& lg : loggers_)
+          if (lg.table->log_hyperparams) logger_call(lg, "log_hyperparams", lg.table->log_hyperparams(lg.self, cstr(hp)));
+      }
+      body();
+      for (auto& lg : loggers_) {
+        if (lg.table->save) logger_call(lg, "save", lg.table->save(lg.self));
+      }
+      dispatch(EMBER_HOOK_ID_teardown);
+      for (auto& lg : loggers_)
+        if (lg.table->finalize) logger_call(lg, "finalize", lg.table->finalize(lg.self, cstr("success")));
+    } catch (const std::exception& e) {
+      std::string what = e.what();
+      args_.message = cstr(what);
+      std::vector<std::string> more;
+      for (auto& err : registry_.call_all(EMBER_HOOK_ID_on_exception, args_)) more.push_back(err.what());
+      try {
+        (module_.*hook_member(EMBER_HOOK_ID_on_exception))(args_);
+      } catch (const std::exception& e2) {
+        more.push_back(std::string("module: on_exception: ") + e2.what());
+      }
+      for (auto& lg : loggers_)
+        if (lg.table->finalize && lg.table->finalize(lg.self, cstr("failed")) != EMBER_OK)
+          more.push_back(lg.id + ": finalize failed: " + std::string(sv(lg.last_error(lg.self))));
+      for (auto& err : registry_.call_all(EMBER_HOOK_ID_teardown, args_)) more.push_back(err.what());
+      args_.message = {};
+      for (auto& m : more) std::cerr << "ember: also: " << m << "\n";
+      throw;
+    }
+  }
+
+  void fit_impl(const std::string& ckpt_path) {
+    if (!train_) throw ConfigError("fit: no training data (config key data.train)");
+    optim_ = module_.configure_optimizers();
+    if (!optim_.optimizer) throw RuntimeError("configure_optimizers returned no optimizer");
+    if (!ckpt_path.empty()) restore(ckpt_path, false);
+    dispatch(EMBER_HOOK_ID_on_fit_start);
+    const std::int64_t n_train = dev_limit(limit(opt_.limit_train_batches, train_));
+    const std::int64_t n_val = dev_limit(limit(opt_.limit_val_batches, val_));
+    std::int64_t sanity = opt_.fast_dev_run || restored_ ? 0
+                          : opt_.num_sanity_val_steps < 0 ? n_val
+                                                         : std::min(opt_.num_sanity_val_steps, n_val);
+    if (sanity > 0) {
+      sanity_ = true;
+      dispatch(EMBER_HOOK_ID_on_sanity_check_start);
+      eval_loop(EMBER_STAGE_VALIDATE, val_, sanity, /*sanity=*/true);
+      dispatch(EMBER_HOOK_ID_on_sanity_check_end);
+      sanity_ = false;
+    }
+    // Validation points inside an epoch: every k batches, or a fraction of it.
+    std::int64_t val_every = 0;
+    if (opt_.val_check_interval > 1.0) val_every = static_cast<std::int64_t>(opt_.val_check_interval);
+    else val_every = std::max<std::int64_t>(1, static_cast<std::int64_t>(std::floor(opt_.val_check_interval * static_cast<double>(n_train))));
+
+    args_.stage = stage_ = EMBER_STAGE_FIT;
+    module_.train(true);
+    dispatch(EMBER_HOOK_ID_on_train_start);
+    const std::int64_t max_ep = max_epochs();
+    std::vector<MetricValue> buf;
+    for (epoch_ = next_epoch_; max_ep < 0 || epoch_ < max_ep; ++epoch_) {
+      if (should_stop_ && epoch_ >= opt_.min_epochs) break;
+      if (opt_.max_steps >= 0 && global_step_ >= opt_.max_steps) break;
+      args_.epoch = epoch_;
+      args_.batch_idx = -1;
+      train_->start_epoch(epoch_);
+      dispatch(EMBER_HOOK_ID_on_train_epoch_start);
+      const std::int64_t first = next_batch_;
+      next_epoch_ = epoch_;
+      next_batch_ = 0;
+      bool hit_max_steps = false;
+      for (std::int64_t b = first; b < n_train; ++b) {
+        train_batch(b, n_train, buf);
+        const bool last = b + 1 == n_train;
+        const bool val_now = val_ && n_val > 0 && (epoch_ + 1) % opt_.check_val_every_n_epoch == 0 &&
+                             ((b + 1) % val_every == 0 || (last && opt_.val_check_interval <= 1.0));
+        if (val_now) {
+          eval_loop(EMBER_STAGE_VALIDATE, val_, n_val, false);
+          module_.train(true);
+          args_.stage = stage_ = EMBER_STAGE_FIT;
+        }
+        if (opt_.max_steps >= 0 && global_step_ >= opt_.max_steps) {
+          hit_max_steps = true;
+          break;
+        }
+      }
+      args_.batch_idx = -1;
+      if (next_batch_ == 0) next_epoch_ = epoch_ + 1;
+      buf.clear();
+      metrics_.reduce_epoch(EMBER_STAGE_FIT, &buf);
+      dispatch(EMBER_HOOK_ID_on_train_epoch_end);
+      metrics_.reduce_epoch(EMBER_STAGE_FIT, &buf);  // what on_train_epoch_end logged
+      send_to_loggers(buf, EMBER_STAGE_FIT);
+      if (optim_.scheduler && optim_.scheduler_interval == "epoch") optim_.scheduler->step();
+      if (hit_max_steps) break;
+    }
+    args_.epoch = epoch_;
+    dispatch(EMBER_HOOK_ID_on_train_end);
+    dispatch(EMBER_HOOK_ID_on_fit_end);
+  }
+
+  void train_batch(std::int64_t b, std::int64_t n_train, std::vector<MetricValue>& buf) {
+    Batch batch = train_->batch(b);
+    args_.batch_idx = b;
+    args_.loss = nullptr;
+    dispatch(EMBER_HOOK_ID_on_train_batch_start);
+    metrics_.set_context(EMBER_STAGE_FIT, true, batch.size());
+    std::optional<torch::Tensor> loss = module_.training_step(batch, b);
+    DLTensor view{};
+    std::int64_t shape0 = 0;
+    float loss_value = 0;
+    if (loss) {
+      torch::Tensor l = *loss;
+      if (!l.defined()) throw RuntimeError("training_step returned an undefined tensor");
+      if (opt_.accumulate_grad_batches > 1) l = l / static_cast<double>(opt_.accumulate_grad_batches);
+      loss_value = loss->detach().item<float>();
+      view.data = &loss_value;
+      view.device = {kDLCPU, 0};
+      view.ndim = 0;
+      view.dtype = {kDLFloat, 32, 1};
+      view.shape = &shape0;
+      args_.loss = &view;
+      dispatch(EMBER_HOOK_ID_on_before_backward);
+      l.backward();
+      dispatch(EMBER_HOOK_ID_on_after_backward);
+    }
+    const bool step_now = (b + 1) % opt_.accumulate_grad_batches == 0 || b + 1 == n_train;
+    if (step_now && loss) {
+      args_.optimizer_idx = 0;
+      dispatch(EMBER_HOOK_ID_on_before_optimizer_step);
+      if (opt_.gradient_clip_val && *opt_.gradient_clip_val > 0) {
+        auto params = module_.parameters();
+        if (opt_.gradient_clip_algorithm == "value") torch::nn::utils::clip_grad_value_(params, *opt_.gradient_clip_val);
+        else torch::nn::utils::clip_grad_norm_(params, *opt_.gradient_clip_val);
+      }
+      optim_.optimizer->step();
+      dispatch(EMBER_HOOK_ID_on_before_zero_grad);
+      optim_.optimizer->zero_grad();
+      args_.optimizer_idx = -1;
+      ++global_step_;
+      args_.global_step = global_step_;
+      if (optim_.scheduler && optim_.scheduler_interval == "step") optim_.scheduler->step();
+    }
+    next_batch_ = b + 1 == n_train ? 0 : b + 1;
+    dispatch(EMBER_HOOK_ID_on_train_batch_end);
+    args_.loss = nullptr;
+    if (step_now && (global_step_ % opt_.log_every_n_steps == 0)) {
+      buf.clear();
+      metrics_.collect_step(buf);
+      send_to_loggers(buf, EMBER_STAGE_FIT);
+    } else {
+      metrics_.collect_step(buf, false);  // keep values fresh-free without sending
+      buf.clear();
+    }
+  }
+
+  void eval_loop(ember_stage_t stage, data::Loader* loader, std::int64_t n, bool sanity) {
+    if (!loader) {
+      if (stage == EMBER_STAGE_TEST) throw ConfigError("test: no test data (config key data.test)");
+      if (stage == EMBER_STAGE_VALIDATE && stage_ != EMBER_STAGE_FIT)
+        throw ConfigError("validate: no validation data (config key data.val or data.val_fraction)");
+      return;
+    }
+    n = dev_limit(n);
+    const bool is_val = stage == EMBER_STAGE_VALIDATE;
+    const ember_stage_t outer = stage_;
+    stage_ = stage;
+    args_.stage = sanity ? EMBER_STAGE_SANITY_CHECK : stage;
+    torch::NoGradGuard ng;
+    module_.train(false);
+    dispatch(is_val ? EMBER_HOOK_ID_on_validation_start : EMBER_HOOK_ID_on_test_start);
+    dispatch(is_val ? EMBER_HOOK_ID_on_validation_epoch_start : EMBER_HOOK_ID_on_test_epoch_start);
+    for (std::int64_t b = 0; b < n; ++b) {
+      Batch batch = loader->batch(b);
+      args_.batch_idx = b;
+      dispatch(is_val ? EMBER_HOOK_ID_on_validation_batch_start : EMBER_HOOK_ID_on_test_batch_start);
+      metrics_.set_context(stage, false, batch.size());
+      if (is_val) module_.validation_step(batch, b);
+      else module_.test_step(batch, b);
+      dispatch(is_val ? EMBER_HOOK_ID_on_validation_batch_end : EMBER_HOOK_ID_on_test_batch_end);
+    }
+    args_.batch_idx = -1;
+    std::vector<MetricValue> buf;
+    if (sanity) {
+      metrics_.discard(stage);
+    } else {
+      metrics_.reduce_epoch(stage, &buf);
+    }
+    dispatch(is_val ? EMBER_HOOK_ID_on_validation_epoch_end : EMBER_HOOK_ID_on_test_epoch_end);
+    if (!sanity) {
+      metrics_.reduce_epoch(stage, &buf);
+      send_to_loggers(buf, stage);
+      last_eval_ = buf;
+    }
+    dispatch(is_val ? EMBER_HOOK_ID_on_validation_end : EMBER_HOOK_ID_on_test_end);
+    stage_ = outer;
+    args_.stage = outer;
+  }
+
+  std::vector<torch::Tensor> predict_loop() {
+    std::vector<torch::Tensor> out;
+    if (!predict_) throw ConfigError("predict: no data (config key data.predict)");
+    std::int64_t n = dev_limit(limit(opt_.limit_predict_batches, predict_));
+    torch::NoGradGuard ng;
+    module_.train(false);
+    dispatch(EMBER_HOOK_ID_on_predict_start);
+    dispatch(EMBER_HOOK_ID_on_predict_epoch_start);
+    for (std::int64_t b = 0; b < n; ++b) {
+      Batch batch = predict_->batch(b);
+      args_.batch_idx = b;
+      dispatch(EMBER_HOOK_ID_on_predict_batch_start);
+      torch::Tensor p = module_.predict_step(batch, b).contiguous();
+      std::vector<std::int64_t> shape(p.sizes().begin(), p.sizes().end());
+      DLTensor view{};
+      view.data = p.data_ptr();
+      view.device = {kDLCPU, 0};
+      view.ndim = static_cast<int32_t>(p.dim());
+      view.dtype = {kDLFloat, 32, 1};
+      view.shape = shape.data();
+      if (p.scalar_type() == torch::kFloat32) args_.outputs = &view;
+      dispatch(EMBER_HOOK_ID_on_predict_batch_end);
+      args_.outputs = nullptr;
+      out.push_back(p);
+    }
+    args_.batch_idx = -1;
+    dispatch(EMBER_HOOK_ID_on_predict_epoch_end);
+    dispatch(EMBER_HOOK_ID_on_predict_end);
+    return out;
+  }
+
+  TrainerOptions opt_;
+  Module& module_;
+  HookRegistry registry_;
+  MetricStore metrics_;
+  std::vector<LoggerSlot> loggers_;
+  std::vector<Stateful> stateful_;
+  std::vector<ember_metric_t> metric_buf_;
+  std::vector<MetricValue> last_eval_;
+  OptimizerConfig optim_;
+  data::Loader *train_ = nullptr, *val_ = nullptr, *test_ = nullptr, *predict_ = nullptr;
+  ember_hook_args_t args_{};
+  ember_stage_t stage_ = EMBER_STAGE_NONE;
+  std::int64_t epoch_ = 0, global_step_ = 0, next_epoch_ = 0, next_batch_ = 0;
+  bool sanity_ = false, should_stop_ = false, restored_ = false, hparams_sent_ = false;
+  std::string stop_reason_;
+};
+
+}  // namespace ember
