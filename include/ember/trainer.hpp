@@ -31,8 +31,14 @@ struct TrainerOptions {
   std::int64_t max_steps = -1;
   double val_check_interval = 1.0;  // <= 1: fraction of an epoch; > 1: every N batches
   std::int64_t check_val_every_n_epoch = 1;
-  double limit_train_batches = 1.0, limit_val_batches = 1.0, limit_test_batches = 1.0,
-         limit_predict_batches = 1.0;  // <= 1.0: fraction; > 1: count
+  // Lightning's limit_*_batches: a float is a fraction of the loader, an int a batch count.
+  struct Limit {
+    double value = 1.0;
+    bool is_count = false;
+    static Limit count(std::int64_t n) { return {static_cast<double>(n), true}; }
+    static Limit fraction(double f) { return {f, false}; }
+  };
+  Limit limit_train_batches, limit_val_batches, limit_test_batches, limit_predict_batches;
   std::int64_t num_sanity_val_steps = 2;
   std::int64_t accumulate_grad_batches = 1;
   std::optional<double> gradient_clip_val;
@@ -55,10 +61,16 @@ struct TrainerOptions {
     if (auto v = num("max_steps")) o.max_steps = static_cast<std::int64_t>(*v);
     if (auto v = num("val_check_interval")) o.val_check_interval = *v;
     if (auto v = num("check_val_every_n_epoch")) o.check_val_every_n_epoch = static_cast<std::int64_t>(*v);
-    if (auto v = num("limit_train_batches")) o.limit_train_batches = *v;
-    if (auto v = num("limit_val_batches")) o.limit_val_batches = *v;
-    if (auto v = num("limit_test_batches")) o.limit_test_batches = *v;
-    if (auto v = num("limit_predict_batches")) o.limit_predict_batches = *v;
+    auto lim = [&](const char* k, Limit& out) {
+      auto* v = t.if_contains(k);
+      if (!v || v->is_null()) return;
+      if (v->is_int64() || v->is_uint64()) out = Limit::count(static_cast<std::int64_t>(config::number_of(*v)));
+      else out = Limit::fraction(v->as_double());
+    };
+    lim("limit_train_batches", o.limit_train_batches);
+    lim("limit_val_batches", o.limit_val_batches);
+    lim("limit_test_batches", o.limit_test_batches);
+    lim("limit_predict_batches", o.limit_predict_batches);
     if (auto v = num("num_sanity_val_steps")) o.num_sanity_val_steps = static_cast<std::int64_t>(*v);
     if (auto v = num("accumulate_grad_batches")) o.accumulate_grad_batches = static_cast<std::int64_t>(*v);
     if (auto v = num("gradient_clip_val")) o.gradient_clip_val = *v;
@@ -113,6 +125,9 @@ class Trainer : public Services {
       loggers_.push_back({p.id(), lg, p.self(), p.library().entry().last_error});
     if (auto* st = p.interface<ember_state_v1_t>(EMBER_STATE_V1)) stateful_.push_back({p.id(), st, p.self()});
   }
+
+  // Add a logger table directly (an in-process logger written against ember.logger/1).
+  void add_logger(LoggerSlot slot) { loggers_.push_back(std::move(slot)); }
 
   void set_data(data::Loader* train, data::Loader* val, data::Loader* test, data::Loader* predict) {
     train_ = train, val_ = val, test_ = test, predict_ = predict;
@@ -250,6 +265,9 @@ class Trainer : public Services {
       }
     }
     // Lightning: the module's on_load_checkpoint first, then the callbacks'.
+    epoch_ = next_epoch_;
+    args_.epoch = epoch_;
+    args_.global_step = global_step_;
     args_.url = cstr(url);
     (module_.*hook_member(EMBER_HOOK_ID_on_load_checkpoint))(args_);
     registry_.call(EMBER_HOOK_ID_on_load_checkpoint, args_);
@@ -292,11 +310,11 @@ class Trainer : public Services {
     return opt_.max_steps >= 0 ? -1 : 1000;
   }
 
-  static std::int64_t limit(double lim, const data::Loader* l) {
+  static std::int64_t limit(const TrainerOptions::Limit& lim, const data::Loader* l) {
     if (!l) return 0;
     std::int64_t n = l->num_batches();
-    if (lim <= 1.0) return static_cast<std::int64_t>(std::floor(lim * static_cast<double>(n)));
-    return std::min<std::int64_t>(n, static_cast<std::int64_t>(lim));
+    if (!lim.is_count) return static_cast<std::int64_t>(std::floor(std::min(1.0, lim.value) * static_cast<double>(n)));
+    return std::min<std::int64_t>(n, static_cast<std::int64_t>(lim.value));
   }
   std::int64_t dev_limit(std::int64_t n) const { return opt_.fast_dev_run ? std::min(n, opt_.fast_dev_run) : n; }
 
@@ -362,6 +380,11 @@ class Trainer : public Services {
         if (lg.table->finalize && lg.table->finalize(lg.self, cstr("failed")) != EMBER_OK)
           more.push_back(lg.id + ": finalize failed: " + std::string(sv(lg.last_error(lg.self))));
       for (auto& err : registry_.call_all(EMBER_HOOK_ID_teardown, args_)) more.push_back(err.what());
+      try {
+        (module_.*hook_member(EMBER_HOOK_ID_teardown))(args_);
+      } catch (const std::exception& e2) {
+        more.push_back(std::string("module: teardown: ") + e2.what());
+      }
       args_.message = {};
       for (auto& m : more) std::cerr << "ember: also: " << m << "\n";
       throw;
@@ -376,7 +399,7 @@ class Trainer : public Services {
     dispatch(EMBER_HOOK_ID_on_fit_start);
     const std::int64_t n_train = dev_limit(limit(opt_.limit_train_batches, train_));
     const std::int64_t n_val = dev_limit(limit(opt_.limit_val_batches, val_));
-    std::int64_t sanity = opt_.fast_dev_run || restored_ ? 0
+    std::int64_t sanity = opt_.fast_dev_run ? 0
                           : opt_.num_sanity_val_steps < 0 ? n_val
                                                          : std::min(opt_.num_sanity_val_steps, n_val);
     if (sanity > 0) {
@@ -444,6 +467,10 @@ class Trainer : public Services {
     dispatch(EMBER_HOOK_ID_on_train_batch_start);
     metrics_.set_context(EMBER_STAGE_FIT, true, batch.size());
     std::optional<torch::Tensor> loss = module_.training_step(batch, b);
+    // Lightning's automatic optimization: training_step; on_before_zero_grad + zero_grad on the
+    // first batch of an accumulation window; backward; and when this batch steps:
+    // on_before_optimizer_step, clip, step.
+    const bool step_now = (b + 1) % opt_.accumulate_grad_batches == 0 || b + 1 == n_train;
     DLTensor view{};
     std::int64_t shape0 = 0;
     float loss_value = 0;
@@ -458,12 +485,17 @@ class Trainer : public Services {
       view.dtype = {kDLFloat, 32, 1};
       view.shape = &shape0;
       args_.loss = &view;
+      if (accumulated_ == 0) {  // the first batch of an accumulation window
+        args_.optimizer_idx = 0;
+        dispatch(EMBER_HOOK_ID_on_before_zero_grad);
+        optim_.optimizer->zero_grad();
+      }
       dispatch(EMBER_HOOK_ID_on_before_backward);
       l.backward();
       dispatch(EMBER_HOOK_ID_on_after_backward);
+      ++accumulated_;
     }
-    const bool step_now = (b + 1) % opt_.accumulate_grad_batches == 0 || b + 1 == n_train;
-    if (step_now && loss) {
+    if (step_now && accumulated_ > 0) {
       args_.optimizer_idx = 0;
       dispatch(EMBER_HOOK_ID_on_before_optimizer_step);
       if (opt_.gradient_clip_val && *opt_.gradient_clip_val > 0) {
@@ -472,8 +504,7 @@ class Trainer : public Services {
         else torch::nn::utils::clip_grad_norm_(params, *opt_.gradient_clip_val);
       }
       optim_.optimizer->step();
-      dispatch(EMBER_HOOK_ID_on_before_zero_grad);
-      optim_.optimizer->zero_grad();
+      accumulated_ = 0;
       args_.optimizer_idx = -1;
       ++global_step_;
       args_.global_step = global_step_;
@@ -502,6 +533,8 @@ class Trainer : public Services {
     n = dev_limit(n);
     const bool is_val = stage == EMBER_STAGE_VALIDATE;
     const ember_stage_t outer = stage_;
+    const std::int64_t outer_batch = args_.batch_idx;
+    args_.batch_idx = -1;
     stage_ = stage;
     args_.stage = sanity ? EMBER_STAGE_SANITY_CHECK : stage;
     torch::NoGradGuard ng;
@@ -533,6 +566,7 @@ class Trainer : public Services {
     dispatch(is_val ? EMBER_HOOK_ID_on_validation_end : EMBER_HOOK_ID_on_test_end);
     stage_ = outer;
     args_.stage = outer;
+    args_.batch_idx = outer_batch;
   }
 
   std::vector<torch::Tensor> predict_loop() {
@@ -579,6 +613,7 @@ class Trainer : public Services {
   ember_hook_args_t args_{};
   ember_stage_t stage_ = EMBER_STAGE_NONE;
   std::int64_t epoch_ = 0, global_step_ = 0, next_epoch_ = 0, next_batch_ = 0;
+  std::int64_t accumulated_ = 0;
   bool sanity_ = false, should_stop_ = false, restored_ = false, hparams_sent_ = false;
   std::string stop_reason_;
 };
