@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -55,7 +56,8 @@ inline json::value parse(std::string_view text, const std::string& name) {
   opt.allow_trailing_commas = true;
   json::stream_parser p(json::storage_ptr(), opt);
   boost::system::error_code ec;
-  std::size_t used = p.write_some(text.data(), text.size(), ec);
+  // write() (not write_some) so that text after a complete value is an error at its position.
+  std::size_t used = p.write(text.data(), text.size(), ec);
   if (!ec) p.finish(ec), used = text.size();
   if (ec) {
     std::size_t line = 1, col = 1;
@@ -144,6 +146,16 @@ inline bool has_type(const json::value& v, std::string_view t) {
   return false;
 }
 
+// A JSON value for messages: numbers in plain decimal (0.9, not 9E-1).
+inline std::string show(const json::value& v) {
+  if (v.is_double()) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.15g", v.as_double());
+    return buf;
+  }
+  return json::serialize(v);
+}
+
 inline double number_of(const json::value& v) {
   return v.is_double() ? v.as_double() : v.is_int64() ? double(v.as_int64()) : double(v.as_uint64());
 }
@@ -199,10 +211,10 @@ inline void validate(json::value& value, const json::value& schema, const std::s
     std::string allowed;
     for (const auto& one : e->as_array()) {
       if (one == value) found = true;
-      allowed += (allowed.empty() ? "" : ", ") + json::serialize(one);
+      allowed += (allowed.empty() ? "" : ", ") + show(one);
     }
     if (!found) {
-      std::string msg = "expected one of " + allowed + ", got " + json::serialize(value);
+      std::string msg = "expected one of " + allowed + ", got " + show(value);
       if (value.is_string()) {
         std::vector<std::string> names;
         for (const auto& one : e->as_array())
@@ -214,19 +226,19 @@ inline void validate(json::value& value, const json::value& schema, const std::s
     }
   }
   if (auto* c = s.if_contains("const"); c && *c != value)
-    issues.push_back({here, "expected " + json::serialize(*c) + ", got " + json::serialize(value)});
+    issues.push_back({here, "expected " + show(*c) + ", got " + show(value)});
   if (value.is_number()) {
     double x = number_of(value);
     if (auto* m = s.if_contains("minimum"); m && x < number_of(*m))
-      issues.push_back({here, "expected a value >= " + json::serialize(*m) + ", got " + json::serialize(value)});
+      issues.push_back({here, "expected a value >= " + show(*m) + ", got " + show(value)});
     if (auto* m = s.if_contains("exclusiveMinimum"); m && x <= number_of(*m))
-      issues.push_back({here, "expected a value > " + json::serialize(*m) + ", got " + json::serialize(value)});
+      issues.push_back({here, "expected a value > " + show(*m) + ", got " + show(value)});
     if (auto* m = s.if_contains("maximum"); m && x > number_of(*m))
-      issues.push_back({here, "expected a value <= " + json::serialize(*m) + ", got " + json::serialize(value)});
+      issues.push_back({here, "expected a value <= " + show(*m) + ", got " + show(value)});
   }
   if (value.is_string()) {
     if (auto* m = s.if_contains("minLength"); m && value.as_string().size() < number_of(*m))
-      issues.push_back({here, "expected a string of at least " + json::serialize(*m) + " characters"});
+      issues.push_back({here, "expected a string of at least " + show(*m) + " characters"});
   }
   if (value.is_array()) {
     if (auto* items = s.if_contains("items")) {

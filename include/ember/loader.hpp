@@ -21,7 +21,10 @@
 #include <boost/dll/shared_library.hpp>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
@@ -493,7 +496,7 @@ class PluginInstance {
     const void* t = lib_->entry().get_interface(self_, cstr(interface_id));
     if (!t) return nullptr;
     auto* table = static_cast<const Table*>(t);
-    if (table->struct_size < sizeof(uint32_t) + sizeof(void*))
+    if (table->struct_size < 2 * sizeof(void*))  // the size field, padded, and one slot
       throw RuntimeError("plugin " + id() + ": interface " + std::string(interface_id) +
                          " table is too small (" + std::to_string(table->struct_size) + " bytes)");
     return table;

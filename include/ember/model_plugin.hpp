@@ -46,6 +46,7 @@ const void* model_interface(std::string_view id) {
 }  // namespace ember
 
 // Export a model class T (derived from ember::plugin::Plugin and ember::Module, constructed
-// from (const ember_host_t*, std::string_view config_json)).
+// from (const ember_host_t*, std::string_view config_json)). Both bases have a log(): add
+// `using ember::Module::log;` to the class to call self.log unqualified.
 #define EMBER_MODEL_PLUGIN(T, ID, VERSION, DESCRIPTION, SCHEMA)                              \
   EMBER_PLUGIN_TAGGED(T, ID, VERSION, DESCRIPTION, SCHEMA, EMBER_BUILD_TAG)

@@ -3,8 +3,9 @@
 // Differences from Lightning, on purpose: save_last defaults to true and always writes
 // last.ckpt; an index object (checkpoints.json) next to the files records best / last / top-k
 // with their scores, so ckpt_path="best"/"last" never depends on modification times. Every
-// write is atomic (the host commits checkpoints by rename or multipart completion), and the
-// index is written after the checkpoint it names, so a crash leaves the previous pair valid.
+// write is atomic (the host commits checkpoints by rename or multipart completion); the index is
+// written after the checkpoints it names and before evicted ones are removed, so a crash at any
+// point leaves an index whose every checkpoint exists and loads.
 #include <ember/plugin.hpp>
 
 #include <boost/json.hpp>
@@ -64,7 +65,7 @@ class ModelCheckpoint : public ember::plugin::Plugin,
     verbose_ = c["verbose"].as_bool();
     if (!monitor_ && top_k_ > 1)
       throw std::invalid_argument(
-          "model_checkpoint: save_top_k=" + std::to_string(top_k_) +
+          "save_top_k=" + std::to_string(top_k_) +
           " needs a monitor (config key monitor); without one only the latest can be kept");
   }
 
@@ -134,7 +135,7 @@ class ModelCheckpoint : public ember::plugin::Plugin,
       }
       auto close = filename_.find('}', i);
       if (close == std::string::npos)
-        throw std::invalid_argument("model_checkpoint: filename '" + filename_ + "' has an unclosed '{'");
+        throw std::invalid_argument("filename '" + filename_ + "' has an unclosed '{'");
       std::string field = filename_.substr(i + 1, close - i - 1);
       std::string spec;
       if (auto colon = field.find(':'); colon != std::string::npos) spec = field.substr(colon + 1), field = field.substr(0, colon);
@@ -189,13 +190,13 @@ class ModelCheckpoint : public ember::plugin::Plugin,
           return 0;
         },
         &names);
-    throw std::runtime_error("model_checkpoint: monitor='" + *monitor_ +
+    throw std::runtime_error("monitor='" + *monitor_ +
                              "' was never logged; logged metrics are: " + (names.empty() ? "(none)" : names));
   }
 
   void write_checkpoint(const std::string& url) {
     if (host().save_checkpoint(host().ctx, str(url), weights_only_ ? 1 : 0) != EMBER_OK)
-      throw std::runtime_error("model_checkpoint: cannot save " + url + ": " + std::string(view(host().last_error(host().ctx))));
+      throw std::runtime_error("cannot save " + url + ": " + std::string(view(host().last_error(host().ctx))));
     if (verbose_) log(EMBER_LOG_INFO, "saved " + url);
   }
   void remove(const std::string& url) {
@@ -236,7 +237,11 @@ class ModelCheckpoint : public ember::plugin::Plugin,
       write_checkpoint(last_url_);
     }
     last_step_saved_ = a.global_step;
+    // The index first, then the evicted files: a crash in between leaves an orphan file, never
+    // an index naming a removed checkpoint.
     write_index(d);
+    for (const auto& url : evicted_) remove(url);
+    evicted_.clear();
   }
 
   std::string unique_url(const std::string& d, const std::string& name) {
@@ -261,9 +266,8 @@ class ModelCheckpoint : public ember::plugin::Plugin,
       if (monitor_)
         for (auto it = saved_.begin(); it != saved_.end(); ++it)
           if (better(victim->score, it->score)) victim = it;
-      std::string url = victim->url;
+      evicted_.push_back(victim->url);
       saved_.erase(victim);
-      remove(url);
     }
   }
 
@@ -282,7 +286,7 @@ class ModelCheckpoint : public ember::plugin::Plugin,
     auto fail = [&](const char* what) {
       std::string e(view(host().last_error(host().ctx)));
       if (f) host().close(host().ctx, f);
-      throw std::runtime_error(std::string("model_checkpoint: cannot ") + what + " " + url + ": " + e);
+      throw std::runtime_error(std::string("cannot ") + what + " " + url + ": " + e);
     };
     if (host().open_write(host().ctx, str(url), &f) != EMBER_OK) fail("open");
     if (host().write(host().ctx, f, bytes.data(), bytes.size()) != EMBER_OK) fail("write");
@@ -295,6 +299,7 @@ class ModelCheckpoint : public ember::plugin::Plugin,
   bool max_mode_ = false, save_last_ = true, weights_only_ = false, auto_insert_ = true, verbose_ = false;
   std::int64_t top_k_ = 1, every_n_steps_ = 0, every_n_epochs_ = 1, last_step_saved_ = -1;
   std::vector<Saved> saved_;
+  std::vector<std::string> evicted_;  // removed after the index no longer names them
 };
 
 }  // namespace

@@ -35,14 +35,14 @@ extern "C" {
 /* Status codes: 0 is success, failures are negative. */
 typedef int32_t ember_status_t;
 #define EMBER_OK 0
-#define EMBER_E_FAILED -1         /* generic failure; read last_error */
-#define EMBER_E_INVALID -2        /* an argument or config value is invalid */
-#define EMBER_E_NOT_FOUND -3      /* a named thing (metric, URL, interface) does not exist */
-#define EMBER_E_UNSUPPORTED -4    /* the operation or scheme is not supported */
-#define EMBER_E_IO -5             /* an I/O or network operation failed */
-#define EMBER_E_NOMEM -6          /* out of memory */
-#define EMBER_E_VERSION -7        /* ABI or struct version mismatch */
-#define EMBER_E_STOPPED -8        /* the operation was cancelled */
+#define EMBER_E_FAILED (-1)         /* generic failure; read last_error */
+#define EMBER_E_INVALID (-2)        /* an argument or config value is invalid */
+#define EMBER_E_NOT_FOUND (-3)      /* a named thing (metric, URL, interface) does not exist */
+#define EMBER_E_UNSUPPORTED (-4)    /* the operation or scheme is not supported */
+#define EMBER_E_IO (-5)             /* an I/O or network operation failed */
+#define EMBER_E_NOMEM (-6)          /* out of memory */
+#define EMBER_E_VERSION (-7)        /* ABI or struct version mismatch */
+#define EMBER_E_STOPPED (-8)        /* the operation was cancelled */
 
 /* A borrowed string: pointer and length; not NUL-terminated unless stated. */
 typedef struct ember_str {

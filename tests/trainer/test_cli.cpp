@@ -1,0 +1,222 @@
+// `ember fit/test` end to end on Fashion-MNIST (few batches): Python reads the checkpoint,
+// clear errors for a metric never logged and a model plugin of another build, NaN handling,
+// a TorchScript model, and kill -9 in the middle of a checkpoint save.
+#define BOOST_TEST_MODULE trainer_cli
+#include <boost/test/unit_test.hpp>
+
+#include "../support/run_process.hpp"
+#include "../support/temp_dir.hpp"
+
+#include <boost/json.hpp>
+#include <signal.h>
+#include <sys/inotify.h>
+
+#include <poll.h>
+
+namespace json = boost::json;
+using ember::test::run_process;
+using ember::test::TempDir;
+
+namespace {
+
+const std::string kData = "/usr/share/datasets/fashion-mnist/";
+
+std::string exe() { return ember::test::require_env("EMBER_EXE"); }
+std::string plugins() { return ember::test::require_env("EMBER_BUILD_ROOT") + "/plugins"; }
+std::string test_plugins() { return ember::test::require_env("EMBER_BUILD_ROOT") + "/tests/trainer/plugins"; }
+
+json::object base_config(const std::string& root) {
+  return json::object{
+      {"seed_everything", 1},
+      {"trainer", json::object{{"max_epochs", 1}, {"limit_train_batches", 30}, {"limit_val_batches", 5},
+                               {"default_root_dir", root}, {"logger", false}, {"enable_progress_bar", false},
+                               {"log_every_n_steps", 5}}},
+      {"model", json::object{{"plugin", "fashion_mlp"}}},
+      {"data", json::object{{"train", json::array{kData + "train-images-idx3-ubyte.gz", kData + "train-labels-idx1-ubyte.gz"}},
+                            {"val_fraction", 0.1},
+                            {"test", json::array{kData + "t10k-images-idx3-ubyte.gz", kData + "t10k-labels-idx1-ubyte.gz"}},
+                            {"batch_size", 64}}}};
+}
+
+std::string write_config(const TempDir& dir, const json::object& cfg, const std::string& name = "run.json") {
+  std::string path = (dir.path() / name).string();
+  ember::test::write_file(path, json::serialize(cfg));
+  return path;
+}
+
+ember::test::ProcessResult ember_run(const std::vector<std::string>& args) {
+  std::vector<std::string> argv{exe()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  argv.push_back("--plugin-dir");
+  argv.push_back(plugins());
+  argv.push_back("--plugin-dir");
+  argv.push_back(test_plugins());
+  return run_process(argv);
+}
+
+json::array& callbacks(json::object& cfg) { return cfg["trainer"].as_object()["callbacks"].emplace_array(); }
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(python_torch_load_opens_the_checkpoint) {
+  TempDir dir;
+  auto cfg = base_config(dir.path().string());
+  callbacks(cfg).push_back(json::object{{"plugin", "model_checkpoint"}, {"config", json::object{{"monitor", "val_accuracy"}, {"mode", "max"}}}});
+  auto r = ember_run({"fit", "--config", write_config(dir, cfg)});
+  BOOST_REQUIRE_MESSAGE(r.exit_code == 0, r.describe());
+  auto ckpt = (dir.path() / "checkpoints" / "last.ckpt").string();
+  auto py = run_process({"/usr/bin/python3", "-c",
+                         "import sys, torch; c = torch.load(sys.argv[1]); print(sorted(c)); "
+                         "print(c['global_step'], sorted(c['state_dict'])[0], c['optimizer_states'][0]['param_groups'][0]['lr'])",
+                         ckpt});
+  BOOST_REQUIRE_MESSAGE(py.exit_code == 0, py.describe());
+  BOOST_TEST(py.out.find("['callbacks', 'ember', 'epoch', 'global_step', 'hyper_parameters', 'loops', 'lr_schedulers', "
+                         "'optimizer_states', 'pytorch-lightning_version', 'state_dict']") != std::string::npos, py.out);
+  BOOST_TEST(py.out.find("30 0.bias 0.001") != std::string::npos, py.out);
+}
+
+BOOST_AUTO_TEST_CASE(fit_then_test_best_through_the_index) {
+  TempDir dir;
+  auto cfg = base_config(dir.path().string());
+  cfg["trainer"].as_object()["max_epochs"] = 3;
+  cfg["trainer"].as_object()["limit_train_batches"] = 10;
+  callbacks(cfg).push_back(json::object{{"plugin", "model_checkpoint"}, {"config", json::object{{"monitor", "val_loss"}, {"save_top_k", 2}}}});
+  auto path = write_config(dir, cfg);
+  auto r = ember_run({"fit", "--config", path});
+  BOOST_REQUIRE_MESSAGE(r.exit_code == 0, r.describe());
+  auto index = json::parse(ember::test::read_file(dir.path() / "checkpoints" / "checkpoints.json")).as_object();
+  BOOST_TEST(index["top_k"].as_array().size() == 2u);
+  std::string best(index["best"].as_string());
+  BOOST_TEST(std::filesystem::exists(best));
+  auto t = ember_run({"test", "--config", path, "--ckpt-path", "best", "--set", "trainer.limit_test_batches=10"});
+  BOOST_REQUIRE_MESSAGE(t.exit_code == 0, t.describe());
+  BOOST_TEST(t.out.find("test test_accuracy") != std::string::npos, t.out);
+}
+
+BOOST_AUTO_TEST_CASE(monitor_never_logged_names_the_metric_and_the_logged_ones) {
+  TempDir dir;
+  auto cfg = base_config(dir.path().string());
+  callbacks(cfg).push_back(json::object{{"plugin", "model_checkpoint"}, {"config", json::object{{"monitor", "val_f1"}}}});
+  auto r = ember_run({"fit", "--config", write_config(dir, cfg)});
+  BOOST_TEST(r.exit_code == 1, r.describe());
+  BOOST_TEST(r.err.find("monitor='val_f1' was never logged") != std::string::npos, r.err);
+  BOOST_TEST(r.err.find("val_accuracy") != std::string::npos, r.err);
+  BOOST_TEST(r.err.find("on_train_epoch_end") != std::string::npos, r.err);
+  BOOST_TEST(!std::filesystem::exists(dir.path() / "checkpoints" / "last.ckpt"));
+}
+
+BOOST_AUTO_TEST_CASE(model_plugin_built_for_another_libtorch_is_refused) {
+  TempDir dir;
+  auto cfg = base_config(dir.path().string());
+  cfg["model"] = json::object{{"plugin", "wrong_tag_model"}};
+  auto r = ember_run({"fit", "--config", write_config(dir, cfg)});
+  BOOST_TEST(r.exit_code == 2, r.describe());
+  BOOST_TEST(r.err.find("was built for 'libtorch-0.9.0 gcc-9 cxx11abi-0 ember-abi-1' but this host is 'libtorch-1.13") != std::string::npos, r.err);
+}
+
+BOOST_AUTO_TEST_CASE(nan_loss_is_never_marked_best) {
+  TempDir dir;
+  auto cfg = base_config(dir.path().string());
+  cfg["model"] = json::object{{"plugin", "nan_model"}, {"config", json::object{{"nan_after", 12}}}};
+  cfg["trainer"].as_object()["max_epochs"] = 3;
+  cfg["trainer"].as_object()["limit_train_batches"] = 5;
+  callbacks(cfg).push_back(json::object{{"plugin", "model_checkpoint"},
+                                        {"config", json::object{{"monitor", "train_loss"}, {"save_top_k", 3}}}});
+  auto r = ember_run({"fit", "--config", write_config(dir, cfg)});
+  BOOST_REQUIRE_MESSAGE(r.exit_code == 0, r.describe());
+  auto index = json::parse(ember::test::read_file(dir.path() / "checkpoints" / "checkpoints.json")).as_object();
+  // Steps 13-15 (epoch 2) have NaN losses: that epoch's checkpoint is never in the top-k and
+  // never best, though last.ckpt is still written.
+  BOOST_TEST(index["best_score"].is_number(), json::serialize(index));
+  BOOST_TEST(index["top_k"].as_array().size() == 2u, json::serialize(index));
+  for (auto& e : index["top_k"].as_array()) {
+    BOOST_TEST(!e.as_object().at("score").is_null(), json::serialize(index));
+    BOOST_TEST(e.as_object().at("epoch").as_int64() < 2, json::serialize(index));
+  }
+  BOOST_TEST(std::filesystem::exists(dir.path() / "checkpoints" / "last.ckpt"));
+}
+
+BOOST_AUTO_TEST_CASE(torchscript_model_trains_with_a_configured_loss) {
+  TempDir dir;
+  auto script = (dir.path() / "mlp.pt").string();
+  auto py = run_process({"/usr/bin/python3", "-c",
+                         "import sys, torch\n"
+                         "m = torch.nn.Sequential(torch.nn.Linear(784, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))\n"
+                         "torch.jit.script(m).save(sys.argv[1])\n",
+                         script});
+  BOOST_REQUIRE_MESSAGE(py.exit_code == 0, py.describe());
+  auto cfg = base_config(dir.path().string());
+  cfg["model"] = json::object{{"torchscript", script}, {"loss", "cross_entropy"}, {"optimizer", json::object{{"name", "sgd"}, {"lr", 0.05}}}};
+  auto path = write_config(dir, cfg);
+  auto r = ember_run({"fit", "--config", path});
+  BOOST_REQUIRE_MESSAGE(r.exit_code == 0, r.describe());
+  BOOST_TEST(r.out.find("global_step 30") != std::string::npos, r.out);
+  auto t = ember_run({"validate", "--config", path});
+  BOOST_REQUIRE_MESSAGE(t.exit_code == 0, t.describe());
+  BOOST_TEST(t.out.find("validate val_accuracy") != std::string::npos, t.out);
+}
+
+// kill -9 the trainer just as it starts writing a checkpoint (inotify tells us, no sleeps);
+// the index and every checkpoint it names must still load, and the run must resume.
+BOOST_AUTO_TEST_CASE(kill_9_during_checkpoint_save_keeps_previous_checkpoint_valid) {
+  TempDir dir;
+  const auto ckdir = dir.path() / "checkpoints";
+  std::filesystem::create_directories(ckdir);
+  auto cfg = base_config(dir.path().string());
+  cfg["trainer"].as_object()["limit_train_batches"] = 200;
+  callbacks(cfg).push_back(json::object{{"plugin", "model_checkpoint"},
+                                        {"config", json::object{{"every_n_train_steps", 1}, {"save_top_k", 1}}}});
+  auto path = write_config(dir, cfg);
+
+  int fd = inotify_init1(IN_CLOEXEC);
+  BOOST_REQUIRE(fd >= 0);
+  BOOST_REQUIRE(inotify_add_watch(fd, ckdir.c_str(), IN_CREATE) >= 0);
+  std::vector<std::string> argv{exe(), "fit", "--config", path, "--plugin-dir", plugins()};
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  pid_t pid = fork();
+  BOOST_REQUIRE(pid >= 0);
+  if (pid == 0) {
+    int devnull = open("/dev/null", O_WRONLY);
+    dup2(devnull, 1);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  // The 6th temporary checkpoint file: by then index and checkpoints exist; kill mid-write.
+  int temp_files = 0;
+  bool killed = false;
+  char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+  while (!killed) {
+    pollfd p{fd, POLLIN, 0};
+    int ready = poll(&p, 1, 120000);
+    BOOST_REQUIRE_MESSAGE(ready > 0, "no checkpoint file was created within 120 s");
+    ssize_t n = read(fd, buf, sizeof buf);
+    for (char* q = buf; q < buf + n;) {
+      auto* ev = reinterpret_cast<inotify_event*>(q);
+      std::string name = ev->len ? ev->name : "";
+      if (name.find(".ckpt.tmp-") != std::string::npos && ++temp_files == 6 && !killed) {
+        kill(pid, SIGKILL);
+        killed = true;
+      }
+      q += sizeof(inotify_event) + ev->len;
+    }
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  close(fd);
+  BOOST_REQUIRE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+
+  auto index = json::parse(ember::test::read_file(ckdir / "checkpoints.json")).as_object();
+  std::vector<std::string> named{std::string(index["last"].as_string()), std::string(index["best"].as_string())};
+  for (auto& e : index["top_k"].as_array()) named.emplace_back(e.as_object().at("url").as_string());
+  std::string script = "import sys, torch\nfor p in sys.argv[1:]:\n    c = torch.load(p)\n    assert 'state_dict' in c, p\nprint('ok', len(sys.argv) - 1)\n";
+  std::vector<std::string> py{"/usr/bin/python3", "-c", script};
+  py.insert(py.end(), named.begin(), named.end());
+  auto r = run_process(py);
+  BOOST_REQUIRE_MESSAGE(r.exit_code == 0, r.describe());
+  BOOST_TEST(r.out.find("ok 3") != std::string::npos, r.out);
+
+  auto resumed = ember_run({"fit", "--config", path, "--ckpt-path", "last", "--set", "trainer.limit_train_batches=8"});
+  BOOST_TEST(resumed.exit_code == 0, resumed.describe());
+}
