@@ -69,7 +69,7 @@ BOOST_AUTO_TEST_CASE(missing_comma_points_at_the_next_key) {
 
 BOOST_AUTO_TEST_CASE(trailing_garbage_is_a_parse_error) {
   const std::string what = parse_error("{\"a\": 1}\n  x\n");
-  BOOST_TEST(what.rfind("run.json:", 0) == 0u, what);
+  BOOST_TEST(what.rfind("run.json:2:3: ", 0) == 0u, what);
 }
 
 BOOST_AUTO_TEST_CASE(bad_literal_points_at_its_start) {
@@ -168,7 +168,7 @@ BOOST_AUTO_TEST_CASE(range_errors_name_the_bound) {
   const std::string what2 = load_error(R"({"model": {"optimizer": {"lr": 0}}})");
   BOOST_TEST(contains(what2, "model.optimizer.lr: expected a value > 0"), what2);
   const std::string what3 = load_error(R"({"data": {"val_fraction": 0.95}})");
-  BOOST_TEST(contains(what3, "data.val_fraction: expected a value <= "), what3);
+  BOOST_TEST(contains(what3, "data.val_fraction: expected a value <= 0.9, got 0.95"), what3);
 }
 
 BOOST_AUTO_TEST_CASE(enum_value_gets_did_you_mean) {

@@ -1,0 +1,489 @@
+// csv_logger — Lightning's CSVLogger: metrics.csv and hparams.json under
+// {save_dir}/{name}/version_N/, through the host's URL space (file://, memory://, s3://...).
+//
+// metrics.csv is in a long format, one row per metric: `step,epoch,stage,name,value`. A metric
+// that first appears mid-run is just another row, so the file never needs a new header and is
+// never rewritten to add a column (Lightning's wide format rewrites the whole file then).
+//
+// I/O happens only at a flush: when flush_logs_every_n_steps steps have passed since the last
+// one, when rows have waited flush_every_seconds, at save() and at finalize(). log_metrics
+// otherwise only formats rows into a buffer. The first flush creates the file atomically through
+// the host (open_write/commit, which also creates the directories); after that a local file
+// (bare path or file://) is appended to with O_APPEND, and fsync'ed at finalize. An object store
+// has no append, so there the whole object is rewritten atomically at each flush, at most once
+// every flush_every_seconds: that bounds the quadratic cost of rewriting by time.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <ember/plugin.hpp>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace {
+
+namespace json = boost::json;
+using ember::plugin::str;
+using ember::plugin::view;
+using Clock = std::chrono::steady_clock;
+
+constexpr const char* kId = "csv_logger";
+
+constexpr const char* kSchema = R"({
+  "type": "object",
+  "additionalProperties": false,
+  "properties": {
+    "save_dir": {"type": "string", "minLength": 1,
+                 "description": "directory URL; default: the trainer's default_root_dir"},
+    "name": {"type": "string", "default": "lightning_logs",
+             "description": "experiment name, a sub-directory of save_dir; empty: none"},
+    "version": {"type": ["integer", "string", "null"], "minimum": 0, "default": null,
+                "description": "integer N: version_N; string: the directory name; null: the next free version_N"},
+    "flush_logs_every_n_steps": {"type": "integer", "minimum": 1, "default": 100,
+                                 "description": "flush when the step advanced this much since the last flush"},
+    "flush_every_seconds": {"type": "number", "minimum": 0, "default": 5,
+                            "description": "flush rows that waited this long; on object stores also the least time between rewrites; 0: off"}
+  }
+})";
+
+constexpr std::string_view kHeader = "step,epoch,stage,name,value\n";
+
+[[noreturn]] void throw_error(const std::string& message) {
+  throw std::runtime_error(std::string(kId) + ": " + message);
+}
+
+std::string join(std::string_view dir, std::string_view name) {
+  std::string out(dir);
+  if (out.empty()) return std::string(name);
+  if (name.empty()) return out;
+  if (out.back() != '/') out += '/';
+  while (!name.empty() && name.front() == '/') name.remove_prefix(1);
+  out += name;
+  return out;
+}
+
+// A bare path or file:// is the local filesystem, which can append in place.
+bool is_local(std::string_view url) {
+  if (url.substr(0, 7) == "file://") return true;
+  auto p = url.find("://");
+  if (p == std::string_view::npos || p == 0) return true;
+  for (char c : url.substr(0, p))
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '-' || c == '.'))
+      return true;
+  return false;
+}
+
+std::string local_path(std::string_view url) {
+  if (url.substr(0, 7) == "file://") url.remove_prefix(7);
+  return std::string(url);
+}
+
+// The last path component of a URL ("s3://b/runs/version_3/" -> "version_3").
+std::string_view basename(std::string_view url) {
+  while (!url.empty() && url.back() == '/') url.remove_suffix(1);
+  auto slash = url.rfind('/');
+  return slash == std::string_view::npos ? url : url.substr(slash + 1);
+}
+
+// "version_17" -> 17; anything else -> nullopt.
+std::optional<std::int64_t> version_number(std::string_view name) {
+  constexpr std::string_view prefix = "version_";
+  if (name.substr(0, prefix.size()) != prefix || name.size() == prefix.size()) return std::nullopt;
+  std::int64_t n = 0;
+  const char* first = name.data() + prefix.size();
+  const char* last = name.data() + name.size();
+  auto [ptr, ec] = std::from_chars(first, last, n);
+  if (ec != std::errc() || ptr != last || n < 0) return std::nullopt;
+  return n;
+}
+
+const char* stage_name(std::int32_t stage) {
+  switch (stage) {
+    case EMBER_STAGE_NONE:
+      return "none";
+    case EMBER_STAGE_FIT:
+      return "fit";
+    case EMBER_STAGE_VALIDATE:
+      return "validate";
+    case EMBER_STAGE_TEST:
+      return "test";
+    case EMBER_STAGE_PREDICT:
+      return "predict";
+    case EMBER_STAGE_SANITY_CHECK:
+      return "sanity_check";
+    default:
+      return nullptr;
+  }
+}
+
+void append_int(std::string& out, std::int64_t v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
+
+// Shortest text that parses back to the same double ("nan", "inf", "-inf" for non-finite,
+// which Python's float() and pandas read).
+void append_double(std::string& out, double v) {
+  char buf[32];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
+
+// One CSV field per RFC 4180: quoted when it holds a comma, quote, CR or LF; quotes doubled.
+void append_field(std::string& out, std::string_view s) {
+  if (s.find_first_of(",\"\r\n") == std::string_view::npos) {
+    out.append(s);
+    return;
+  }
+  out += '"';
+  for (char c : s) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  out += '"';
+}
+
+class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
+ public:
+  CsvLogger(const ember_host_t* host, std::string_view config_json) : Plugin(host) {
+    json::value cfg;
+    try {
+      cfg = json::parse(config_json);
+    } catch (const std::exception& e) {
+      throw_error("config is not valid JSON: " + std::string(e.what()));
+    }
+    if (!cfg.is_object()) throw_error("config: expected a JSON object");
+    const json::object& o = cfg.as_object();
+    auto key = [&](const char* k) -> const json::value* {
+      const json::value* v = o.if_contains(k);
+      return v && !v->is_null() ? v : nullptr;
+    };
+    try {
+      if (auto* v = key("save_dir")) save_dir_ = std::string(v->as_string());
+      if (auto* v = key("name")) name_ = std::string(v->as_string());
+      if (auto* v = key("version")) {
+        if (v->is_string()) {
+          version_ = std::string(v->as_string());
+          if (version_->empty())
+            throw_error("config key version: expected a non-empty string or an integer");
+        } else {
+          std::int64_t n = v->to_number<std::int64_t>();
+          if (n < 0)
+            throw_error("config key version: expected an integer >= 0, got " + std::to_string(n));
+          version_ = "version_" + std::to_string(n);
+        }
+      }
+      if (auto* v = key("flush_logs_every_n_steps")) flush_steps_ = v->to_number<std::int64_t>();
+      if (auto* v = key("flush_every_seconds")) flush_seconds_ = v->to_number<double>();
+    } catch (const boost::system::system_error& e) {
+      throw_error("config: a value has the wrong type (" + std::string(e.what()) + ")");
+    }
+    if (flush_steps_ < 1)
+      throw_error("config key flush_logs_every_n_steps: expected an integer >= 1, got " +
+                  std::to_string(flush_steps_));
+    if (!(flush_seconds_ >= 0))
+      throw_error("config key flush_every_seconds: expected a number >= 0");
+    // Clamped so that a huge value cannot overflow the clock's duration.
+    flush_interval_ = std::chrono::duration_cast<Clock::duration>(
+        std::chrono::duration<double>(std::min(flush_seconds_, 1e9)));
+  }
+
+  ~CsvLogger() override {
+    // A host that never called finalize still gets the buffered rows, best effort.
+    if (pending_.empty() && !hparams_dirty_ && fd_ < 0) return;
+    try {
+      if (!pending_.empty() || hparams_dirty_) {
+        log(EMBER_LOG_WARN, "destroyed with unflushed rows and no finalize; flushing them now");
+        flush();
+      }
+    } catch (const std::exception& e) {
+      log(EMBER_LOG_ERROR, e.what());
+    } catch (...) {
+    }
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  void log_hyperparams(std::string_view params_json) override {
+    json::value v;
+    try {
+      v = json::parse(params_json);
+    } catch (const std::exception& e) {
+      throw_error("log_hyperparams: not valid JSON: " + std::string(e.what()));
+    }
+    if (!v.is_object()) throw_error("log_hyperparams: expected a JSON object");
+    for (auto& kv : v.as_object()) hparams_[kv.key()] = kv.value();
+    hparams_dirty_ = true;
+  }
+
+  void log_metrics(const ember_log_context_t& ctx, const ember_metric_t* metrics,
+                   size_t count) override {
+    if (count == 0) return;
+    const char* stage = stage_name(ctx.stage);
+    for (size_t i = 0; i < count; ++i) {
+      append_int(pending_, ctx.step);
+      pending_ += ',';
+      append_int(pending_, ctx.epoch);
+      pending_ += ',';
+      if (stage)
+        pending_ += stage;
+      else
+        append_int(pending_, ctx.stage);
+      pending_ += ',';
+      append_field(pending_, view(metrics[i].name));
+      pending_ += ',';
+      append_double(pending_, metrics[i].value);
+      pending_ += '\n';
+    }
+    last_step_ = ctx.step;
+    const bool steps_due = ctx.step - flush_mark_ >= flush_steps_;
+    bool time_due = false;
+    Clock::time_point now{};
+    if (flush_seconds_ > 0) {
+      now = Clock::now();
+      if (!waiting_) waiting_since_ = now, waiting_ = true;
+      time_due = now - waiting_since_ >= flush_interval_;
+    }
+    if (!steps_due && !time_due) return;
+    // An object store rewrites the whole object: at most once every flush_every_seconds.
+    if (!local_known_or_local() && flush_seconds_ > 0 && wrote_once_ &&
+        now - last_write_ < flush_interval_)
+      return;
+    flush();
+  }
+
+  void save() override { flush(); }
+
+  void finalize(std::string_view /*status*/) override {
+    flush();
+    if (fd_ >= 0) {
+      if (::fsync(fd_) != 0) {
+        int err = errno;
+        ::close(fd_);
+        fd_ = -1;
+        throw_error("cannot sync " + metrics_url_ + ": " + std::strerror(err));
+      }
+      ::close(fd_);
+      fd_ = -1;
+    }
+  }
+
+ private:
+  // --- the host's storage, with errors naming the plugin and the URL ------------------------
+  std::string host_error() const {
+    ember_str_t e = host().last_error(host().ctx);
+    std::string s(view(e));
+    return s.empty() ? "unknown error" : s;
+  }
+
+  void put(const std::string& url, std::string_view bytes) {
+    ember_file_t* f = nullptr;
+    if (host().open_write(host().ctx, str(url), &f) != EMBER_OK)
+      throw_error("cannot write " + url + ": " + host_error());
+    ember_status_t rc = host().write(host().ctx, f, bytes.data(), bytes.size());
+    if (rc == EMBER_OK) rc = host().commit(host().ctx, f);
+    std::string why = rc == EMBER_OK ? std::string() : host_error();
+    host().close(host().ctx, f);
+    if (rc != EMBER_OK) throw_error("cannot write " + url + ": " + why);
+  }
+
+  std::string read_all(const std::string& url) {
+    ember_file_t* f = nullptr;
+    if (host().open_read(host().ctx, str(url), 0, UINT64_MAX, &f) != EMBER_OK)
+      throw_error("cannot read " + url + ": " + host_error());
+    std::string out;
+    char buf[1 << 16];
+    for (;;) {
+      size_t got = 0;
+      if (host().read(host().ctx, f, buf, sizeof buf, &got) != EMBER_OK) {
+        std::string why = host_error();
+        host().close(host().ctx, f);
+        throw_error("cannot read " + url + ": " + why);
+      }
+      if (got == 0) break;
+      out.append(buf, got);
+    }
+    host().close(host().ctx, f);
+    return out;
+  }
+
+  std::optional<ember_stat_t> stat(const std::string& url) {
+    ember_stat_t st{};
+    st.struct_size = sizeof st;
+    ember_status_t rc = host().stat(host().ctx, str(url), &st);
+    if (rc == EMBER_E_NOT_FOUND) return std::nullopt;
+    if (rc != EMBER_OK) throw_error("cannot stat " + url + ": " + host_error());
+    return st;
+  }
+
+  // --- where the files go --------------------------------------------------------------------
+  bool local_known_or_local() const {
+    if (resolved_) return local_;
+    // Not resolved yet: decide from the configured save_dir (default_root_dir is resolved at the
+    // first flush; until then treat it as local so the first flush is never delayed).
+    return !save_dir_ || is_local(*save_dir_);
+  }
+
+  // The next free version_N under root (Lightning's _get_next_version).
+  std::int64_t next_version(const std::string& root) {
+    struct Acc {
+      std::int64_t max = -1;
+    } acc;
+    ember_status_t rc = host().list(
+        host().ctx, str(root),
+        [](void* user, const ember_stat_t* e) -> int32_t {
+          if (!e->is_dir) return 0;
+          if (auto n = version_number(basename(view(e->url))))
+            if (*n > static_cast<Acc*>(user)->max) static_cast<Acc*>(user)->max = *n;
+          return 0;
+        },
+        &acc);
+    if (rc != EMBER_OK && rc != EMBER_E_NOT_FOUND)
+      throw_error("cannot list " + root + " to find the next version: " + host_error());
+    return acc.max + 1;
+  }
+
+  void resolve() {
+    if (resolved_) return;
+    std::string save_dir;
+    if (save_dir_) {
+      save_dir = *save_dir_;
+    } else {
+      ember_trainer_state_t st{};
+      st.struct_size = sizeof st;
+      if (host().get_state(host().ctx, &st) != EMBER_OK)
+        throw_error("config key save_dir is not set and the trainer state is unavailable: " +
+                    host_error());
+      save_dir = std::string(view(st.default_root_dir));
+      if (save_dir.empty()) save_dir = ".";
+    }
+    std::string root = join(save_dir, name_);
+    std::string version = version_ ? *version_ : "version_" + std::to_string(next_version(root));
+    log_dir_ = join(root, version);
+    metrics_url_ = join(log_dir_, "metrics.csv");
+    hparams_url_ = join(log_dir_, "hparams.json");
+    local_ = is_local(metrics_url_);
+    resolved_ = true;
+    log(EMBER_LOG_INFO, "writing metrics to " + metrics_url_);
+  }
+
+  // --- flushing ------------------------------------------------------------------------------
+  void flush() {
+    if (pending_.empty() && !hparams_dirty_) return;
+    resolve();
+    if (hparams_dirty_) {
+      put(hparams_url_, json::serialize(hparams_) + "\n");
+      hparams_dirty_ = false;
+    }
+    if (!pending_.empty()) {
+      if (local_)
+        append_local();
+      else
+        rewrite_remote();
+      last_write_ = Clock::now();
+      wrote_once_ = true;
+    }
+    waiting_ = false;
+    flush_mark_ = last_step_;
+  }
+
+  // An existing metrics.csv (a version chosen by the user, a resumed run) is continued if it is
+  // ours; anything else is refused rather than mixed with.
+  void check_existing(const std::string& head) {
+    if (head.empty()) return;
+    if (head.compare(0, kHeader.size(), kHeader) != 0)
+      throw_error(metrics_url_ + " exists and does not start with the header '" +
+                  std::string(kHeader.substr(0, kHeader.size() - 1)) +
+                  "'; choose another version (config key version) or name");
+  }
+
+  void append_local() {
+    if (fd_ < 0) {
+      if (!stat(metrics_url_)) {
+        // First write: atomic create through the host (makes the directories too).
+        std::string first(kHeader);
+        first += pending_;
+        put(metrics_url_, first);
+        pending_.clear();
+        return;
+      }
+      std::string path = local_path(metrics_url_);
+      fd_ = ::open(path.c_str(), O_RDWR | O_APPEND | O_CLOEXEC);
+      if (fd_ < 0)
+        throw_error("cannot open " + metrics_url_ + " to append: " + std::strerror(errno));
+      if (!header_checked_) {
+        std::string head(kHeader.size(), '\0');
+        ssize_t n = ::pread(fd_, head.data(), head.size(), 0);
+        if (n < 0) throw_error("cannot read " + metrics_url_ + ": " + std::strerror(errno));
+        head.resize(static_cast<size_t>(n));
+        check_existing(head);
+        if (head.empty()) pending_.insert(0, kHeader);
+        header_checked_ = true;
+      }
+    }
+    while (!pending_.empty()) {
+      ssize_t n = ::write(fd_, pending_.data(), pending_.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) throw_error("cannot append to " + metrics_url_ + ": " + std::strerror(errno));
+      pending_.erase(0, static_cast<size_t>(n));
+    }
+  }
+
+  void rewrite_remote() {
+    if (!remote_started_) {
+      if (stat(metrics_url_)) {
+        all_ = read_all(metrics_url_);
+        check_existing(all_.substr(0, kHeader.size()));
+        if (!all_.empty() && all_.back() != '\n') all_ += '\n';
+      }
+      if (all_.empty()) all_ = kHeader;
+      remote_started_ = true;
+    }
+    all_ += pending_;
+    pending_.clear();
+    put(metrics_url_, all_);
+  }
+
+  // Config.
+  std::optional<std::string> save_dir_;
+  std::string name_ = "lightning_logs";
+  std::optional<std::string> version_;
+  std::int64_t flush_steps_ = 100;
+  double flush_seconds_ = 5;
+  Clock::duration flush_interval_{};
+
+  // Where, resolved at the first flush.
+  bool resolved_ = false, local_ = true;
+  std::string log_dir_, metrics_url_, hparams_url_;
+
+  // Rows not yet written; for an object store also everything written so far.
+  std::string pending_, all_;
+  bool remote_started_ = false, header_checked_ = false;
+  int fd_ = -1;
+  json::object hparams_;
+  bool hparams_dirty_ = false;
+
+  // Flush triggers.
+  std::int64_t flush_mark_ = -1, last_step_ = -1;
+  bool waiting_ = false, wrote_once_ = false;
+  Clock::time_point waiting_since_{}, last_write_{};
+};
+
+}  // namespace
+
+EMBER_PLUGIN(CsvLogger, "csv_logger", "1.0.0",
+             "Lightning's CSVLogger: metrics.csv (long format) and hparams.json per version",
+             kSchema)

@@ -1,0 +1,416 @@
+// csv_logger: the built .so driven in-process through the host table.
+#define BOOST_TEST_MODULE csv_logger
+#include <sys/stat.h>
+
+#include <atomic>
+#include <boost/test/unit_test.hpp>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <thread>
+
+#include "plugin_fixture.hpp"
+
+namespace fs = std::filesystem;
+using ember::test::FakeTrainer;
+using ember::test::LoadedPlugin;
+using ember::test::TempDir;
+
+namespace {
+
+std::shared_ptr<ember::PluginLibrary> lib() {
+  static auto l = ember::test::library_from_env("EMBER_CSV_LOGGER_SO");
+  return l;
+}
+
+struct Metric {
+  std::string name;
+  double value;
+};
+
+// A csv_logger instance with helpers that fail the test with the plugin's message.
+class Csv {
+ public:
+  Csv(FakeTrainer& t, const std::string& config) : p_(lib(), config, t) {}
+
+  void log(std::int64_t step, std::int64_t epoch, ember_stage_t stage,
+           const std::vector<Metric>& ms) {
+    std::vector<ember_metric_t> raw;
+    for (const auto& m : ms) raw.push_back({ember::cstr(m.name), m.value});
+    ember_log_context_t ctx{sizeof(ember_log_context_t), stage, step, epoch};
+    p_.check(p_.logger().log_metrics(p_.self(), &ctx, raw.data(), raw.size()), "log_metrics");
+  }
+  void hparams(const std::string& json) {
+    p_.check(p_.logger().log_hyperparams(p_.self(), ember::cstr(json)), "log_hyperparams");
+  }
+  ember_status_t finalize_status(const char* status = "success") {
+    return p_.logger().finalize(p_.self(), ember::cstr(status));
+  }
+  void finalize(const char* status = "success") { p_.check(finalize_status(status), "finalize"); }
+  void save() { p_.check(p_.logger().save(p_.self()), "save"); }
+  LoadedPlugin& plugin() { return p_; }
+
+ private:
+  LoadedPlugin p_;
+};
+
+// RFC 4180: fields separated by commas, quoted fields may hold commas, quotes ("") and newlines.
+std::vector<std::vector<std::string>> parse_csv(const std::string& text) {
+  std::vector<std::vector<std::string>> rows;
+  std::vector<std::string> row;
+  std::string field;
+  bool quoted = false, any = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (quoted) {
+      if (c == '"' && i + 1 < text.size() && text[i + 1] == '"')
+        field += '"', ++i;
+      else if (c == '"')
+        quoted = false;
+      else
+        field += c;
+    } else if (c == '"') {
+      quoted = true, any = true;
+    } else if (c == ',') {
+      row.push_back(field), field.clear(), any = true;
+    } else if (c == '\n') {
+      row.push_back(field), field.clear();
+      rows.push_back(row), row.clear();
+      any = false;
+    } else {
+      field += c, any = true;
+    }
+  }
+  BOOST_REQUIRE_MESSAGE(!quoted, "unterminated quoted field");
+  BOOST_REQUIRE_MESSAGE(!any, "last row has no newline");
+  return rows;
+}
+
+const std::vector<std::string> kHeader = {"step", "epoch", "stage", "name", "value"};
+
+// Rows of metrics.csv (without the header), checking the header.
+std::vector<std::vector<std::string>> rows_of(const std::string& text) {
+  auto rows = parse_csv(text);
+  BOOST_REQUIRE(!rows.empty());
+  BOOST_REQUIRE(rows[0] == kHeader);
+  rows.erase(rows.begin());
+  return rows;
+}
+
+bool same_double(double a, double b) {
+  if (std::isnan(a) || std::isnan(b)) return std::isnan(a) && std::isnan(b);
+  return std::memcmp(&a, &b, sizeof a) == 0;
+}
+
+// A backend that counts every call (reads, writes, stats, lists), over process memory.
+class CountingBackend : public ember::storage::Backend {
+ public:
+  std::atomic<int> calls{0};
+  ember::storage::MemoryBackend mem;
+  std::unique_ptr<ember::storage::Reader> open_read(const std::string& u, std::uint64_t o,
+                                                    std::uint64_t l) override {
+    ++calls;
+    return mem.open_read(u, o, l);
+  }
+  std::unique_ptr<ember::storage::Writer> open_write(const std::string& u) override {
+    ++calls;
+    return mem.open_write(u);
+  }
+  std::optional<ember::storage::Stat> stat(const std::string& u) override {
+    ++calls;
+    return mem.stat(u);
+  }
+  std::vector<ember::storage::Stat> list(const std::string& p) override {
+    ++calls;
+    return mem.list(p);
+  }
+  bool remove(const std::string& u) override {
+    ++calls;
+    return mem.remove(u);
+  }
+};
+
+std::string config(const std::string& save_dir, const std::string& more = "") {
+  std::string c = "{\"save_dir\": \"" + save_dir + "\"";
+  if (!more.empty()) c += ", " + more;
+  return c + "}";
+}
+
+ino_t inode_of(const fs::path& p) {
+  struct stat st;
+  BOOST_REQUIRE(::stat(p.c_str(), &st) == 0);
+  return st.st_ino;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(rows_are_exact_and_parse_back_in_long_format) {
+  TempDir tmp("csv");
+  FakeTrainer t;
+  const double third = 1.0 / 3.0, tiny = -2.5e-300, nan = std::nan(""),
+               inf = std::numeric_limits<double>::infinity();
+  {
+    Csv csv(t, config(tmp.path().string(), "\"flush_every_seconds\": 0"));
+    csv.log(0, 0, EMBER_STAGE_FIT, {{"train_loss", 0.1}, {"lr", 1e-3}});
+    csv.log(1, 0, EMBER_STAGE_FIT, {{"train_loss", third}, {"odd,\"name\"", tiny}});
+    csv.log(1, 0, EMBER_STAGE_VALIDATE,
+            {{"val_loss", nan}, {"val_acc", inf}, {"line\nbreak", -inf}});
+    csv.log(2, 1, EMBER_STAGE_TEST, {{"test_acc", 0.875}});
+    csv.finalize();
+  }
+  auto rows = rows_of(ember::test::read_file(tmp / "lightning_logs/version_0/metrics.csv"));
+  struct Want {
+    const char *step, *epoch, *stage, *name;
+    double value;
+  } want[] = {
+      {"0", "0", "fit", "train_loss", 0.1},        {"0", "0", "fit", "lr", 1e-3},
+      {"1", "0", "fit", "train_loss", third},      {"1", "0", "fit", "odd,\"name\"", tiny},
+      {"1", "0", "validate", "val_loss", nan},     {"1", "0", "validate", "val_acc", inf},
+      {"1", "0", "validate", "line\nbreak", -inf}, {"2", "1", "test", "test_acc", 0.875},
+  };
+  BOOST_REQUIRE_EQUAL(rows.size(), std::size(want));
+  for (size_t i = 0; i < rows.size(); ++i) {
+    BOOST_TEST_CONTEXT("row " << i) {
+      BOOST_REQUIRE_EQUAL(rows[i].size(), 5u);
+      BOOST_TEST(rows[i][0] == want[i].step);
+      BOOST_TEST(rows[i][1] == want[i].epoch);
+      BOOST_TEST(rows[i][2] == want[i].stage);
+      BOOST_TEST(rows[i][3] == want[i].name);
+      BOOST_TEST(same_double(std::strtod(rows[i][4].c_str(), nullptr), want[i].value),
+                 rows[i][4] << " does not read back as the logged value");
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(log_metrics_does_no_io_before_flush_logs_every_n_steps) {
+  FakeTrainer t;
+  auto backend = std::make_shared<CountingBackend>();
+  t.urls().add("count", backend);
+  Csv csv(t, config("count://runs", "\"flush_logs_every_n_steps\": 5, \"flush_every_seconds\": 0"));
+  csv.hparams(R"({"lr": 0.1})");
+  for (int step = 0; step < 4; ++step) csv.log(step, 0, EMBER_STAGE_FIT, {{"loss", step * 1.0}});
+  BOOST_TEST(backend->calls.load() == 0, "no storage call before the first flush is due");
+  csv.log(4, 0, EMBER_STAGE_FIT, {{"loss", 4.0}});
+  BOOST_TEST(backend->calls.load() > 0);
+  auto rows = rows_of(t.urls().read_all("count://runs/lightning_logs/version_0/metrics.csv"));
+  BOOST_TEST(rows.size() == 5u);
+  BOOST_TEST(t.urls().stat("count://runs/lightning_logs/version_0/hparams.json").has_value());
+
+  // The next flush is due 5 steps after the last one.
+  int after_first = backend->calls.load();
+  for (int step = 5; step < 9; ++step) csv.log(step, 0, EMBER_STAGE_FIT, {{"loss", 0.0}});
+  BOOST_TEST(backend->calls.load() == after_first);
+  csv.log(9, 0, EMBER_STAGE_FIT, {{"loss", 0.0}});
+  BOOST_TEST(backend->calls.load() > after_first);
+  BOOST_TEST(
+      rows_of(t.urls().read_all("count://runs/lightning_logs/version_0/metrics.csv")).size() ==
+      10u);
+  csv.finalize();
+}
+
+BOOST_AUTO_TEST_CASE(nothing_is_written_locally_before_the_first_flush) {
+  TempDir tmp("csv");
+  FakeTrainer t;
+  Csv csv(t, config(tmp.path().string(),
+                    "\"flush_logs_every_n_steps\": 3, \"flush_every_seconds\": 0"));
+  csv.hparams(R"({"lr": 0.1})");
+  csv.log(0, 0, EMBER_STAGE_FIT, {{"loss", 1.0}});
+  csv.log(1, 0, EMBER_STAGE_FIT, {{"loss", 1.0}});
+  BOOST_TEST(ember::test::list_dir(tmp.path()).empty(), "no directory or file before a flush");
+  csv.log(2, 0, EMBER_STAGE_FIT, {{"loss", 1.0}});
+  BOOST_TEST(rows_of(ember::test::read_file(tmp / "lightning_logs/version_0/metrics.csv")).size() ==
+             3u);
+  csv.finalize();
+}
+
+BOOST_AUTO_TEST_CASE(a_new_metric_mid_run_only_appends_to_the_local_file) {
+  TempDir tmp("csv");
+  FakeTrainer t;
+  Csv csv(t, config(tmp.path().string(),
+                    "\"flush_logs_every_n_steps\": 1, \"flush_every_seconds\": 0"));
+  const fs::path file = tmp / "lightning_logs/version_0/metrics.csv";
+  csv.log(0, 0, EMBER_STAGE_FIT, {{"a", 1.0}});
+  std::string before = ember::test::read_file(file);
+  const ino_t inode = inode_of(file);
+  const std::vector<std::vector<Metric>> steps = {
+      {{"a", 2.0}, {"b", 20.0}},  // b is new
+      {{"c", 300.0}},             // c is new, a and b absent
+      {{"a", 4.0}, {"d", 4e4}},
+  };
+  std::int64_t step = 1;
+  for (const auto& ms : steps) {
+    csv.log(step++, 0, EMBER_STAGE_FIT, ms);
+    std::string now = ember::test::read_file(file);
+    BOOST_TEST(inode_of(file) == inode, "the file was replaced, not appended to");
+    BOOST_TEST(now.size() > before.size());
+    BOOST_TEST(now.compare(0, before.size(), before) == 0, "earlier bytes changed");
+    before = now;
+  }
+  csv.finalize();
+  BOOST_TEST(inode_of(file) == inode);
+  auto rows = rows_of(ember::test::read_file(file));
+  BOOST_REQUIRE_EQUAL(rows.size(), 6u);
+  BOOST_TEST(rows[2][3] == "b");
+  BOOST_TEST(rows[3][3] == "c");
+}
+
+BOOST_AUTO_TEST_CASE(version_is_the_next_free_version_n) {
+  TempDir tmp("csv");
+  FakeTrainer t;
+  fs::create_directories(tmp / "lightning_logs/version_0");
+  fs::create_directories(tmp / "lightning_logs/version_3");
+  fs::create_directories(tmp / "lightning_logs/version_x");
+  fs::create_directories(tmp / "lightning_logs/version_");
+  ember::test::write_file(tmp / "lightning_logs/version_9", "a file, not a version directory");
+  for (int expect : {4, 5}) {
+    Csv csv(t, config(tmp.path().string()));
+    csv.log(0, 0, EMBER_STAGE_FIT, {{"loss", 1.0}});
+    csv.finalize();
+    BOOST_TEST(
+        fs::exists(tmp / ("lightning_logs/version_" + std::to_string(expect)) / "metrics.csv"));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(memory_scheme_gets_every_row_in_each_atomic_rewrite) {
+  FakeTrainer t;
+  const std::string url = "memory://runs/lightning_logs/version_0/metrics.csv";
+  {
+    Csv csv(t,
+            config("memory://runs", "\"flush_logs_every_n_steps\": 2, \"flush_every_seconds\": 0"));
+    csv.log(0, 0, EMBER_STAGE_FIT, {{"loss", 0.5}});
+    BOOST_TEST(!t.urls().stat(url).has_value());
+    csv.log(1, 0, EMBER_STAGE_FIT, {{"loss", 0.25}});
+    auto first = rows_of(t.urls().read_all(url));
+    BOOST_REQUIRE_EQUAL(first.size(), 2u);
+    csv.log(2, 0, EMBER_STAGE_FIT, {{"loss", 0.125}, {"new_key", 7.0}});
+    csv.log(3, 0, EMBER_STAGE_FIT, {{"loss", 0.0625}});
+    auto second = rows_of(t.urls().read_all(url));
+    BOOST_REQUIRE_EQUAL(second.size(), 5u);
+    BOOST_TEST(
+        (std::vector<std::vector<std::string>>(second.begin(), second.begin() + 2) == first));
+    BOOST_TEST(second[3][3] == "new_key");
+    csv.finalize();
+  }
+  Csv next(t, config("memory://runs"));
+  next.log(0, 0, EMBER_STAGE_FIT, {{"loss", 1.0}});
+  next.finalize();
+  BOOST_TEST(t.urls().stat("memory://runs/lightning_logs/version_1/metrics.csv").has_value());
+}
+
+BOOST_AUTO_TEST_CASE(object_store_rewrites_at_most_every_flush_every_seconds) {
+  FakeTrainer t;
+  const std::string url = "memory://slow/lightning_logs/version_0/metrics.csv";
+  Csv csv(
+      t, config("memory://slow", "\"flush_logs_every_n_steps\": 1, \"flush_every_seconds\": 3600"));
+  csv.log(0, 0, EMBER_STAGE_FIT, {{"loss", 1.0}});
+  BOOST_TEST(rows_of(t.urls().read_all(url)).size() == 1u, "the first due flush is not delayed");
+  for (int step = 1; step < 4; ++step) csv.log(step, 0, EMBER_STAGE_FIT, {{"loss", 1.0}});
+  BOOST_TEST(rows_of(t.urls().read_all(url)).size() == 1u, "rewrites are throttled");
+  csv.finalize();
+  BOOST_TEST(rows_of(t.urls().read_all(url)).size() == 4u, "finalize writes everything");
+}
+
+BOOST_AUTO_TEST_CASE(rows_older_than_flush_every_seconds_are_flushed) {
+  TempDir tmp("csv");
+  FakeTrainer t;
+  Csv csv(t, config(tmp.path().string(),
+                    "\"flush_logs_every_n_steps\": 1000, \"flush_every_seconds\": 0.05"));
+  csv.log(0, 0, EMBER_STAGE_FIT, {{"loss", 1.0}});
+  BOOST_TEST(ember::test::list_dir(tmp.path()).empty());
+  std::this_thread::sleep_for(std::chrono::milliseconds(120));
+  csv.log(1, 0, EMBER_STAGE_FIT, {{"loss", 2.0}});
+  BOOST_TEST(rows_of(ember::test::read_file(tmp / "lightning_logs/version_0/metrics.csv")).size() ==
+             2u);
+  csv.finalize();
+}
+
+BOOST_AUTO_TEST_CASE(hparams_json_is_merged_and_written_at_the_first_flush) {
+  TempDir tmp("csv");
+  FakeTrainer t;
+  Csv csv(t, config(tmp.path().string()));
+  csv.hparams(R"({"lr": 0.1, "layers": [64, 32]})");
+  csv.hparams(R"({"batch_size": 32, "lr": 0.05})");
+  BOOST_TEST(ember::test::list_dir(tmp.path()).empty());
+  csv.finalize();
+  auto hp =
+      boost::json::parse(ember::test::read_file(tmp / "lightning_logs/version_0/hparams.json"));
+  BOOST_TEST(hp == boost::json::parse(R"({"lr": 0.05, "layers": [64, 32], "batch_size": 32})"));
+
+  BOOST_TEST(csv.plugin().logger().log_hyperparams(csv.plugin().self(), ember::cstr("[1, 2]")) !=
+             EMBER_OK);
+  BOOST_TEST(csv.plugin().last_error().find("csv_logger") != std::string::npos);
+  BOOST_TEST(csv.plugin().last_error().find("JSON object") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(save_dir_defaults_to_default_root_dir_and_name_and_version_are_used) {
+  TempDir tmp("csv");
+  FakeTrainer t;
+  t.root_dir = tmp.path().string();
+  {
+    Csv csv(t, R"({"name": "exp", "version": 7})");
+    csv.log(0, 0, EMBER_STAGE_FIT, {{"loss", 1.0}});
+    csv.finalize();
+  }
+  BOOST_TEST(fs::exists(tmp / "exp/version_7/metrics.csv"));
+  {
+    Csv csv(t, R"({"name": "", "version": "run_a"})");
+    csv.log(0, 0, EMBER_STAGE_FIT, {{"loss", 1.0}});
+    csv.finalize();
+  }
+  BOOST_TEST(fs::exists(tmp / "run_a/metrics.csv"));
+  BOOST_TEST(std::any_of(t.lines.begin(), t.lines.end(), [&](const std::string& l) {
+    return l.find((tmp / "run_a/metrics.csv").string()) != std::string::npos;
+  }));
+}
+
+BOOST_AUTO_TEST_CASE(an_existing_version_of_ours_is_continued) {
+  TempDir tmp("csv");
+  FakeTrainer t;
+  for (double v : {1.0, 2.0}) {
+    Csv csv(t, config(tmp.path().string(), "\"version\": \"resumed\""));
+    csv.log(static_cast<std::int64_t>(v), 0, EMBER_STAGE_FIT, {{"loss", v}});
+    csv.finalize();
+  }
+  auto rows = rows_of(ember::test::read_file(tmp / "lightning_logs/resumed/metrics.csv"));
+  BOOST_REQUIRE_EQUAL(rows.size(), 2u);
+  BOOST_TEST(rows[1][4] == "2");
+}
+
+BOOST_AUTO_TEST_CASE(a_foreign_metrics_file_is_refused_naming_the_url) {
+  TempDir tmp("csv");
+  FakeTrainer t;
+  fs::create_directories(tmp / "lightning_logs/old");
+  ember::test::write_file(tmp / "lightning_logs/old/metrics.csv", "epoch,loss\n0,1.5\n");
+  Csv csv(t, config(tmp.path().string(), "\"version\": \"old\""));
+  csv.log(0, 0, EMBER_STAGE_FIT, {{"loss", 1.0}});
+  BOOST_TEST(csv.finalize_status() != EMBER_OK);
+  std::string err = csv.plugin().last_error();
+  BOOST_TEST(err.find("csv_logger") != std::string::npos, err);
+  BOOST_TEST(err.find((tmp / "lightning_logs/old/metrics.csv").string()) != std::string::npos, err);
+  BOOST_TEST(ember::test::read_file(tmp / "lightning_logs/old/metrics.csv") ==
+             "epoch,loss\n0,1.5\n");
+}
+
+BOOST_AUTO_TEST_CASE(a_storage_failure_names_the_plugin_and_the_url) {
+  FakeTrainer t;
+  Csv csv(t, config("nosuch://bucket/runs"));
+  csv.log(0, 0, EMBER_STAGE_FIT, {{"loss", 1.0}});
+  BOOST_TEST(csv.finalize_status() != EMBER_OK);
+  std::string err = csv.plugin().last_error();
+  BOOST_TEST(err.find("csv_logger") != std::string::npos, err);
+  BOOST_TEST(err.find("nosuch://bucket/runs/lightning_logs") != std::string::npos, err);
+}
+
+BOOST_AUTO_TEST_CASE(an_unknown_config_key_is_refused_with_a_suggestion) {
+  FakeTrainer t;
+  try {
+    Csv csv(t, R"({"flush_every_n_steps": 10})");
+    BOOST_FAIL("an unknown key was accepted");
+  } catch (const ember::ConfigError& e) {
+    std::string msg = e.what();
+    BOOST_TEST(msg.find("flush_every_n_steps") != std::string::npos, msg);
+    BOOST_TEST(msg.find("flush_logs_every_n_steps") != std::string::npos, msg);
+  }
+}
