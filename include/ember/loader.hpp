@@ -269,6 +269,7 @@ class Services {
   }
   virtual std::optional<double> metric(std::string_view) { return std::nullopt; }
   virtual void for_each_metric(const std::function<bool(std::string_view, double)>&) {}
+  virtual void for_each_progress_metric(const std::function<bool(std::string_view, double)>&) {}
   virtual void request_stop(const std::string& plugin_id, std::string_view reason) {
     log(plugin_id, EMBER_LOG_INFO, "asked to stop: " + std::string(reason));
   }
@@ -288,7 +289,6 @@ struct HostBinding {
   ember_host_t table{};
   std::string plugin_id;
   Services* services = nullptr;
-  std::string default_root_dir;
   static thread_local std::string last_error;
 
   struct File {
@@ -327,28 +327,42 @@ struct HostBinding {
         last_error = "get_state: out->struct_size is too small";
         return EMBER_E_INVALID;
       }
-      ember_trainer_state_t full{};
-      full.struct_size = sizeof full;
-      of(c).services->fill_state(full);
-      std::size_t n = std::min<std::size_t>(out->struct_size, sizeof full);
-      uint32_t keep = out->struct_size;
-      std::memcpy(out, &full, n);
-      out->struct_size = keep;
-      return EMBER_OK;
+      return guard([&] {
+        ember_trainer_state_t full{};
+        full.struct_size = sizeof full;
+        full.num_test_batches = full.num_predict_batches = -1;
+        of(c).services->fill_state(full);
+        std::size_t n = std::min<std::size_t>(out->struct_size, sizeof full);
+        uint32_t keep = out->struct_size;
+        std::memcpy(out, &full, n);
+        out->struct_size = keep;
+        return EMBER_OK;
+      });
     };
     table.get_metric = [](void* c, ember_str_t name, double* out) -> ember_status_t {
-      auto v = of(c).services->metric(sv(name));
-      if (!v) {
-        last_error = "metric '" + std::string(sv(name)) + "' has not been logged";
-        return EMBER_E_NOT_FOUND;
-      }
-      *out = *v;
-      return EMBER_OK;
+      return guard([&] {
+        auto v = of(c).services->metric(sv(name));
+        if (!v) {
+          last_error = "metric '" + std::string(sv(name)) + "' has not been logged";
+          return EMBER_E_NOT_FOUND;
+        }
+        *out = *v;
+        return EMBER_OK;
+      });
     };
     table.list_metrics = [](void* c, ember_metric_fn fn, void* user) -> ember_status_t {
-      of(c).services->for_each_metric(
-          [&](std::string_view n, double v) { return fn(user, cstr(n), v) == 0; });
-      return EMBER_OK;
+      return guard([&] {
+        of(c).services->for_each_metric(
+            [&](std::string_view n, double v) { return fn(user, cstr(n), v) == 0; });
+        return EMBER_OK;
+      });
+    };
+    table.list_progress_metrics = [](void* c, ember_metric_fn fn, void* user) -> ember_status_t {
+      return guard([&] {
+        of(c).services->for_each_progress_metric(
+            [&](std::string_view n, double v) { return fn(user, cstr(n), v) == 0; });
+        return EMBER_OK;
+      });
     };
     table.request_stop = [](void* c, ember_str_t reason) {
       try {

@@ -278,12 +278,15 @@ class Trainer : public Services {
   // --- Services: what plugins see through the host table ---------------------------------
   void fill_state(ember_trainer_state_t& s) override {
     s.stage = sanity_ ? EMBER_STAGE_SANITY_CHECK : stage_;
+    s.fn = fn_;
+    s.num_test_batches = test_ ? dev_limit(limit(opt_.limit_test_batches, test_)) : -1;
+    s.num_predict_batches = predict_ ? dev_limit(limit(opt_.limit_predict_batches, predict_)) : -1;
     s.epoch = epoch_;
     s.global_step = global_step_;
     s.max_epochs = max_epochs();
     s.max_steps = opt_.max_steps;
-    s.num_training_batches = train_ ? limit(opt_.limit_train_batches, train_) : -1;
-    s.num_val_batches = val_ ? limit(opt_.limit_val_batches, val_) : -1;
+    s.num_training_batches = train_ ? dev_limit(limit(opt_.limit_train_batches, train_)) : -1;
+    s.num_val_batches = val_ ? dev_limit(limit(opt_.limit_val_batches, val_)) : -1;
     s.sanity_checking = sanity_;
     s.should_stop = should_stop_;
     s.default_root_dir = cstr(opt_.default_root_dir);
@@ -291,6 +294,12 @@ class Trainer : public Services {
   std::optional<double> metric(std::string_view name) override { return metrics_.get(name); }
   void for_each_metric(const std::function<bool(std::string_view, double)>& fn) override {
     metrics_.for_each(fn);
+  }
+  void for_each_progress_metric(const std::function<bool(std::string_view, double)>& fn) override {
+    std::vector<MetricValue> values;
+    metrics_.prog_bar(values);
+    for (const auto& v : values)
+      if (!fn(v.name, v.value)) return;
   }
   void request_stop(const std::string& who, std::string_view reason) override {
     should_stop_ = true;
@@ -343,7 +352,7 @@ class Trainer : public Services {
   // teardown, then rethrow (the host exits 1).
   template <class F>
   void run(ember_stage_t stage, F&& body) {
-    stage_ = stage;
+    stage_ = fn_ = stage;
     args_ = {};
     args_.struct_size = sizeof args_;
     args_.stage = stage;
@@ -612,6 +621,7 @@ class Trainer : public Services {
   data::Loader *train_ = nullptr, *val_ = nullptr, *test_ = nullptr, *predict_ = nullptr;
   ember_hook_args_t args_{};
   ember_stage_t stage_ = EMBER_STAGE_NONE;
+  ember_stage_t fn_ = EMBER_STAGE_NONE;  // the entry point running
   std::int64_t epoch_ = 0, global_step_ = 0, next_epoch_ = 0, next_batch_ = 0;
   std::int64_t accumulated_ = 0;
   bool sanity_ = false, should_stop_ = false, restored_ = false, hparams_sent_ = false;

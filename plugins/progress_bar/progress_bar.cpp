@@ -263,7 +263,7 @@ class ProgressBar : public ember::plugin::Plugin, public ember::plugin::Callback
     // Lightning's bar shows the sanity check too; here it stays quiet: its metrics are discarded.
     eval_active_ = !(st.sanity_checking || args.stage == EMBER_STAGE_SANITY_CHECK);
     if (!eval_active_) return;
-    eval_total_ = args.stage == EMBER_STAGE_TEST ? -1 : st.num_val_batches;
+    eval_total_ = args.stage == EMBER_STAGE_TEST ? st.num_test_batches : st.num_val_batches;
     eval_seen_ = 0;
     eval_start_ = Clock::now();
     eval_next_draw_ = eval_start_ + refresh_;
@@ -337,7 +337,12 @@ class ProgressBar : public ember::plugin::Plugin, public ember::plugin::Callback
       }
     } else {
       std::vector<std::pair<std::string, double>> all;
-      host().list_metrics(
+      // Lightning shows the metrics logged with prog_bar=True; a host without that list (older
+      // table) gets all callback metrics.
+      const bool has_progress_list =
+          host().struct_size >= offsetof(ember_host_t, list_progress_metrics) + sizeof(void*) &&
+          host().list_progress_metrics;
+      (has_progress_list ? host().list_progress_metrics : host().list_metrics)(
           host().ctx,
           [](void* user, ember_str_t name, double value) -> int32_t {
             static_cast<std::vector<std::pair<std::string, double>>*>(user)->emplace_back(

@@ -135,6 +135,10 @@ struct trainer_state {
   std::int32_t sanity_checking;
   std::int32_t should_stop;
   str default_root_dir;
+  std::int32_t fn;
+  std::int32_t reserved0;
+  std::int64_t num_test_batches;
+  std::int64_t num_predict_batches;
 };
 
 struct host {
@@ -159,6 +163,7 @@ struct host {
   fn remove;
   fn last_error;
   fn save_checkpoint;
+  fn list_progress_metrics;
 };
 
 struct plugin_entry {

@@ -70,6 +70,10 @@ class FakeTrainer : public Services {
     for (const auto& kv : metrics)
       if (!fn(kv.first, kv.second)) return;
   }
+  // Every metric counts as a prog_bar metric here.
+  void for_each_progress_metric(const std::function<bool(std::string_view, double)>& fn) override {
+    for_each_metric(fn);
+  }
   void request_stop(const std::string&, std::string_view reason) override {
     stops.emplace_back(reason);
   }

@@ -26,6 +26,11 @@ typedef struct ember_trainer_state {
     int32_t sanity_checking;       /* 1 during the sanity check */
     int32_t should_stop;           /* a stop was requested */
     ember_str_t default_root_dir;  /* URL; borrowed until the next call into the host */
+    int32_t fn;                    /* the entry point running: ember_stage_t FIT, VALIDATE, TEST or
+                                      PREDICT (stage says VALIDATE inside fit; fn stays FIT) */
+    int32_t reserved0;
+    int64_t num_test_batches;      /* -1 unknown */
+    int64_t num_predict_batches;   /* -1 unknown */
 } ember_trainer_state_t;
 
 /* Receives one metric per call from list_metrics; return non-zero to stop. */
@@ -70,6 +75,9 @@ typedef struct ember_host {
      * atomically; weights_only non-zero omits optimizer and loop state.
      * Required: yes. [train-thread]. Since: 1.0. */
     ember_status_t (*save_checkpoint)(void *ctx, ember_str_t url, int32_t weights_only);
+    /* Visit the metrics logged with prog_bar (Lightning's progress_bar_metrics).
+     * Required: yes. [train-thread]. Since: 1.0. */
+    ember_status_t (*list_progress_metrics)(void *ctx, ember_metric_fn fn, void *user);
 } ember_host_t;
 
 #ifdef __cplusplus
