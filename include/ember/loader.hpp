@@ -242,12 +242,16 @@ inline std::vector<std::filesystem::path> env_plugin_dirs() {
   return out;
 }
 
+#ifndef EMBER_INSTALLED_PLUGINS_REL
+#define EMBER_INSTALLED_PLUGINS_REL "../lib/ember/plugins"
+#endif
+
 inline std::vector<std::filesystem::path> default_plugin_dirs() {
   std::vector<std::filesystem::path> out;
   std::error_code ec;
   auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
   if (ec) return out;
-  for (auto rel : {"../plugins", "../lib/ember/plugins"}) {
+  for (auto rel : {"../plugins", EMBER_INSTALLED_PLUGINS_REL}) {
     auto p = (exe.parent_path() / rel).lexically_normal();
     if (std::filesystem::is_directory(p, ec)) out.push_back(p);
   }

@@ -1,0 +1,388 @@
+// A small blocking HTTP/1.1 client for plugins (S3, W&B): Boost.Beast over Boost.Asio, TLS with
+// OpenSSL. Header-only; a user links OpenSSL (ssl, crypto) and Boost.URL (boost_url).
+//
+//   ember::http::Client c("https", "api.example.com", "443", {});
+//   auto r = c.send({"GET", "/v1/thing", {{"Accept", "application/json"}}, ""});
+//   if (r.status != 200) ...
+//
+// Contract:
+// - One Client is one keep-alive connection to one host:port; it is not thread-safe (give each
+//   worker thread its own Client, or guard it). The connection opens on the first send.
+// - TLS is verified by default: the system CA store (or Options::ca_file), SNI, and the
+//   certificate must match the host name (or IP address). verify_tls=false turns all of that off.
+// - Options::timeout bounds each step (connect, TLS handshake, each write, each read), not the
+//   whole exchange, so a large streamed body never times out while bytes keep coming.
+// - A network or TLS failure throws http::Error whose message names host:port. An HTTP error
+//   status is not an exception: it is a Response with that status.
+// - A request sent on a reused connection that fails before any byte of the answer arrived is
+//   sent once more on a fresh connection (the server may have closed an idle connection).
+// - Host, Content-Length (for bodies and for PUT/POST) are added unless the request sets them.
+#pragma once
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <boost/url/parse.hpp>
+#include <boost/url/url_view.hpp>
+
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <limits>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace ember::http {
+
+// A network, TLS or protocol failure (never an HTTP status). timed_out says whether a step ran
+// past Options::timeout, so a caller can decide to retry.
+class Error : public std::runtime_error {
+ public:
+  explicit Error(const std::string& what, bool timed_out = false)
+      : std::runtime_error(what), timed_out_(timed_out) {}
+  bool timed_out() const { return timed_out_; }
+
+ private:
+  bool timed_out_;
+};
+
+struct Options {
+  bool verify_tls = true;
+  std::string ca_file;  // PEM bundle used instead of the system store when set
+  std::chrono::milliseconds timeout{30000};
+};
+
+struct Request {
+  std::string method, target;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+};
+
+inline bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i])))
+      return false;
+  return true;
+}
+
+struct Response {
+  int status = 0;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  // The first header with this name (case-insensitive), or "" when absent.
+  std::string header(std::string_view name) const {
+    for (const auto& h : headers)
+      if (iequals(h.first, name)) return h.second;
+    return {};
+  }
+};
+
+// An absolute http(s) URL split for Client: target is path + query ("/" when empty), port is
+// the explicit one or the scheme's default. Throws http::Error naming the URL when it does not
+// parse or is not http/https.
+struct Url {
+  std::string scheme, host, port, target;
+  static Url parse(std::string_view text) {
+    auto r = boost::urls::parse_uri(boost::core::string_view(text.data(), text.size()));
+    if (!r) throw Error("invalid URL '" + std::string(text) + "': " + r.error().message());
+    boost::urls::url_view u = *r;
+    Url out;
+    out.scheme = std::string(u.scheme());
+    std::transform(out.scheme.begin(), out.scheme.end(), out.scheme.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (out.scheme != "http" && out.scheme != "https")
+      throw Error("invalid URL '" + std::string(text) + "': scheme must be http or https");
+    out.host = std::string(u.encoded_host());
+    // IPv6 literals arrive bracketed in the authority; resolvers and TLS want them bare.
+    if (out.host.size() > 1 && out.host.front() == '[' && out.host.back() == ']')
+      out.host = out.host.substr(1, out.host.size() - 2);
+    if (out.host.empty()) throw Error("invalid URL '" + std::string(text) + "': no host");
+    out.port = u.has_port() && !u.port().empty() ? std::string(u.port())
+                                                  : (out.scheme == "https" ? "443" : "80");
+    out.target = std::string(u.encoded_path());
+    if (out.target.empty()) out.target = "/";
+    if (u.has_query()) out.target += "?" + std::string(u.encoded_query());
+    return out;
+  }
+};
+
+class Client {
+ public:
+  Client(std::string scheme, std::string host, std::string port, Options options = {})
+      : scheme_(std::move(scheme)),
+        host_(std::move(host)),
+        port_(std::move(port)),
+        options_(std::move(options)),
+        ssl_ctx_(boost::asio::ssl::context::tls_client) {
+    if (scheme_ != "http" && scheme_ != "https")
+      throw Error("http client for " + endpoint() + ": scheme must be http or https, not '" + scheme_ + "'");
+    if (tls()) {
+      ssl_ctx_.set_options(boost::asio::ssl::context::default_workarounds | boost::asio::ssl::context::no_sslv2 |
+                           boost::asio::ssl::context::no_sslv3);
+      if (options_.verify_tls) {
+        boost::system::error_code ec;
+        if (!options_.ca_file.empty()) {
+          ssl_ctx_.load_verify_file(options_.ca_file, ec);
+          if (ec) throw Error("http client for " + endpoint() + ": cannot load CA bundle " + options_.ca_file + ": " + ec.message());
+        } else {
+          ssl_ctx_.set_default_verify_paths(ec);
+          if (ec) throw Error("http client for " + endpoint() + ": cannot load the system CA store: " + ec.message());
+        }
+        ssl_ctx_.set_verify_mode(boost::asio::ssl::verify_peer);
+      } else {
+        ssl_ctx_.set_verify_mode(boost::asio::ssl::verify_none);
+      }
+    }
+  }
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+  ~Client() { close(); }
+
+  // "host:port", for messages.
+  std::string endpoint() const {
+    return (host_.find(':') != std::string::npos ? "[" + host_ + "]" : host_) + ":" + port_;
+  }
+  const std::string& host() const { return host_; }
+  const std::string& port() const { return port_; }
+  const std::string& scheme() const { return scheme_; }
+
+  // Send and read the whole answer into Response::body.
+  Response send(const Request& req) {
+    return exchange(req, nullptr);
+  }
+
+  // Send; the answer's body goes to on_body in pieces as it arrives (Response::body stays
+  // empty). on_body may throw: the connection is dropped and the exception propagates.
+  Response send_streaming(const Request& req, const std::function<void(const char*, std::size_t)>& on_body) {
+    return exchange(req, &on_body);
+  }
+
+  // Drop the connection; the next send opens a new one.
+  void close() {
+    boost::system::error_code ec;
+    if (tls_) {
+      boost::beast::get_lowest_layer(*tls_).socket().close(ec);
+      tls_.reset();
+    }
+    if (tcp_) {
+      tcp_->socket().close(ec);
+      tcp_.reset();
+    }
+    buffer_.clear();
+    reused_ = false;
+  }
+
+ private:
+  using tcp = boost::asio::ip::tcp;
+  using error_code = boost::system::error_code;
+  using OnBody = std::function<void(const char*, std::size_t)>;
+  bool tls() const { return scheme_ == "https"; }
+
+  // Run an async operation to completion on our private io_context. The handler only records
+  // the error; tcp_stream's expiry turns a stalled step into error::timeout.
+  template <class Start>
+  error_code run(Start&& start) {
+    error_code result = boost::asio::error::would_block;
+    start([&result](error_code ec, auto&&...) { result = ec; });
+    ioc_.restart();
+    ioc_.run();
+    return result;
+  }
+
+  [[noreturn]] void fail(const std::string& step, const error_code& ec) {
+    bool timed_out = ec == boost::beast::error::timeout;
+    std::string msg = "http " + scheme_ + "://" + endpoint() + ": " + step + " failed: " +
+                      (timed_out ? "timed out after " + std::to_string(options_.timeout.count()) + " ms" : ec.message());
+    close();
+    throw Error(msg, timed_out);
+  }
+
+  boost::beast::tcp_stream& lowest() { return tls_ ? boost::beast::get_lowest_layer(*tls_) : *tcp_; }
+
+  void connect() {
+    close();
+    error_code ec;
+    tcp::resolver resolver(ioc_);
+    auto endpoints = resolver.resolve(host_, port_, ec);
+    if (ec) fail("resolve", ec);
+    if (tls()) {
+      tls_.emplace(ioc_, ssl_ctx_);
+    } else {
+      tcp_.emplace(ioc_);
+    }
+    auto& low = lowest();
+    low.expires_after(options_.timeout);
+    ec = run([&](auto h) { low.async_connect(endpoints, [h](error_code e, const tcp::endpoint&) mutable { h(e); }); });
+    if (ec) fail("connect", ec);
+    low.socket().set_option(tcp::no_delay(true), ec);
+    if (tls()) {
+      SSL* ssl = tls_->native_handle();
+      error_code addr_ec;
+      (void)boost::asio::ip::make_address(host_, addr_ec);
+      // SNI only for names (RFC 6066 forbids IP literals); verification for both.
+      if (addr_ec && !SSL_set_tlsext_host_name(ssl, host_.c_str()))
+        fail("TLS SNI", error_code(static_cast<int>(::ERR_get_error()), boost::asio::error::get_ssl_category()));
+      if (options_.verify_tls) {
+        X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+        X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        int ok = addr_ec ? X509_VERIFY_PARAM_set1_host(param, host_.c_str(), host_.size())
+                         : X509_VERIFY_PARAM_set1_ip_asc(param, host_.c_str());
+        if (!ok) fail("TLS host verification setup", error_code(EINVAL, boost::system::generic_category()));
+      }
+      low.expires_after(options_.timeout);
+      ec = run([&](auto h) { tls_->async_handshake(boost::asio::ssl::stream_base::client, h); });
+      if (ec) {
+        std::string detail = ec.message();
+        long vr = SSL_get_verify_result(ssl);
+        if (vr != X509_V_OK) detail += " (certificate: " + std::string(X509_verify_cert_error_string(vr)) + ")";
+        close();
+        throw Error("http " + scheme_ + "://" + endpoint() + ": TLS handshake failed: " + detail);
+      }
+    }
+  }
+
+  template <class F>
+  error_code with_stream(F&& f) {
+    if (tls_) return f(*tls_);
+    return f(*tcp_);
+  }
+
+  Response exchange(const Request& req, const OnBody* on_body) {
+    namespace bhttp = boost::beast::http;
+    bhttp::request<bhttp::span_body<const char>> msg;
+    msg.method_string(req.method);
+    msg.target(req.target.empty() ? "/" : req.target);
+    msg.version(11);
+    bool has_host = false, has_length = false;
+    for (const auto& h : req.headers) {
+      msg.insert(h.first, h.second);
+      if (iequals(h.first, "host")) has_host = true;
+      if (iequals(h.first, "content-length")) has_length = true;
+    }
+    if (!has_host) msg.set(bhttp::field::host, default_host_header());
+    msg.body() = boost::beast::span<const char>(req.body.data(), req.body.size());
+    if (!has_length && (!req.body.empty() || req.method == "PUT" || req.method == "POST"))
+      msg.content_length(req.body.size());
+    msg.keep_alive(true);
+    const bool head = req.method == "HEAD";
+
+    for (int attempt = 0;; ++attempt) {
+      if (!connected()) connect();
+      const bool was_reused = reused_;
+      bool got_bytes = false;
+      try {
+        return exchange_once(msg, head, on_body, got_bytes);
+      } catch (const Error&) {
+        // A keep-alive connection the server dropped while idle: one fresh try.
+        if (attempt == 0 && was_reused && !got_bytes) continue;
+        throw;
+      }
+    }
+  }
+
+  template <class Msg>
+  Response exchange_once(Msg& msg, bool head, const OnBody* on_body, bool& got_bytes) {
+    namespace bhttp = boost::beast::http;
+    auto& low = lowest();
+    low.expires_after(options_.timeout);
+    error_code ec = with_stream([&](auto& s) { return run([&](auto h) { bhttp::async_write(s, msg, h); }); });
+    if (ec) fail("send " + std::string(msg.method_string()) + " " + std::string(msg.target()), ec);
+
+    Response out;
+    if (!on_body) {
+      bhttp::response_parser<bhttp::string_body> parser;
+      parser.body_limit(std::numeric_limits<std::uint64_t>::max());
+      parser.skip(head);
+      low.expires_after(options_.timeout);
+      ec = with_stream([&](auto& s) { return run([&](auto h) { bhttp::async_read_header(s, buffer_, parser, h); }); });
+      if (ec) fail("read answer header", ec);
+      got_bytes = true;
+      while (!parser.is_done()) {
+        low.expires_after(options_.timeout);
+        ec = with_stream([&](auto& s) { return run([&](auto h) { bhttp::async_read_some(s, buffer_, parser, h); }); });
+        if (ec) fail("read answer body", ec);
+      }
+      auto& res = parser.get();
+      fill(out, res);
+      out.body = std::move(res.body());
+      finish(res.keep_alive());
+      return out;
+    }
+
+    bhttp::response_parser<bhttp::buffer_body> parser;
+    parser.body_limit(std::numeric_limits<std::uint64_t>::max());
+    parser.skip(head);
+    low.expires_after(options_.timeout);
+    ec = with_stream([&](auto& s) { return run([&](auto h) { bhttp::async_read_header(s, buffer_, parser, h); }); });
+    if (ec) fail("read answer header", ec);
+    got_bytes = true;
+    fill(out, parser.get());
+    std::vector<char> chunk(1 << 16);
+    while (!parser.is_done()) {
+      parser.get().body().data = chunk.data();
+      parser.get().body().size = chunk.size();
+      low.expires_after(options_.timeout);
+      ec = with_stream([&](auto& s) { return run([&](auto h) { bhttp::async_read_some(s, buffer_, parser, h); }); });
+      if (ec == bhttp::error::need_buffer) ec = {};
+      if (ec) fail("read answer body", ec);
+      std::size_t n = chunk.size() - parser.get().body().size;
+      if (n) {
+        try {
+          (*on_body)(chunk.data(), n);
+        } catch (...) {
+          close();  // the rest of the body is unread: the connection cannot be reused
+          throw;
+        }
+      }
+    }
+    finish(parser.get().keep_alive());
+    return out;
+  }
+
+  template <class Res>
+  static void fill(Response& out, const Res& res) {
+    out.status = static_cast<int>(res.result_int());
+    for (const auto& f : res) out.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
+  }
+
+  void finish(bool keep_alive) {
+    if (keep_alive) {
+      reused_ = true;
+    } else {
+      close();
+    }
+  }
+
+  bool connected() const { return tls_.has_value() || tcp_.has_value(); }
+
+  std::string default_host_header() const {
+    bool default_port = (tls() && port_ == "443") || (!tls() && port_ == "80");
+    std::string h = host_.find(':') != std::string::npos ? "[" + host_ + "]" : host_;
+    return default_port ? h : h + ":" + port_;
+  }
+
+  std::string scheme_, host_, port_;
+  Options options_;
+  boost::asio::io_context ioc_{1};
+  boost::asio::ssl::context ssl_ctx_;
+  std::optional<boost::beast::tcp_stream> tcp_;
+  std::optional<boost::beast::ssl_stream<boost::beast::tcp_stream>> tls_;
+  boost::beast::flat_buffer buffer_;
+  bool reused_ = false;  // a request/answer already went over this connection
+};
+
+}  // namespace ember::http
