@@ -337,12 +337,14 @@ class ProgressBar : public ember::plugin::Plugin, public ember::plugin::Callback
       }
     } else {
       std::vector<std::pair<std::string, double>> all;
-      // Lightning shows the metrics logged with prog_bar=True; a host without that list (older
-      // table) gets all callback metrics.
-      const bool has_progress_list =
+      // The training bar shows the metrics logged with prog_bar=True, as Lightning's; the
+      // validation/test summary lines show that stage's metrics. A host without the prog_bar
+      // list (an older table) gets all callback metrics.
+      const bool use_progress_list =
+          prefix.empty() &&
           host().struct_size >= offsetof(ember_host_t, list_progress_metrics) + sizeof(void*) &&
           host().list_progress_metrics;
-      (has_progress_list ? host().list_progress_metrics : host().list_metrics)(
+      (use_progress_list ? host().list_progress_metrics : host().list_metrics)(
           host().ctx,
           [](void* user, ember_str_t name, double value) -> int32_t {
             static_cast<std::vector<std::pair<std::string, double>>*>(user)->emplace_back(
