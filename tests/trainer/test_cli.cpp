@@ -220,3 +220,42 @@ BOOST_AUTO_TEST_CASE(kill_9_during_checkpoint_save_keeps_previous_checkpoint_val
   auto resumed = ember_run({"fit", "--config", path, "--ckpt-path", "last", "--set", "trainer.limit_train_batches=8"});
   BOOST_TEST(resumed.exit_code == 0, resumed.describe());
 }
+
+// The plain-C plugin end to end through `ember fit`: it sees Lightning's hooks (its counts are
+// exact for 5 batches + sanity check + one validation), and when it fails on purpose the host
+// names the plugin, the hook and the message, runs on_exception and exits 1.
+namespace {
+std::string c_plugin_dir() { return ember::test::require_env("EMBER_BUILD_ROOT") + "/samples/c_plugin"; }
+std::string c_plugin_config(const TempDir& dir, const std::string& fail_on) {
+  auto cfg = base_config(dir.path().string());
+  cfg["trainer"].as_object()["limit_train_batches"] = 5;
+  cfg["trainer"].as_object()["limit_val_batches"] = 2;
+  cfg["trainer"].as_object()["num_sanity_val_steps"] = 1;
+  json::object c{{"verbose", false}};
+  if (!fail_on.empty()) c["fail_on"] = fail_on;
+  callbacks(cfg).push_back(json::object{{"plugin", "c_counter"}, {"config", c}});
+  return write_config(dir, cfg);
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(c_plugin_counts_every_hook_through_ember_fit) {
+  TempDir dir;
+  auto r = run_process({exe(), "fit", "--config", c_plugin_config(dir, ""), "--plugin-dir", plugins(), "--plugin-dir", c_plugin_dir()});
+  BOOST_REQUIRE_MESSAGE(r.exit_code == 0, r.describe());
+  for (const char* line : {"c_counter: setup 1\n", "c_counter: on_train_batch_start 5\n", "c_counter: on_before_zero_grad 5\n",
+                           "c_counter: on_validation_batch_start 3\n", "c_counter: on_validation_start 2\n",
+                           "c_counter: on_sanity_check_start 1\n", "c_counter: on_train_epoch_end 1\n"})
+    BOOST_TEST(r.out.find(line) != std::string::npos, "missing '" << line << "' in\n" << r.out);
+}
+
+BOOST_AUTO_TEST_CASE(c_plugin_failing_hook_exits_1_naming_plugin_and_hook) {
+  TempDir dir;
+  auto r = run_process({exe(), "fit", "--config", c_plugin_config(dir, "on_train_epoch_start"), "--plugin-dir", plugins(),
+                        "--plugin-dir", c_plugin_dir()});
+  BOOST_TEST(r.exit_code == 1, r.describe());
+  BOOST_TEST(r.err.find("c_counter: hook on_train_epoch_start failed: ") != std::string::npos, r.err);
+  BOOST_TEST(r.err.find("failing on purpose in on_train_epoch_start") != std::string::npos, r.err);
+  // on_exception ran (its count is printed at teardown, which also ran).
+  BOOST_TEST(r.out.find("c_counter: on_exception 1\n") != std::string::npos, r.out);
+  BOOST_TEST(r.out.find("c_counter: on_train_batch_start") == std::string::npos, r.out);
+}
