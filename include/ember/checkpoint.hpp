@@ -8,6 +8,9 @@
 #include <boost/json.hpp>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -164,6 +167,7 @@ inline void load_state_dict(Module& m, const c10::impl::GenericDict& sd, const s
   std::vector<std::string> extra;
   for (const auto& kv : sd)
     if (!known.count(kv.key().toStringRef())) extra.push_back(kv.key().toStringRef());
+  std::sort(extra.begin(), extra.end());
   if (!missing.empty() || !extra.empty() || !shape.empty()) {
     std::string msg = url + ": checkpoint does not fit this model:";
     auto list = [&](const char* what, const std::vector<std::string>& v) {

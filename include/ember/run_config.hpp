@@ -59,7 +59,7 @@ inline std::string run_config_schema() {
     "model": {"type": "object", "additionalProperties": false, "properties": {
       "plugin": {"type": "string", "minLength": 1},
       "torchscript": {"type": "string", "minLength": 1},
-      "loss": {"enum": ["cross_entropy", "mse", "l1", "nll"], "default": "cross_entropy"},
+      "loss": {"enum": ["cross_entropy", "mse", "l1", "nll"], "description": "TorchScript models; default cross_entropy"},
       "config": {"type": "object"},
       "optimizer": {"type": "object", "additionalProperties": false, "properties": {
         "name": {"enum": ["sgd", "adam", "adamw"], "default": "adam"},

@@ -21,11 +21,29 @@ inline torch::Tensor compute_loss(const std::string& loss, const torch::Tensor& 
   throw std::invalid_argument("unknown loss '" + loss + "'");
 }
 
+// The config's model.optimizer and model.lr_scheduler sections, for modules that do not write
+// their own configure_optimizers (TorchScript files).
+struct OptimizerSpec {
+  std::string name = "adam";
+  double lr = 1e-3, momentum = 0, weight_decay = 0;
+  std::string scheduler;  // "", "step" or "cosine"
+  std::string interval = "epoch";
+  unsigned step_size = 1, t_max = 10;
+  double gamma = 0.1, eta_min = 0;
+
+  OptimizerConfig build(std::vector<torch::Tensor> params) const {
+    OptimizerConfig c = make_optimizer(name, std::move(params), lr, momentum, weight_decay);
+    if (scheduler == "step") c.scheduler = std::make_shared<StepLR>(*c.optimizer, step_size, gamma);
+    else if (scheduler == "cosine") c.scheduler = std::make_shared<CosineAnnealingLR>(*c.optimizer, t_max, eta_min);
+    c.scheduler_interval = interval;
+    return c;
+  }
+};
+
 class ScriptModule : public Module {
  public:
-  ScriptModule(const storage::UrlSpace& urls, const std::string& url, std::string loss,
-               std::string optimizer, double lr)
-      : loss_(std::move(loss)), optimizer_(std::move(optimizer)), lr_(lr) {
+  ScriptModule(const storage::UrlSpace& urls, const std::string& url, std::string loss, OptimizerSpec optimizer)
+      : loss_(std::move(loss)), optimizer_(std::move(optimizer)) {
     std::istringstream in(urls.read_all(url));
     try {
       module_ = torch::jit::load(in);
@@ -51,7 +69,7 @@ class ScriptModule : public Module {
   }
   void validation_step(const Batch& b, std::int64_t) override { step(b, 1); }
   void test_step(const Batch& b, std::int64_t) override { step(b, 2); }
-  OptimizerConfig configure_optimizers() override { return make_optimizer(optimizer_, parameters(), lr_); }
+  OptimizerConfig configure_optimizers() override { return optimizer_.build(parameters()); }
 
  private:
   // stage 0 train, 1 val, 2 test; names are fixed strings, so log() does not allocate.
@@ -68,8 +86,8 @@ class ScriptModule : public Module {
     return loss;
   }
   torch::jit::Module module_;
-  std::string loss_, optimizer_;
-  double lr_;
+  std::string loss_;
+  OptimizerSpec optimizer_;
 };
 
 }  // namespace ember

@@ -208,6 +208,10 @@ class Session {
       if (tag != kBuildTag)
         throw ConfigError(source_ + ": model.plugin: '" + id + "' (" + lib->path() + ") was built for '" + tag +
                           "' but this host is '" + std::string(kBuildTag) + "'; rebuild the plugin against this libtorch");
+      for (const char* k : {"optimizer", "lr_scheduler", "torchscript", "loss"})
+        if (mo.contains(k))
+          throw ConfigError(source_ + ": model." + k + ": applies to model.torchscript; the model plugin '" + id +
+                            "' configures this itself (set its model.config)");
       boost::json::value c = mo.contains("config") ? mo.at("config") : boost::json::value(boost::json::object());
       model_plugin_ = std::make_unique<PluginInstance>(lib, c, services_, source_ + ": model");
       auto* table = model_plugin_->interface<ModelTable>(EMBER_MODEL_V1);
@@ -215,14 +219,28 @@ class Session {
       return table->module(model_plugin_->self());
     }
     if (auto* ts = mo.if_contains("torchscript")) {
-      std::string opt = "adam";
-      double lr = 1e-3;
+      OptimizerSpec spec;
+      auto num = [](const boost::json::object& o, const char* k, double def) {
+        return o.contains(k) ? config::number_of(o.at(k)) : def;
+      };
       if (auto* o = mo.if_contains("optimizer")) {
-        if (auto* n = o->as_object().if_contains("name")) opt = std::string(n->as_string());
-        if (auto* l = o->as_object().if_contains("lr")) lr = config::number_of(*l);
+        const auto& oo = o->as_object();
+        if (auto* n = oo.if_contains("name")) spec.name = std::string(n->as_string());
+        spec.lr = num(oo, "lr", spec.lr);
+        spec.momentum = num(oo, "momentum", 0);
+        spec.weight_decay = num(oo, "weight_decay", 0);
+      }
+      if (auto* l = mo.if_contains("lr_scheduler")) {
+        const auto& lo = l->as_object();
+        if (auto* n = lo.if_contains("name")) spec.scheduler = std::string(n->as_string());
+        if (auto* i = lo.if_contains("interval")) spec.interval = std::string(i->as_string());
+        spec.step_size = static_cast<unsigned>(num(lo, "step_size", 1));
+        spec.gamma = num(lo, "gamma", 0.1);
+        spec.t_max = static_cast<unsigned>(num(lo, "t_max", 10));
+        spec.eta_min = num(lo, "eta_min", 0);
       }
       std::string loss = mo.contains("loss") ? std::string(mo.at("loss").as_string()) : "cross_entropy";
-      script_ = std::make_unique<ScriptModule>(services_.urls(), std::string(ts->as_string()), loss, opt, lr);
+      script_ = std::make_unique<ScriptModule>(services_.urls(), std::string(ts->as_string()), loss, spec);
       return script_.get();
     }
     throw ConfigError(source_ + ": model: expected model.plugin or model.torchscript");

@@ -458,10 +458,12 @@ class Trainer : public Services {
       if (next_batch_ == 0) next_epoch_ = epoch_ + 1;
       buf.clear();
       metrics_.reduce_epoch(EMBER_STAGE_FIT, &buf);
+      // Epoch-interval schedulers step before on_train_epoch_end, so that a checkpoint written
+      // there (model_checkpoint) holds the schedule of the epoch it resumes into.
+      if (next_batch_ == 0 && optim_.scheduler && optim_.scheduler_interval == "epoch") optim_.scheduler->step();
       dispatch(EMBER_HOOK_ID_on_train_epoch_end);
       metrics_.reduce_epoch(EMBER_STAGE_FIT, &buf);  // what on_train_epoch_end logged
       send_to_loggers(buf, EMBER_STAGE_FIT);
-      if (optim_.scheduler && optim_.scheduler_interval == "epoch") optim_.scheduler->step();
       if (hit_max_steps) break;
     }
     args_.epoch = epoch_;

@@ -146,14 +146,63 @@ BOOST_AUTO_TEST_CASE(torchscript_model_trains_with_a_configured_loss) {
                          script});
   BOOST_REQUIRE_MESSAGE(py.exit_code == 0, py.describe());
   auto cfg = base_config(dir.path().string());
-  cfg["model"] = json::object{{"torchscript", script}, {"loss", "cross_entropy"}, {"optimizer", json::object{{"name", "sgd"}, {"lr", 0.05}}}};
+  cfg["model"] = json::object{{"torchscript", script}, {"loss", "cross_entropy"},
+                              {"optimizer", json::object{{"name", "sgd"}, {"lr", 0.05}, {"momentum", 0.9}}},
+                              {"lr_scheduler", json::object{{"name", "step"}, {"step_size", 1}, {"gamma", 0.5}}}};
+  cfg["trainer"].as_object()["max_epochs"] = 2;
+  cfg["trainer"].as_object()["limit_train_batches"] = 15;
+  callbacks(cfg).push_back(json::object{{"plugin", "model_checkpoint"}});
   auto path = write_config(dir, cfg);
   auto r = ember_run({"fit", "--config", path});
   BOOST_REQUIRE_MESSAGE(r.exit_code == 0, r.describe());
   BOOST_TEST(r.out.find("global_step 30") != std::string::npos, r.out);
+  // Two epoch-interval scheduler steps: lr 0.05 * 0.5^2, and SGD's momentum buffers saved.
+  auto py2 = run_process({"/usr/bin/python3", "-c",
+                          "import sys, torch; c = torch.load(sys.argv[1]); o = c['optimizer_states'][0]; "
+                          "print(c['lr_schedulers'][0]['last_epoch'], round(o['param_groups'][0]['lr'], 6), "
+                          "'momentum_buffer' in o['state'][0], sorted(c['state_dict'])[0])",
+                          (dir.path() / "checkpoints" / "last.ckpt").string()});
+  BOOST_REQUIRE_MESSAGE(py2.exit_code == 0, py2.describe());
+  BOOST_TEST(py2.out == "2 0.0125 True 0.bias\n", py2.out);
   auto t = ember_run({"validate", "--config", path});
   BOOST_REQUIRE_MESSAGE(t.exit_code == 0, t.describe());
   BOOST_TEST(t.out.find("validate val_accuracy") != std::string::npos, t.out);
+}
+
+BOOST_AUTO_TEST_CASE(resume_from_another_models_checkpoint_lists_the_mismatches) {
+  TempDir dir;
+  auto cfg = base_config(dir.path().string());
+  cfg["model"] = json::object{{"plugin", "nan_model"}, {"config", json::object{{"nan_after", 1000}}}};
+  cfg["trainer"].as_object()["limit_train_batches"] = 3;
+  callbacks(cfg).push_back(json::object{{"plugin", "model_checkpoint"}});
+  auto path = write_config(dir, cfg);
+  auto r = ember_run({"fit", "--config", path});
+  BOOST_REQUIRE_MESSAGE(r.exit_code == 0, r.describe());
+  auto other = base_config(dir.path().string());  // fashion_mlp: another architecture
+  auto r2 = ember_run({"fit", "--config", write_config(dir, other, "other.json"), "--ckpt-path", (dir.path() / "checkpoints" / "last.ckpt").string()});
+  BOOST_TEST(r2.exit_code == 1, r2.describe());
+  BOOST_TEST(r2.err.find("checkpoint does not fit this model") != std::string::npos, r2.err);
+  BOOST_TEST(r2.err.find("missing keys: 0.weight 0.bias 2.weight 2.bias 4.weight 4.bias") != std::string::npos, r2.err);
+  BOOST_TEST(r2.err.find("unexpected keys: bias weight") != std::string::npos, r2.err);
+}
+
+BOOST_AUTO_TEST_CASE(model_plugin_refuses_optimizer_keys_meant_for_torchscript) {
+  TempDir dir;
+  auto cfg = base_config(dir.path().string());
+  cfg["model"].as_object()["optimizer"] = json::object{{"name", "sgd"}};
+  auto r = ember_run({"fit", "--config", write_config(dir, cfg)});
+  BOOST_TEST(r.exit_code == 2, r.describe());
+  BOOST_TEST(r.err.find("model.optimizer: applies to model.torchscript; the model plugin 'fashion_mlp'") != std::string::npos, r.err);
+}
+
+BOOST_AUTO_TEST_CASE(embedding_application_trains_and_tests) {
+  auto embed = ember::test::require_env("EMBER_BUILD_ROOT") + "/samples/embed/embed";
+  auto cfg = ember::test::require_env("EMBER_SOURCE_ROOT") + "/samples/embed/embed.json";
+  TempDir dir;
+  auto r = run_process({embed, cfg, plugins()});
+  BOOST_REQUIRE_MESSAGE(r.exit_code == 0, r.describe());
+  BOOST_TEST(r.out.find("embed: epoch 0 done, step 200") != std::string::npos, r.out);
+  BOOST_TEST(r.out.find("embed: test test_accuracy 0.") != std::string::npos, r.out);
 }
 
 // kill -9 the trainer just as it starts writing a checkpoint (inotify tells us, no sleeps);

@@ -106,10 +106,20 @@ BOOST_FIXTURE_TEST_CASE(resume_continues_with_identical_losses, Fixture) {
   }
   tiny::Model first, second;
   {
+    // Saved from on_train_epoch_end, where model_checkpoint saves, in the middle of a longer fit.
+    struct SaveAtEpoch1 : ember::Callback {
+      ember::Trainer* t = nullptr;
+      std::string url;
+      void on_train_epoch_end(const ember::HookArgs& a) override {
+        if (a.epoch == 1) t->save_checkpoint(url, false);
+      }
+    } saver;
     ember::Trainer t(small_options(2), first);
+    saver.t = &t;
+    saver.url = dir + "/mid.ckpt";
+    t.add_callback(saver, "saver");
     t.set_data(&train, &val, nullptr, nullptr);
     t.fit();
-    t.save_checkpoint(dir + "/mid.ckpt", false);
   }
   torch::manual_seed(999);  // a resumed run must not depend on the RNG state it starts with
   {
@@ -269,4 +279,50 @@ BOOST_FIXTURE_TEST_CASE(test_loop_reduces_test_metrics, Fixture) {
   t.test();
   BOOST_REQUIRE_EQUAL(t.last_eval_metrics().size(), 1u);
   BOOST_TEST(t.last_eval_metrics()[0].name == "test_loss");
+}
+
+BOOST_AUTO_TEST_CASE(csv_reader_takes_the_label_column_and_reports_bad_cells) {
+  const std::string dir = temp_dir();
+  std::ofstream(dir + "/d.csv") << "a,b,label\n1,2,0\n3,4.5,1\n-1,0,2\n";
+  ember::storage::UrlSpace urls;
+  auto d = ember::data::read_csv(urls, dir + "/d.csv", -1, true);
+  BOOST_TEST(d.x.sizes() == torch::IntArrayRef({3, 2}));
+  BOOST_TEST(d.y.scalar_type() == torch::kInt64);
+  BOOST_TEST(d.y[1].item<std::int64_t>() == 1);
+  BOOST_TEST(d.x[1][1].item<float>() == 4.5f);
+  std::ofstream(dir + "/bad.csv") << "a,b\n1,2\n3,x\n";
+  try {
+    ember::data::read_csv(urls, dir + "/bad.csv", 0, true);
+    BOOST_FAIL("a non-number was accepted");
+  } catch (const ember::RuntimeError& e) {
+    BOOST_TEST(std::string(e.what()) == dir + "/bad.csv:3: 'x' is not a number");
+  }
+  std::ofstream(dir + "/ragged.csv") << "1,2\n3\n";
+  BOOST_CHECK_THROW(ember::data::read_csv(urls, dir + "/ragged.csv", 0, false), ember::RuntimeError);
+}
+
+BOOST_AUTO_TEST_CASE(saved_tensors_reader_reads_a_pickled_dict) {
+  const std::string dir = temp_dir();
+  c10::impl::GenericDict d(c10::StringType::get(), c10::TensorType::get());
+  d.insert("x", torch::ones({5, 3}));
+  d.insert("y", torch::arange(5));
+  auto bytes = torch::pickle_save(d);
+  ember::storage::UrlSpace urls;
+  urls.put_atomic("memory://t.pt", std::string_view(bytes.data(), bytes.size()));
+  auto ds = ember::data::read_tensors(urls, "memory://t.pt");
+  BOOST_TEST(ds.size() == 5);
+  BOOST_TEST(ds.y[4].item<std::int64_t>() == 4);
+}
+
+BOOST_AUTO_TEST_CASE(idx_reader_refuses_a_truncated_file) {
+  const std::string dir = temp_dir();
+  std::string header("\x00\x00\x08\x01\x00\x00\x00\x05\x01\x02", 10);  // says 5 bytes, has 2
+  std::ofstream(dir + "/t.idx", std::ios::binary) << header;
+  ember::storage::UrlSpace urls;
+  try {
+    ember::data::read_idx(urls, {dir + "/t.idx"}, false);
+    BOOST_FAIL("a truncated idx file was accepted");
+  } catch (const ember::RuntimeError& e) {
+    BOOST_TEST(std::string(e.what()).find("idx body has 2 bytes, header says 5") != std::string::npos, e.what());
+  }
 }
