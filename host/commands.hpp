@@ -20,5 +20,7 @@ int print_version();
 int run_plugins(const Options& opt);
 int run_config(const Options& opt);
 int run_trainer(Command cmd, const Options& opt);
+// `ember wandb sync DIR` / `ember wandb download NAME --to DIR` (host/wandb_cmd.cpp); argv[0] is "wandb".
+int run_wandb(int argc, char** argv);
 
 }  // namespace ember::cli

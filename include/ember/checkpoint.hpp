@@ -5,8 +5,15 @@
 #include <ember/error.hpp>
 #include <ember/module.hpp>
 
+#include <ember/storage.hpp>
+
 #include <boost/json.hpp>
+#include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/serialization/export.h>
+#include <torch/csrc/jit/serialization/pickler.h>
 #include <torch/torch.h>
+
+#include <exception>
 
 #include <algorithm>
 #include <set>
@@ -50,6 +57,35 @@ inline torch::IValue get(const c10::impl::GenericDict& d, const std::string& key
   return it->value();
 }
 
+// Serialise v straight into out, in the format torch::pickle_save writes (and Python's
+// torch.load reads): the pickle program is buffered (it holds no tensor data), each tensor's
+// storage goes from the tensor to the writer as one zip record. No second copy of the model.
+inline void write_pickle(const torch::IValue& v, storage::Writer& out) {
+  std::vector<char> program;
+  torch::jit::Pickler pickler([&](const char* b, std::size_t n) { program.insert(program.end(), b, b + n); });
+  pickler.protocol();
+  pickler.pushIValue(v);
+  pickler.stop();
+  // A failing writer must not throw through the zip library's C code: remember the failure,
+  // swallow the rest, and rethrow once the archive is closed.
+  std::exception_ptr failure;
+  {
+    caffe2::serialize::PyTorchStreamWriter zip([&](const void* p, std::size_t n) -> std::size_t {
+      if (!failure) {
+        try {
+          out.write(p, n);
+        } catch (...) {
+          failure = std::current_exception();
+        }
+      }
+      return n;
+    });
+    torch::jit::writeArchiveAndTensors("data", program.data(), program.size(), pickler.tensorData(), zip);
+    zip.writeEndOfFile();
+  }
+  if (failure) std::rethrow_exception(failure);
+}
+
 // optimizer.state_dict() in PyTorch's layout: {"state": {i: {...}}, "param_groups": [...]}.
 inline torch::IValue optimizer_state(torch::optim::Optimizer& opt) {
   c10::impl::GenericDict state(c10::IntType::get(), c10::AnyType::get());
@@ -76,14 +112,14 @@ inline torch::IValue optimizer_state(torch::optim::Optimizer& opt) {
         auto sd = new_dict();
         if (auto* a = dynamic_cast<torch::optim::AdamParamState*>(it->second.get())) {
           sd.insert("step", torch::tensor(static_cast<double>(a->step()), torch::kFloat32));
-          sd.insert("exp_avg", a->exp_avg().clone()), sd.insert("exp_avg_sq", a->exp_avg_sq().clone());
-          if (a->max_exp_avg_sq().defined()) sd.insert("max_exp_avg_sq", a->max_exp_avg_sq().clone());
+          sd.insert("exp_avg", a->exp_avg()), sd.insert("exp_avg_sq", a->exp_avg_sq());
+          if (a->max_exp_avg_sq().defined()) sd.insert("max_exp_avg_sq", a->max_exp_avg_sq());
         } else if (auto* a = dynamic_cast<torch::optim::AdamWParamState*>(it->second.get())) {
           sd.insert("step", torch::tensor(static_cast<double>(a->step()), torch::kFloat32));
-          sd.insert("exp_avg", a->exp_avg().clone()), sd.insert("exp_avg_sq", a->exp_avg_sq().clone());
-          if (a->max_exp_avg_sq().defined()) sd.insert("max_exp_avg_sq", a->max_exp_avg_sq().clone());
+          sd.insert("exp_avg", a->exp_avg()), sd.insert("exp_avg_sq", a->exp_avg_sq());
+          if (a->max_exp_avg_sq().defined()) sd.insert("max_exp_avg_sq", a->max_exp_avg_sq());
         } else if (auto* s = dynamic_cast<torch::optim::SGDParamState*>(it->second.get())) {
-          if (s->momentum_buffer().defined()) sd.insert("momentum_buffer", s->momentum_buffer().clone());
+          if (s->momentum_buffer().defined()) sd.insert("momentum_buffer", s->momentum_buffer());
         }
         state.insert(index, sd);
       }
@@ -136,11 +172,12 @@ inline void load_optimizer_state(torch::optim::Optimizer& opt, const torch::IVal
   }
 }
 
-// The module's state_dict (parameters then buffers), detached CPU copies.
+// The module's state_dict (parameters then buffers): detached views, not copies; valid while
+// the module is not stepped (checkpoints are written synchronously on the training thread).
 inline c10::impl::GenericDict state_dict(Module& m) {
   c10::impl::GenericDict d(c10::StringType::get(), c10::TensorType::get());
-  for (auto& kv : m.named_parameters()) d.insert(kv.first, kv.second.detach().clone());
-  for (auto& kv : m.named_buffers()) d.insert(kv.first, kv.second.detach().clone());
+  for (auto& kv : m.named_parameters()) d.insert(kv.first, kv.second.detach());
+  for (auto& kv : m.named_buffers()) d.insert(kv.first, kv.second.detach());
   return d;
 }
 

@@ -162,7 +162,8 @@ class Trainer : public Services {
   const std::vector<MetricValue>& last_eval_metrics() const { return last_eval_; }
 
   // --- checkpoints --------------------------------------------------------------------------
-  std::vector<char> checkpoint_bytes(bool weights_only) {
+  // The checkpoint as a dict with Lightning's keys (tensors are views of the live state).
+  torch::IValue checkpoint_value(bool weights_only) {
     auto d = ckpt::new_dict();
     d.insert("epoch", epoch_);
     d.insert("global_step", global_step_);
@@ -211,15 +212,17 @@ class Trainer : public Services {
       em.insert("best_metrics", std::string("{}"));
       d.insert("ember", em);
     }
-    return torch::pickle_save(d);
+    return d;
   }
 
   void save_checkpoint(const std::string& url, bool weights_only) override {
     args_.url = cstr(url);
     dispatch(EMBER_HOOK_ID_on_save_checkpoint);
     args_.url = {};
-    auto bytes = checkpoint_bytes(weights_only);
-    urls().put_atomic(url, std::string_view(bytes.data(), bytes.size()));
+    // Streamed into an atomic writer: a crash leaves the previous object under url.
+    auto writer = urls().open_write(url);
+    ckpt::write_pickle(checkpoint_value(weights_only), *writer);
+    writer->commit();
     for (auto& lg : loggers_)
       if (lg.table->after_save_checkpoint) logger_call(lg, "after_save_checkpoint", lg.table->after_save_checkpoint(lg.self, cstr(url)));
   }

@@ -26,6 +26,8 @@
 #include <cstdint>
 #include <cstring>
 #include <ember/plugin.hpp>
+#include <ember/plugin_config.hpp>
+#include <ember/plugin_io.hpp>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -36,8 +38,11 @@
 namespace {
 
 namespace json = boost::json;
+using ember::plugin::host_error;
+using ember::plugin::join_url;
 using ember::plugin::str;
 using ember::plugin::view;
+using ember::plugin::write_object;
 using Clock = std::chrono::steady_clock;
 
 constexpr const char* kId = "csv_logger";
@@ -63,16 +68,6 @@ constexpr std::string_view kHeader = "step,epoch,stage,name,value\n";
 
 [[noreturn]] void throw_error(const std::string& message) {
   throw std::runtime_error(std::string(kId) + ": " + message);
-}
-
-std::string join(std::string_view dir, std::string_view name) {
-  std::string out(dir);
-  if (out.empty()) return std::string(name);
-  if (name.empty()) return out;
-  if (out.back() != '/') out += '/';
-  while (!name.empty() && name.front() == '/') name.remove_prefix(1);
-  out += name;
-  return out;
 }
 
 // A bare path or file:// is the local filesystem, which can append in place.
@@ -160,43 +155,20 @@ void append_field(std::string& out, std::string_view s) {
 class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
  public:
   CsvLogger(const ember_host_t* host, std::string_view config_json) : Plugin(host) {
-    json::value cfg;
-    try {
-      cfg = json::parse(config_json);
-    } catch (const std::exception& e) {
-      throw_error("config is not valid JSON: " + std::string(e.what()));
+    const ember::plugin::Config cfg(config_json, kId);
+    save_dir_ = cfg.optional_string("save_dir");
+    name_ = cfg.string("name", name_);
+    if (const json::value* v = cfg.find("version")) {
+      if (v->is_string() && !v->as_string().empty())
+        version_ = std::string(v->as_string());
+      else if (v->is_number())
+        version_ = "version_" + std::to_string(cfg.integer("version", 0, 0));
+      else
+        cfg.fail("version",
+                 "expected a non-empty string or an integer, got " + json::serialize(*v));
     }
-    if (!cfg.is_object()) throw_error("config: expected a JSON object");
-    const json::object& o = cfg.as_object();
-    auto key = [&](const char* k) -> const json::value* {
-      const json::value* v = o.if_contains(k);
-      return v && !v->is_null() ? v : nullptr;
-    };
-    try {
-      if (auto* v = key("save_dir")) save_dir_ = std::string(v->as_string());
-      if (auto* v = key("name")) name_ = std::string(v->as_string());
-      if (auto* v = key("version")) {
-        if (v->is_string()) {
-          version_ = std::string(v->as_string());
-          if (version_->empty())
-            throw_error("config key version: expected a non-empty string or an integer");
-        } else {
-          std::int64_t n = v->to_number<std::int64_t>();
-          if (n < 0)
-            throw_error("config key version: expected an integer >= 0, got " + std::to_string(n));
-          version_ = "version_" + std::to_string(n);
-        }
-      }
-      if (auto* v = key("flush_logs_every_n_steps")) flush_steps_ = v->to_number<std::int64_t>();
-      if (auto* v = key("flush_every_seconds")) flush_seconds_ = v->to_number<double>();
-    } catch (const boost::system::system_error& e) {
-      throw_error("config: a value has the wrong type (" + std::string(e.what()) + ")");
-    }
-    if (flush_steps_ < 1)
-      throw_error("config key flush_logs_every_n_steps: expected an integer >= 1, got " +
-                  std::to_string(flush_steps_));
-    if (!(flush_seconds_ >= 0))
-      throw_error("config key flush_every_seconds: expected a number >= 0");
+    flush_steps_ = cfg.integer("flush_logs_every_n_steps", flush_steps_, 1);
+    flush_seconds_ = cfg.number("flush_every_seconds", flush_seconds_, 0);
     // Clamped so that a huge value cannot overflow the clock's duration.
     flush_interval_ = std::chrono::duration_cast<Clock::duration>(
         std::chrono::duration<double>(std::min(flush_seconds_, 1e9)));
@@ -218,14 +190,8 @@ class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
   }
 
   void log_hyperparams(std::string_view params_json) override {
-    json::value v;
-    try {
-      v = json::parse(params_json);
-    } catch (const std::exception& e) {
-      throw_error("log_hyperparams: not valid JSON: " + std::string(e.what()));
-    }
-    if (!v.is_object()) throw_error("log_hyperparams: expected a JSON object");
-    for (auto& kv : v.as_object()) hparams_[kv.key()] = kv.value();
+    for (auto& kv : ember::plugin::parse_object(params_json, kId, "log_hyperparams"))
+      hparams_[kv.key()] = kv.value();
     hparams_dirty_ = true;
   }
 
@@ -283,33 +249,16 @@ class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
 
  private:
   // --- the host's storage, with errors naming the plugin and the URL ------------------------
-  std::string host_error() const {
-    ember_str_t e = host().last_error(host().ctx);
-    std::string s(view(e));
-    return s.empty() ? "unknown error" : s;
-  }
-
-  void put(const std::string& url, std::string_view bytes) {
-    ember_file_t* f = nullptr;
-    if (host().open_write(host().ctx, str(url), &f) != EMBER_OK)
-      throw_error("cannot write " + url + ": " + host_error());
-    ember_status_t rc = host().write(host().ctx, f, bytes.data(), bytes.size());
-    if (rc == EMBER_OK) rc = host().commit(host().ctx, f);
-    std::string why = rc == EMBER_OK ? std::string() : host_error();
-    host().close(host().ctx, f);
-    if (rc != EMBER_OK) throw_error("cannot write " + url + ": " + why);
-  }
-
   std::string read_all(const std::string& url) {
     ember_file_t* f = nullptr;
     if (host().open_read(host().ctx, str(url), 0, UINT64_MAX, &f) != EMBER_OK)
-      throw_error("cannot read " + url + ": " + host_error());
+      throw_error("cannot read " + url + ": " + host_error(host()));
     std::string out;
     char buf[1 << 16];
     for (;;) {
       size_t got = 0;
       if (host().read(host().ctx, f, buf, sizeof buf, &got) != EMBER_OK) {
-        std::string why = host_error();
+        std::string why = host_error(host());
         host().close(host().ctx, f);
         throw_error("cannot read " + url + ": " + why);
       }
@@ -325,7 +274,7 @@ class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
     st.struct_size = sizeof st;
     ember_status_t rc = host().stat(host().ctx, str(url), &st);
     if (rc == EMBER_E_NOT_FOUND) return std::nullopt;
-    if (rc != EMBER_OK) throw_error("cannot stat " + url + ": " + host_error());
+    if (rc != EMBER_OK) throw_error("cannot stat " + url + ": " + host_error(host()));
     return st;
   }
 
@@ -352,7 +301,7 @@ class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
         },
         &acc);
     if (rc != EMBER_OK && rc != EMBER_E_NOT_FOUND)
-      throw_error("cannot list " + root + " to find the next version: " + host_error());
+      throw_error("cannot list " + root + " to find the next version: " + host_error(host()));
     return acc.max + 1;
   }
 
@@ -366,15 +315,15 @@ class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
       st.struct_size = sizeof st;
       if (host().get_state(host().ctx, &st) != EMBER_OK)
         throw_error("config key save_dir is not set and the trainer state is unavailable: " +
-                    host_error());
+                    host_error(host()));
       save_dir = std::string(view(st.default_root_dir));
       if (save_dir.empty()) save_dir = ".";
     }
-    std::string root = join(save_dir, name_);
+    std::string root = join_url(save_dir, name_);
     std::string version = version_ ? *version_ : "version_" + std::to_string(next_version(root));
-    log_dir_ = join(root, version);
-    metrics_url_ = join(log_dir_, "metrics.csv");
-    hparams_url_ = join(log_dir_, "hparams.json");
+    log_dir_ = join_url(root, version);
+    metrics_url_ = join_url(log_dir_, "metrics.csv");
+    hparams_url_ = join_url(log_dir_, "hparams.json");
     local_ = is_local(metrics_url_);
     resolved_ = true;
     log(EMBER_LOG_INFO, "writing metrics to " + metrics_url_);
@@ -385,7 +334,7 @@ class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
     if (pending_.empty() && !hparams_dirty_) return;
     resolve();
     if (hparams_dirty_) {
-      put(hparams_url_, json::serialize(hparams_) + "\n");
+      write_object(host(), hparams_url_, json::serialize(hparams_) + "\n", kId);
       hparams_dirty_ = false;
     }
     if (!pending_.empty()) {
@@ -416,7 +365,7 @@ class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
         // First write: atomic create through the host (makes the directories too).
         std::string first(kHeader);
         first += pending_;
-        put(metrics_url_, first);
+        write_object(host(), metrics_url_, first, kId);
         pending_.clear();
         return;
       }
@@ -454,7 +403,7 @@ class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
     }
     all_ += pending_;
     pending_.clear();
-    put(metrics_url_, all_);
+    write_object(host(), metrics_url_, all_, kId);
   }
 
   // Config.

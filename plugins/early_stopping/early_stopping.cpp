@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <ember/plugin.hpp>
+#include <ember/plugin_config.hpp>
 #include <limits>
 #include <optional>
 #include <stdexcept>
@@ -97,46 +98,20 @@ class EarlyStopping : public ember::plugin::Plugin,
                       public ember::plugin::State {
  public:
   EarlyStopping(const ember_host_t* host, std::string_view config_json) : Plugin(host) {
-    json::value cfg;
-    try {
-      cfg = json::parse(config_json);
-    } catch (const std::exception& e) {
-      throw_error("config is not valid JSON: " + std::string(e.what()));
-    }
-    if (!cfg.is_object()) throw_error("config: expected a JSON object");
-    const json::object& o = cfg.as_object();
-    auto key = [&](const char* k) -> const json::value* {
-      const json::value* v = o.if_contains(k);
-      return v && !v->is_null() ? v : nullptr;
-    };
-    try {
-      const json::value* m = key("monitor");
-      if (!m || !m->is_string() || m->as_string().empty())
-        throw_error(
-            "config key monitor: required, the name of a logged metric such as \"val_loss\"");
-      monitor_ = std::string(m->as_string());
-      if (auto* v = key("mode")) {
-        std::string_view mode = v->as_string();
-        if (mode != "min" && mode != "max")
-          throw_error("config key mode: expected \"min\" or \"max\", got \"" + std::string(mode) +
-                      "\"");
-        max_mode_ = mode == "max";
-      }
-      if (auto* v = key("patience")) patience_ = v->to_number<std::int64_t>();
-      if (auto* v = key("min_delta")) min_delta_ = v->to_number<double>();
-      if (auto* v = key("stopping_threshold")) stopping_threshold_ = v->to_number<double>();
-      if (auto* v = key("divergence_threshold")) divergence_threshold_ = v->to_number<double>();
-      if (auto* v = key("check_finite")) check_finite_ = v->as_bool();
-      if (auto* v = key("check_on_train_epoch_end")) on_train_epoch_end_ = v->as_bool();
-      if (auto* v = key("strict")) strict_ = v->as_bool();
-      if (auto* v = key("verbose")) verbose_ = v->as_bool();
-    } catch (const boost::system::system_error& e) {
-      throw_error("config: a value has the wrong type (" + std::string(e.what()) + ")");
-    }
-    if (patience_ < 0)
-      throw_error("config key patience: expected an integer >= 0, got " +
-                  std::to_string(patience_));
-    if (!(min_delta_ >= 0)) throw_error("config key min_delta: expected a number >= 0");
+    const ember::plugin::Config cfg(config_json, kId);
+    const json::value* m = cfg.find("monitor");
+    if (!m || !m->is_string() || m->as_string().empty())
+      cfg.fail("monitor", "required, the name of a logged metric such as \"val_loss\"");
+    monitor_ = std::string(m->as_string());
+    max_mode_ = cfg.one_of("mode", "min", {"min", "max"}) == "max";
+    patience_ = cfg.integer("patience", patience_, 0);
+    min_delta_ = cfg.number("min_delta", min_delta_, 0);
+    stopping_threshold_ = cfg.optional_number("stopping_threshold");
+    divergence_threshold_ = cfg.optional_number("divergence_threshold");
+    check_finite_ = cfg.boolean("check_finite", check_finite_);
+    on_train_epoch_end_ = cfg.boolean("check_on_train_epoch_end", on_train_epoch_end_);
+    strict_ = cfg.boolean("strict", strict_);
+    verbose_ = cfg.boolean("verbose", verbose_);
     best_score_ = max_mode_ ? -std::numeric_limits<double>::infinity()
                             : std::numeric_limits<double>::infinity();
   }
@@ -164,14 +139,7 @@ class EarlyStopping : public ember::plugin::Plugin,
   }
 
   void load_state_dict(std::string_view text) override {
-    json::value v;
-    try {
-      v = json::parse(text);
-    } catch (const std::exception& e) {
-      throw_error("load_state_dict: not valid JSON: " + std::string(e.what()));
-    }
-    if (!v.is_object()) throw_error("load_state_dict: expected a JSON object");
-    const json::object& o = v.as_object();
+    const json::object o = ember::plugin::parse_object(text, kId, "load_state_dict");
     // Lightning keys the state by monitor and mode: another one's state is not ours to resume.
     auto* m = o.if_contains("monitor");
     auto* md = o.if_contains("mode");

@@ -7,6 +7,8 @@
 // written after the checkpoints it names and before evicted ones are removed, so a crash at any
 // point leaves an index whose every checkpoint exists and loads.
 #include <ember/plugin.hpp>
+#include <ember/plugin_config.hpp>
+#include <ember/plugin_io.hpp>
 
 #include <boost/json.hpp>
 
@@ -20,8 +22,12 @@
 namespace {
 
 namespace json = boost::json;
+using ember::plugin::host_error;
+using ember::plugin::join_url;
 using ember::plugin::str;
 using ember::plugin::view;
+
+constexpr const char* kId = "model_checkpoint";
 
 constexpr const char* kSchema = R"({
   "type": "object", "additionalProperties": false,
@@ -51,18 +57,18 @@ class ModelCheckpoint : public ember::plugin::Plugin,
                         public ember::plugin::State {
  public:
   ModelCheckpoint(const ember_host_t* host, std::string_view config) : Plugin(host) {
-    auto c = json::parse(config).as_object();
-    if (c["dirpath"].is_string()) dirpath_ = std::string(c["dirpath"].as_string());
-    filename_ = std::string(c["filename"].as_string());
-    if (c["monitor"].is_string()) monitor_ = std::string(c["monitor"].as_string());
-    max_mode_ = c["mode"].as_string() == "max";
-    top_k_ = c["save_top_k"].to_number<std::int64_t>();
-    save_last_ = c["save_last"].as_bool();
-    every_n_steps_ = c["every_n_train_steps"].to_number<std::int64_t>();
-    every_n_epochs_ = c["every_n_epochs"].to_number<std::int64_t>();
-    weights_only_ = c["save_weights_only"].as_bool();
-    auto_insert_ = c["auto_insert_metric_name"].as_bool();
-    verbose_ = c["verbose"].as_bool();
+    const ember::plugin::Config cfg(config, kId);
+    dirpath_ = cfg.optional_string("dirpath");
+    filename_ = cfg.string("filename", "{epoch}-{step}");
+    monitor_ = cfg.optional_string("monitor");
+    max_mode_ = cfg.one_of("mode", "min", {"min", "max"}) == "max";
+    top_k_ = cfg.integer("save_top_k", top_k_, -1);
+    save_last_ = cfg.boolean("save_last", save_last_);
+    every_n_steps_ = cfg.integer("every_n_train_steps", every_n_steps_, 0);
+    every_n_epochs_ = cfg.integer("every_n_epochs", every_n_epochs_, 0);
+    weights_only_ = cfg.boolean("save_weights_only", weights_only_);
+    auto_insert_ = cfg.boolean("auto_insert_metric_name", auto_insert_);
+    verbose_ = cfg.boolean("verbose", verbose_);
     if (!monitor_ && top_k_ > 1)
       throw std::invalid_argument(
           "save_top_k=" + std::to_string(top_k_) +
@@ -115,11 +121,7 @@ class ModelCheckpoint : public ember::plugin::Plugin,
     host().get_state(host().ctx, &st);
     std::string root(view(st.default_root_dir));
     if (root.empty()) root = ".";
-    return join(root, "checkpoints");
-  }
-  static std::string join(std::string a, std::string_view b) {
-    if (!a.empty() && a.back() != '/') a += '/';
-    return a + std::string(b);
+    return join_url(root, "checkpoints");
   }
 
   // "{epoch}-{val_loss:.2f}" -> "epoch=3-val_loss=0.52" (auto_insert_metric_name).
@@ -196,13 +198,13 @@ class ModelCheckpoint : public ember::plugin::Plugin,
 
   void write_checkpoint(const std::string& url) {
     if (host().save_checkpoint(host().ctx, str(url), weights_only_ ? 1 : 0) != EMBER_OK)
-      throw std::runtime_error("cannot save " + url + ": " + std::string(view(host().last_error(host().ctx))));
+      throw std::runtime_error("cannot save " + url + ": " + host_error(host()));
     if (verbose_) log(EMBER_LOG_INFO, "saved " + url);
   }
   void remove(const std::string& url) {
     ember_status_t rc = host().remove(host().ctx, str(url));
     if (rc != EMBER_OK && rc != EMBER_E_NOT_FOUND)
-      log(EMBER_LOG_WARN, "cannot remove " + url + ": " + std::string(view(host().last_error(host().ctx))));
+      log(EMBER_LOG_WARN, "cannot remove " + url + ": " + host_error(host()));
   }
 
   void save(const ember_hook_args_t& a) {
@@ -233,7 +235,7 @@ class ModelCheckpoint : public ember::plugin::Plugin,
       }
     }
     if (save_last_) {
-      last_url_ = join(d, "last.ckpt");
+      last_url_ = join_url(d, "last.ckpt");
       write_checkpoint(last_url_);
     }
     last_step_saved_ = a.global_step;
@@ -245,9 +247,9 @@ class ModelCheckpoint : public ember::plugin::Plugin,
   }
 
   std::string unique_url(const std::string& d, const std::string& name) {
-    std::string url = join(d, name + ".ckpt");
+    std::string url = join_url(d, name + ".ckpt");
     for (int v = 1; std::any_of(saved_.begin(), saved_.end(), [&](const Saved& x) { return x.url == url; }); ++v)
-      url = join(d, name + "-v" + std::to_string(v) + ".ckpt");
+      url = join_url(d, name + "-v" + std::to_string(v) + ".ckpt");
     return url;
   }
 
@@ -280,18 +282,7 @@ class ModelCheckpoint : public ember::plugin::Plugin,
                        {"monitor", v["monitor"]},
                        {"mode", max_mode_ ? "max" : "min"},
                        {"top_k", v["top_k"]}};
-    std::string bytes = json::serialize(index);
-    std::string url = join(d, "checkpoints.json");
-    ember_file_t* f = nullptr;
-    auto fail = [&](const char* what) {
-      std::string e(view(host().last_error(host().ctx)));
-      if (f) host().close(host().ctx, f);
-      throw std::runtime_error(std::string("cannot ") + what + " " + url + ": " + e);
-    };
-    if (host().open_write(host().ctx, str(url), &f) != EMBER_OK) fail("open");
-    if (host().write(host().ctx, f, bytes.data(), bytes.size()) != EMBER_OK) fail("write");
-    if (host().commit(host().ctx, f) != EMBER_OK) fail("commit");
-    host().close(host().ctx, f);
+    ember::plugin::write_object(host(), join_url(d, "checkpoints.json"), json::serialize(index));
   }
 
   std::optional<std::string> dirpath_, monitor_;

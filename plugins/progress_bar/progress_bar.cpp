@@ -13,14 +13,13 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <boost/json.hpp>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <ember/plugin.hpp>
-#include <stdexcept>
+#include <ember/plugin_config.hpp>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -28,7 +27,6 @@
 
 namespace {
 
-namespace json = boost::json;
 using ember::plugin::str;
 using ember::plugin::view;
 using Clock = std::chrono::steady_clock;
@@ -55,10 +53,6 @@ constexpr const char* kSchema = R"({
 constexpr int kBarWidth = 10;
 // When the epoch length is unknown and plain_every_n_batches is 0.
 constexpr std::int64_t kPlainEveryUnknown = 100;
-
-[[noreturn]] void throw_error(const std::string& message) {
-  throw std::runtime_error(std::string(kId) + ": " + message);
-}
 
 // tqdm's format_interval: MM:SS, or H:MM:SS from an hour on.
 std::string format_interval(double seconds) {
@@ -128,32 +122,12 @@ bool ends_with(std::string_view s, std::string_view suffix) {
 class ProgressBar : public ember::plugin::Plugin, public ember::plugin::Callbacks {
  public:
   ProgressBar(const ember_host_t* host, std::string_view config_json) : Plugin(host) {
-    json::value cfg;
-    try {
-      cfg = json::parse(config_json);
-    } catch (const std::exception& e) {
-      throw_error("config is not valid JSON: " + std::string(e.what()));
-    }
-    if (!cfg.is_object()) throw_error("config: expected a JSON object");
-    const json::object& o = cfg.as_object();
-    try {
-      if (auto* v = o.if_contains("enabled")) enabled_ = v->as_bool();
-      if (auto* v = o.if_contains("refresh_rate")) refresh_rate_ = v->to_number<double>();
-      if (auto* v = o.if_contains("plain_every_n_batches"))
-        plain_every_cfg_ = v->to_number<std::int64_t>();
-      if (auto* v = o.if_contains("max_metrics")) max_metrics_ = v->to_number<std::int64_t>();
-      if (auto* v = o.if_contains("metrics"))
-        for (const auto& m : v->as_array()) wanted_.emplace_back(m.as_string());
-    } catch (const boost::system::system_error& e) {
-      throw_error("config: a value has the wrong type (" + std::string(e.what()) + ")");
-    }
-    if (!(refresh_rate_ >= 0)) throw_error("config key refresh_rate: expected a number >= 0");
-    if (plain_every_cfg_ < 0)
-      throw_error("config key plain_every_n_batches: expected an integer >= 0, got " +
-                  std::to_string(plain_every_cfg_));
-    if (max_metrics_ < 0)
-      throw_error("config key max_metrics: expected an integer >= 0, got " +
-                  std::to_string(max_metrics_));
+    const ember::plugin::Config cfg(config_json, kId);
+    enabled_ = cfg.boolean("enabled", enabled_);
+    refresh_rate_ = cfg.number("refresh_rate", refresh_rate_, 0);
+    plain_every_cfg_ = cfg.integer("plain_every_n_batches", plain_every_cfg_, 0);
+    max_metrics_ = cfg.integer("max_metrics", max_metrics_, 0);
+    wanted_ = cfg.strings("metrics");
     refresh_ = std::chrono::duration_cast<Clock::duration>(
         std::chrono::duration<double>(std::min(refresh_rate_, 1e9)));
     tty_ = ::isatty(STDERR_FILENO) == 1;

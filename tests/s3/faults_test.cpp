@@ -1,0 +1,184 @@
+// Faults between the plugin and s3rver, injected by tests/s3/fault_proxy.py on a schedule:
+// 503 SlowDown, 500, RequestTimeout, connection resets and slow answers are retried until they
+// pass; an upload that keeps failing is aborted and reported in one line; S3's auth and region
+// errors reach the user with their code, the bucket, key and endpoint — and never a secret.
+#define BOOST_TEST_MODULE s3_faults
+#include <boost/test/unit_test.hpp>
+#include <boost/test/data/test_case.hpp>
+
+#include "expect.hpp"
+#include "s3_fixture.hpp"
+
+#include <regex>
+
+using namespace ember::test;
+
+namespace {
+
+S3rver& server() {
+  static S3rver s({"faulty"});
+  return s;
+}
+
+const char* kSecret = "fault-secret-NEVER-SHOWN";
+
+// The proxy with a schedule (a JSON list of rules; see fault_proxy.py).
+class Proxy {
+ public:
+  explicit Proxy(const std::string& rules) : dir_("ember-s3-proxy") {
+    write_file(dir_ / "rules.json", rules);
+    std::string script = require_env("EMBER_S3_TEST_DIR") + "/fault_proxy.py";
+    proc_ = std::make_unique<Background>(
+        std::vector<std::string>{"/usr/bin/python3", script, server().port(), (dir_ / "rules.json").string()},
+        std::map<std::string, std::string>{}, dir_ / "proxy.log");
+    port_ = proc_->wait_for(R"(listening on [0-9.]+:([0-9]+))");
+  }
+  std::string endpoint() const { return "http://127.0.0.1:" + port_; }
+  std::string log() const { return proc_->read_log(); }
+  // How many requests got this action ("status", "reset", "slow", "forward") and matched re.
+  int count(const std::string& action, const std::string& re = ".*") const {
+    std::regex line("REQ [0-9]+ (.*) -> " + action);
+    std::regex want(re);
+    int n = 0;
+    std::string text = log();
+    for (std::sregex_iterator it(text.begin(), text.end(), line), end; it != end; ++it)
+      if (std::regex_search((*it)[1].str(), want)) ++n;
+    return n;
+  }
+  // Config for the plugin through this proxy: fast backoff, the secret to look for.
+  std::string config(const std::string& extra = "") const {
+    return R"({"endpoint_url": ")" + endpoint() + R"(", "access_key_id": "S3RVER", "secret_access_key": ")" + kSecret +
+           R"(", "retry_base_ms": 5, "retry_max_ms": 50, "part_size": 5242880)" + (extra.empty() ? "" : ", " + extra) + "}";
+  }
+
+ private:
+  TempDir dir_;
+  std::unique_ptr<Background> proc_;
+  std::string port_;
+};
+
+void upload(ember::storage::UrlSpace& urls, const std::string& url, const std::string& data) {
+  auto w = urls.open_write(url);
+  for (std::size_t i = 0; i < data.size(); i += 1 << 20) w->write(data.data() + i, std::min<std::size_t>(1 << 20, data.size() - i));
+  w->commit();
+}
+
+struct Fault {
+  const char* name;
+  const char* rules;
+};
+std::ostream& operator<<(std::ostream& os, const Fault& f) { return os << f.name; }
+
+// Each schedule hits a PutObject, two UploadParts, the Complete and ranged GETs, a bounded
+// number of times (fewer than max_attempts per request).
+const Fault kTransient[] = {
+    {"slowdown_503", R"([{"method": "PUT", "action": "status", "status": 503, "code": "SlowDown", "times": 3},
+                        {"method": "GET", "action": "status", "status": 503, "code": "SlowDown", "times": 2}])"},
+    {"internal_error_500_and_502_504", R"([{"method": "PUT", "query": "partNumber=2", "action": "status", "status": 500, "code": "InternalError", "times": 2},
+                        {"method": "POST", "query": "uploadId", "action": "status", "status": 502, "code": "BadGateway", "times": 1},
+                        {"method": "GET", "action": "status", "status": 504, "code": "GatewayTimeout", "times": 2}])"},
+    {"request_timeout_400", R"([{"method": "PUT", "action": "status", "status": 400, "code": "RequestTimeout", "message": "Your socket connection to the server was not read from or written to within the timeout period.", "times": 2}])"},
+    {"connection_resets", R"([{"method": "PUT", "action": "reset", "times": 3},
+                        {"method": "GET", "action": "reset", "times": 2},
+                        {"method": "HEAD", "action": "reset", "times": 1}])"},
+    {"slow_answers", R"([{"method": "PUT", "query": "partNumber=1", "action": "slow", "delay": 1.5, "times": 1},
+                        {"method": "GET", "action": "slow", "delay": 1.5, "times": 1}])"},
+};
+
+}  // namespace
+
+BOOST_DATA_TEST_CASE(transient_faults_are_retried_until_the_transfer_succeeds,
+                     boost::unit_test::data::make(kTransient), fault) {
+  Proxy proxy(fault.rules);
+  // timeout_ms 700: a 1.5 s stall is a timeout, retried on a fresh connection.
+  S3Urls s3(proxy.config(R"("timeout_ms": 700, "max_attempts": 5, "read_chunk_size": 4194304)"));
+  const std::string small = pattern_bytes(1000, 1), big = pattern_bytes(12 * 1024 * 1024 + 5, 2);
+  s3.urls.put_atomic("s3://faulty/" + std::string(fault.name) + "/small", small);
+  upload(s3.urls, "s3://faulty/" + std::string(fault.name) + "/big", big);
+  BOOST_TEST((s3.urls.read_all("s3://faulty/" + std::string(fault.name) + "/small") == small));
+  BOOST_TEST((s3.urls.read_all("s3://faulty/" + std::string(fault.name) + "/big") == big));
+  int injected = proxy.count("status") + proxy.count("reset") + proxy.count("slow");
+  BOOST_TEST(injected >= 2, proxy.log());
+}
+
+BOOST_AUTO_TEST_CASE(a_permanently_failing_upload_is_aborted_with_one_clear_line) {
+  Proxy proxy(R"([{"method": "PUT", "query": "partNumber", "action": "status", "status": 503, "code": "SlowDown",
+                   "message": "Please reduce your request rate.", "times": -1}])");
+  S3Urls s3(proxy.config(R"("max_attempts": 3)"));
+  s3.urls.put_atomic("s3://faulty/perm/ckpt", "previous");
+  std::string e = error_of([&] { upload(s3.urls, "s3://faulty/perm/ckpt", pattern_bytes(12 * 1024 * 1024, 3)); });
+  BOOST_TEST(contains(e, "UploadPart"), e);
+  BOOST_TEST(contains(e, "s3://faulty/perm/ckpt"), e);
+  BOOST_TEST(contains(e, "SlowDown"), e);
+  BOOST_TEST(contains(e, "Please reduce your request rate."), e);
+  BOOST_TEST(contains(e, proxy.endpoint().substr(7)), e);
+  BOOST_TEST(contains(e, "gave up after 3 attempts"), e);
+  BOOST_TEST(e.find('\n') == std::string::npos, e);
+  BOOST_TEST(!contains(e, kSecret), e);
+  // Aborted (s3rver answers 405 to AbortMultipartUpload, which the plugin tolerates), and the
+  // previous object is untouched.
+  BOOST_TEST(proxy.count("forward", "^DELETE .*uploadId=") == 1, proxy.log());
+  BOOST_TEST(s3.urls.read_all("s3://faulty/perm/ckpt") == "previous");
+  // Bounded: 3 attempts per part, never more.
+  BOOST_TEST(proxy.count("status", "partNumber=1&") + proxy.count("status", "partNumber=1$") <= 3, proxy.log());
+}
+
+BOOST_AUTO_TEST_CASE(a_failed_complete_aborts_the_upload) {
+  Proxy proxy(R"([{"method": "POST", "query": "uploadId", "action": "status", "status": 400, "code": "InvalidPart",
+                   "message": "One or more of the specified parts could not be found.", "times": -1}])");
+  S3Urls s3(proxy.config());
+  std::string e = error_of([&] { upload(s3.urls, "s3://faulty/complete/x", pattern_bytes(6 * 1024 * 1024, 4)); });
+  BOOST_TEST(contains(e, "CompleteMultipartUpload"), e);
+  BOOST_TEST(contains(e, "InvalidPart"), e);
+  BOOST_TEST(proxy.count("forward", "^DELETE .*uploadId=") == 1, proxy.log());
+  BOOST_TEST(!s3.urls.stat("s3://faulty/complete/x"));
+}
+
+struct AuthFault {
+  const char* name;
+  int status;
+  const char* code;
+  const char* message;
+};
+std::ostream& operator<<(std::ostream& os, const AuthFault& f) { return os << f.name; }
+
+const AuthFault kAuth[] = {
+    {"access_denied", 403, "AccessDenied", "Access Denied"},
+    {"invalid_access_key", 403, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records."},
+    {"signature_mismatch", 403, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided."},
+    {"wrong_region", 400, "AuthorizationHeaderMalformed",
+     "The authorization header is malformed; the region 'us-east-1' is wrong; expecting 'eu-central-1'"},
+    {"expired_token", 400, "ExpiredToken", "The provided token has expired."},
+};
+
+BOOST_DATA_TEST_CASE(auth_and_region_errors_are_one_line_with_code_bucket_key_endpoint_and_no_secret,
+                     boost::unit_test::data::make(kAuth), fault) {
+  Proxy proxy(std::string(R"([{"action": "status", "status": )") + std::to_string(fault.status) + R"(, "code": ")" +
+              fault.code + R"(", "message": ")" + fault.message + R"(", "bucket_region": "eu-central-1", "times": -1}])");
+  S3Urls s3(proxy.config(R"("session_token": "TOKEN-never-shown-123")"));
+  for (auto op : {0, 1, 2, 3}) {
+    std::string e = error_of([&] {
+      switch (op) {
+        case 0: s3.urls.put_atomic("s3://faulty/auth/key.bin", "x"); break;
+        case 1: s3.urls.read_all("s3://faulty/auth/key.bin"); break;
+        case 2: s3.urls.list("s3://faulty/auth"); break;
+        default: s3.urls.stat("s3://faulty/auth/key.bin"); break;
+      }
+    });
+    BOOST_TEST_CONTEXT(e) {
+      if (op != 3) {  // HEAD answers have no body: stat names the status's code only
+        BOOST_TEST(contains(e, fault.code));
+        BOOST_TEST(contains(e, fault.message));
+      }
+      BOOST_TEST(contains(e, op == 2 ? "s3://faulty/auth/" : "s3://faulty/auth/key.bin"));
+      BOOST_TEST(contains(e, proxy.endpoint().substr(7)));
+      BOOST_TEST(contains(e, "region us-east-1"));
+      BOOST_TEST(contains(e, "eu-central-1"));
+      BOOST_TEST(e.find('\n') == std::string::npos);
+      BOOST_TEST(!contains(e, kSecret));
+      BOOST_TEST(!contains(e, "TOKEN-never-shown-123"));
+    }
+  }
+  // Not retried: one request per operation (the GET of a read and of a stat's fallback included).
+  BOOST_TEST(proxy.count("status") <= 6, proxy.log());
+}

@@ -1,0 +1,667 @@
+#!/usr/bin/python3
+"""A W&B-protocol test server: GraphQL, file_stream, run-file and artifact storage, failure injection.
+
+Speaks what W&B's clients (the Python SDK 0.16.6, the Go core, @wandb/sdk from npm) send, as
+written down in shared/wandb-protocol.md: operations are dispatched on `(query|mutation) Name`,
+probes answer objects (never null), a null entity resolves to the viewer's default entity, upload
+and download URLs are absolute and point back at this server, artifacts get versions v0, v1, ...
+and the aliases latest/best move to the newest version that asks for them.
+
+Standard library only. Listens on 127.0.0.1 (port 0 = any free port) and prints the port on the
+first line of stdout so that a test can start it and read where it is.
+
+Everything it receives is appended as JSON lines to --log (one object per request). Control:
+  POST /_control {"fail": {"status": 503, "count": N, "path_regex": "...", "op_regex": "..."},
+                  "stall_seconds": S, "reset": N, "api_key": "...", "clear": true}
+      fail:   the next N matching requests get that status (rules accumulate; "fail": null clears)
+      stall:  every later request waits S seconds before it is handled (0 turns it off)
+      reset:  the next N requests have their connection closed without a response
+  GET /_state   what it stored (runs, history, summary, files, artifacts) and a request summary
+"""
+
+import argparse
+import base64
+import gzip
+import hashlib
+import json
+import math
+import re
+import socket
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote, urlsplit
+
+OP_RE = re.compile(r"(query|mutation)\s+(\w+)")
+TYPE_ALIAS_RE = re.compile(r"(\w+)\s*:\s*__type\s*\(\s*name\s*:\s*\"(\w+)\"\s*\)")
+
+# What the introspection probes report: enough that clients take their modern paths
+# (createRunFiles, serverInfo on Viewer, artifact inputs with clientID etc.).
+TYPE_FIELDS = {
+    "Query": ["viewer", "project", "model", "artifact", "serverInfo", "entity"],
+    "Mutation": ["upsertBucket", "createRunFiles", "createArtifact", "createArtifactManifest",
+                 "createArtifactFiles", "commitArtifact", "useArtifact", "updateArtifact"],
+    "ServerInfo": ["cliVersionInfo", "latestLocalVersionInfo", "features"],
+    "ServerSettings": [],
+    "Artifact": ["id", "digest", "state", "aliases", "metadata", "versionIndex", "ttlIsInherited"],
+    "Project": ["id", "name", "entity", "artifact"],
+}
+INPUT_FIELDS = {
+    "CreateArtifactInput": ["artifactTypeName", "artifactCollectionNames", "entityName",
+                            "projectName", "runName", "description", "digest", "digestAlgorithm",
+                            "aliases", "metadata", "historyStep", "clientID", "sequenceClientID",
+                            "enableDigestDeduplication"],
+    "CreateArtifactFileSpecInput": ["artifactID", "name", "md5", "mimetype",
+                                    "artifactManifestID"],
+    "UseArtifactInput": ["entityName", "projectName", "runName", "artifactID", "usedAs"],
+}
+FEATURES = ["LARGE_FILENAMES", "ARTIFACT_TAGS", "CLIENT_IDS",
+            "USE_ARTIFACT_WITH_ENTITY_AND_PROJECT_INFORMATION"]
+
+
+def finite(obj):
+    """JSON-safe copy: non-finite floats become the strings "NaN", "Infinity", "-Infinity"."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "NaN" if math.isnan(obj) else ("Infinity" if obj > 0 else "-Infinity")
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def parse_line(line):
+    """A file_stream content line; Python's json accepts NaN/Infinity/-Infinity as W&B emits."""
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
+
+
+class State:
+    def __init__(self, entity, api_key):
+        self.lock = threading.Lock()
+        self.default_entity = entity
+        self.api_key = api_key
+        self.clear()
+        self.fail_rules = []
+        self.stall = 0.0
+        self.resets = 0
+
+    def clear(self):
+        self.runs = {}          # (entity, project, name) -> run dict
+        self.blobs = {}         # storage key -> bytes
+        self.collections = {}   # (entity, project, name) -> {"type", "versions": [ids], "aliases": {alias: id}}
+        self.artifacts = {}     # id -> artifact dict
+        self.requests = []      # short summaries
+
+    def run(self, entity, project, name, create=True):
+        key = (entity or self.default_entity, project or "uncategorized", name)
+        r = self.runs.get(key)
+        if r is None and create:
+            r = {"id": base64.b64encode(("Run:" + uuid.uuid4().hex[:12]).encode()).decode(),
+                 "entity": key[0], "project": key[1], "name": name, "displayName": None,
+                 "config": None, "tags": [], "group": None, "jobType": None, "notes": None,
+                 "host": None, "program": None, "upserts": [],
+                 "history": {}, "events": {}, "output": {}, "summary": None,
+                 "complete": False, "exitcode": None, "uploaded": [], "files": {},
+                 "file_stream_posts": 0, "used_artifacts": []}
+            self.runs[key] = r
+        return r
+
+    def find_run(self, name):
+        for r in self.runs.values():
+            if r["name"] == name:
+                return r
+        return None
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "wandb-test-server/1"
+
+    def log_message(self, fmt, *args):  # keep stderr quiet; the JSON log is the record
+        pass
+
+    # -- plumbing ----------------------------------------------------------------------------
+    @property
+    def st(self):
+        return self.server.state
+
+    def base(self):
+        host = self.headers.get("Host") or "127.0.0.1:%d" % self.server.server_address[1]
+        return "http://" + host
+
+    def read_body(self):
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            out = b""
+            while True:
+                size = int(self.rfile.readline().strip().split(b";")[0], 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                out += self.rfile.read(size)
+                self.rfile.readline()
+            body = out
+        else:
+            n = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(n) if n else b""
+        if self.headers.get("Content-Encoding", "").lower() == "gzip":
+            body = gzip.decompress(body)
+        return body
+
+    def reply(self, status, body=b"", ctype="application/json"):
+        if isinstance(body, (dict, list)):
+            body = json.dumps(finite(body)).encode()
+        elif isinstance(body, str):
+            body = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        self.status = status
+
+    def record(self, entry):
+        entry["t"] = time.time()
+        line = json.dumps(finite(entry))
+        with self.server.log_lock:
+            self.server.log_file.write(line + "\n")
+            self.server.log_file.flush()
+        with self.st.lock:
+            self.st.requests.append({k: entry.get(k) for k in
+                                     ("method", "path", "op", "status", "auth", "injected")})
+
+    def auth(self):
+        """'ok', 'none' or 'bad'. The key itself is never recorded."""
+        h = self.headers.get("Authorization", "")
+        if not h.startswith("Basic "):
+            return "none"
+        try:
+            user, _, key = base64.b64decode(h[6:]).decode().partition(":")
+        except Exception:
+            return "bad"
+        if user != "api":
+            return "bad"
+        if self.st.api_key is not None and key != self.st.api_key:
+            return "bad"
+        return "ok"
+
+    def inject(self, path, op):
+        """Apply stalls, resets and failure rules. True when the request was answered here."""
+        st = self.st
+        with st.lock:
+            stall = st.stall
+        if stall > 0:
+            time.sleep(stall)
+        with st.lock:
+            if st.resets > 0:
+                st.resets -= 1
+                reset = True
+            else:
+                reset = False
+                rule = None
+                for r in st.fail_rules:
+                    if r["count"] <= 0:
+                        continue
+                    if r.get("path_regex") and not re.search(r["path_regex"], path):
+                        continue
+                    if r.get("op_regex") and not re.search(r["op_regex"], op or ""):
+                        continue
+                    r["count"] -= 1
+                    rule = r
+                    break
+        if reset:
+            self.record({"method": self.command, "path": path, "op": op, "status": None,
+                         "injected": "reset"})
+            try:
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                           b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.close_connection = True
+            return True
+        if rule is not None:
+            self.reply(rule["status"], {"errors": [{"message": "injected failure"}]})
+            self.record({"method": self.command, "path": path, "op": op,
+                         "status": rule["status"], "injected": "fail"})
+            return True
+        return False
+
+    # -- verbs -------------------------------------------------------------------------------
+    def do_GET(self):
+        self.dispatch()
+
+    def do_POST(self):
+        self.dispatch()
+
+    def do_PUT(self):
+        self.dispatch()
+
+    def do_HEAD(self):
+        self.dispatch()
+
+    def dispatch(self):
+        self.status = None
+        path = urlsplit(self.path).path
+        try:
+            body = self.read_body()
+        except Exception as e:  # a truncated body: the client went away
+            self.record({"method": self.command, "path": path, "error": str(e)})
+            self.close_connection = True
+            return
+        if path == "/_control" and self.command == "POST":
+            return self.control(json.loads(body or b"{}"))
+        if path == "/_state":
+            with self.st.lock:
+                return self.reply(200, self.dump())
+        op = None
+        req = None
+        if path == "/graphql" and self.command == "POST":
+            try:
+                req = json.loads(body)
+            except ValueError:
+                req = {}
+            m = OP_RE.search(req.get("query") or "")
+            op = m.group(2) if m else req.get("operationName")
+        if self.inject(path, op):
+            return
+        entry = {"method": self.command, "path": path, "op": op}
+        try:
+            if path == "/graphql" and self.command == "POST":
+                entry["auth"] = self.auth()
+                entry["variables"] = req.get("variables")
+                entry["query"] = req.get("query")
+                if entry["auth"] != "ok":
+                    self.reply(401, {"errors": [{"message": "user is not logged in"}]})
+                else:
+                    self.graphql(op, req.get("query") or "", req.get("variables") or {})
+            elif path.startswith("/files/") and path.endswith("/file_stream") and self.command == "POST":
+                entry["auth"] = self.auth()
+                if entry["auth"] != "ok":
+                    self.reply(401, {"errors": [{"message": "user is not logged in"}]})
+                else:
+                    entry["body"] = self.file_stream(path, body)
+            elif path.startswith("/storage/"):
+                entry["size"] = len(body)
+                self.storage(path, body)
+            else:
+                self.reply(404, {"error": "no route for %s %s" % (self.command, path)})
+        except Exception as e:  # a bug or a malformed request: say so, keep serving
+            entry["error"] = repr(e)
+            if self.status is None:
+                self.reply(500, {"errors": [{"message": repr(e)}]})
+        entry["status"] = self.status
+        self.record(entry)
+
+    def control(self, c):
+        st = self.st
+        with st.lock:
+            if c.get("clear"):
+                st.clear()
+            if "fail" in c:
+                if c["fail"] is None:
+                    st.fail_rules = []
+                else:
+                    rules = c["fail"] if isinstance(c["fail"], list) else [c["fail"]]
+                    for r in rules:
+                        st.fail_rules.append({"status": int(r.get("status", 503)),
+                                              "count": int(r.get("count", 1)),
+                                              "path_regex": r.get("path_regex"),
+                                              "op_regex": r.get("op_regex")})
+            if "stall_seconds" in c:
+                st.stall = float(c["stall_seconds"])
+            if "reset" in c:
+                st.resets = int(c["reset"])
+            if "api_key" in c:
+                st.api_key = c["api_key"]
+        self.reply(200, {"ok": True})
+
+    def dump(self):
+        st = self.st
+        runs = []
+        for r in st.runs.values():
+            d = dict(r)
+            d["history"] = [r["history"][k] for k in sorted(r["history"])]
+            d["history_offsets"] = sorted(r["history"])
+            d["events"] = [r["events"][k] for k in sorted(r["events"])]
+            d["output"] = [r["output"][k] for k in sorted(r["output"])]
+            d["files"] = {k: v.decode("utf-8", "replace") for k, v in r["files"].items()}
+            runs.append(d)
+        arts = []
+        for a in st.artifacts.values():
+            d = {k: v for k, v in a.items() if k != "files"}
+            d["files"] = {n: {"md5": f["md5"], "size": len(st.blobs.get(f["key"], b""))}
+                          for n, f in a["files"].items()}
+            arts.append(d)
+        cols = [{"entity": k[0], "project": k[1], "name": k[2], "type": v["type"],
+                 "versions": v["versions"], "aliases": v["aliases"]}
+                for k, v in st.collections.items()]
+        return {"runs": runs, "artifacts": arts, "collections": cols,
+                "requests": st.requests, "default_entity": st.default_entity}
+
+    # -- storage -----------------------------------------------------------------------------
+    def storage(self, path, body):
+        key = path[len("/storage/"):]
+        st = self.st
+        if self.command == "PUT":
+            with st.lock:
+                st.blobs[key] = body
+                parts = key.split("/")
+                if parts[0] == "runs" and len(parts) >= 5:
+                    r = st.run(unquote(parts[1]), unquote(parts[2]), unquote(parts[3]))
+                    r["files"][unquote("/".join(parts[4:]))] = body
+            return self.reply(200, b"", "text/plain")
+        with st.lock:
+            data = st.blobs.get(key)
+        if data is None:
+            return self.reply(404, {"error": "no object " + key})
+        self.reply(200, data, "application/octet-stream")
+
+    # -- file_stream -------------------------------------------------------------------------
+    def file_stream(self, path, body):
+        parts = path.split("/")  # '', files, entity, project, run, file_stream
+        entity, project, name = unquote(parts[2]), unquote(parts[3]), unquote(parts[4])
+        msg = json.loads(body)
+        st = self.st
+        with st.lock:
+            r = st.run(entity, project, name)
+            r["file_stream_posts"] += 1
+            for fname, chunk in (msg.get("files") or {}).items():
+                off = int(chunk.get("offset", 0))
+                content = chunk.get("content") or []
+                if fname == "wandb-history.jsonl":
+                    for i, line in enumerate(content):
+                        r["history"][off + i] = parse_line(line)
+                elif fname == "wandb-events.jsonl":
+                    for i, line in enumerate(content):
+                        r["events"][off + i] = parse_line(line)
+                elif fname == "wandb-summary.json":
+                    if content:
+                        r["summary"] = parse_line(content[-1])
+                elif fname == "output.log":
+                    for i, line in enumerate(content):
+                        r["output"][off + i] = line
+            for u in msg.get("uploaded") or []:
+                if u not in r["uploaded"]:
+                    r["uploaded"].append(u)
+            if msg.get("complete"):
+                r["complete"] = True
+                r["exitcode"] = msg.get("exitcode")
+        self.reply(200, {"exitcode": None, "limits": {}})
+        # What was received, with the inner lines parsed, for the log.
+        return finite(msg)
+
+    # -- GraphQL -----------------------------------------------------------------------------
+    def graphql(self, op, query, v):
+        fn = getattr(self, "op_" + (op or ""), None)
+        if op and op.startswith("Probe"):
+            fn = self.op_probe
+        if fn is None:
+            return self.reply(200, {"errors": [{"message": "unknown operation %r" % op}]})
+        with self.st.lock:
+            data = fn(query, v)
+        if isinstance(data, tuple):  # (status, body)
+            return self.reply(*data)
+        self.reply(200, {"data": data})
+
+    def op_probe(self, query, v):
+        out = {}
+        for alias, tname in TYPE_ALIAS_RE.findall(query):
+            t = {"name": tname}
+            t["fields"] = [{"name": f} for f in TYPE_FIELDS.get(tname, [])]
+            t["inputFields"] = [{"name": f} for f in INPUT_FIELDS.get(tname, [])]
+            out[alias] = t
+        return out
+
+    def server_info(self):
+        return {"cliVersionInfo": {}, "latestLocalVersionInfo": {
+            "outOfDate": False, "latestVersionString": "0.0.0", "versionOnThisInstanceString": "0.0.0"},
+            "features": [{"name": f, "isEnabled": True} for f in FEATURES]}
+
+    def op_Viewer(self, query, v):
+        e = self.st.default_entity
+        return {"viewer": {"id": "VXNlcjox", "entity": e, "username": e, "email": e + "@example.com",
+                           "flags": "{}", "admin": False, "teams": {"edges": []}},
+                "serverInfo": self.server_info()}
+
+    def op_ServerInfo(self, query, v):
+        return {"serverInfo": self.server_info()}
+
+    op_ServerFeaturesQuery = op_ServerInfo
+
+    def bucket(self, r, full=False):
+        b = {"id": r["id"], "name": r["name"], "displayName": r["displayName"],
+             "description": r["notes"], "config": r["config"], "sweepName": None,
+             "project": {"id": "UHJvamVjdDox", "name": r["project"],
+                         "entity": {"id": "RW50aXR5OjE=", "name": r["entity"]}},
+             "historyLineCount": len(r["history"])}
+        if full:
+            hist = [r["history"][k] for k in sorted(r["history"])][-10:]
+            b.update({"summaryMetrics": json.dumps(finite(r["summary"] or {})),
+                      "logLineCount": len(r["output"]), "eventsLineCount": len(r["events"]),
+                      "historyTail": json.dumps([json.dumps(finite(h)) for h in hist]),
+                      "eventsTail": json.dumps([]), "tags": r["tags"]})
+        return b
+
+    def op_UpsertBucket(self, query, v):
+        name = v.get("name") or uuid.uuid4().hex[:8]
+        r = self.st.run(v.get("entity"), v.get("project"), name)
+        inserted = not r["upserts"]
+        r["upserts"].append(v)
+        for k_var, k_run in (("displayName", "displayName"), ("groupName", "group"),
+                             ("jobType", "jobType"), ("notes", "notes"), ("host", "host"),
+                             ("program", "program"), ("tags", "tags")):
+            if v.get(k_var) is not None:
+                r[k_run] = v[k_var]
+        if v.get("config") is not None:
+            r["config"] = v["config"]
+        if v.get("summaryMetrics") is not None:
+            r["summary"] = json.loads(v["summaryMetrics"])
+        return {"upsertBucket": {"bucket": self.bucket(r), "inserted": inserted}}
+
+    def op_RunResumeStatus(self, query, v):
+        entity = v.get("entity") or self.st.default_entity
+        r = self.st.run(entity, v.get("project"), v.get("name"), create=False)
+        return {"model": {"id": "UHJvamVjdDox", "name": v.get("project"),
+                          "entity": {"id": "RW50aXR5OjE=", "name": entity},
+                          "bucket": self.bucket(r, full=True) if r else None}}
+
+    def op_RunStoppedStatus(self, query, v):
+        return {"project": {"run": {"stopped": False}}}
+
+    def op_CreateRunFiles(self, query, v):
+        r = self.st.run(v.get("entity"), v.get("project"), v.get("run"))
+        base = "%s/storage/runs/%s/%s/%s/" % (self.base(), r["entity"], r["project"], r["name"])
+        return {"createRunFiles": {"runID": r["id"], "uploadHeaders": [],
+                                   "files": [{"name": f, "uploadUrl": base + f} for f in v.get("files") or []]}}
+
+    def op_RunUploadUrls(self, query, v):
+        r = self.st.run(v.get("entity"), v.get("name"), v.get("run"))
+        base = "%s/storage/runs/%s/%s/%s/" % (self.base(), r["entity"], r["project"], r["name"])
+        edges = [{"node": {"name": f, "url": base + f, "updatedAt": None}} for f in v.get("files") or []]
+        return {"model": {"bucket": {"id": r["id"], "files": {"uploadHeaders": [], "edges": edges}}}}
+
+    # -- artifacts ---------------------------------------------------------------------------
+    def resolve(self, entity, project, name):
+        """'coll:alias' (or 'coll:vN', or 'coll') -> artifact dict or None."""
+        coll, _, alias = name.partition(":")
+        c = self.st.collections.get((entity or self.st.default_entity, project, coll))
+        if not c:
+            return None
+        alias = alias or "latest"
+        m = re.fullmatch(r"v(\d+)", alias)
+        if m:
+            i = int(m.group(1))
+            for aid in c["versions"]:
+                if self.st.artifacts[aid]["versionIndex"] == i:
+                    return self.st.artifacts[aid]
+            return None
+        aid = c["aliases"].get(alias)
+        return self.st.artifacts.get(aid) if aid else None
+
+    def art_fragment(self, a):
+        col = {"project": {"entityName": a["entity"], "name": a["project"]}, "name": a["collection"]}
+        aliases = [{"artifactCollection": col, "alias": al} for al in a["aliases"]]
+        if a["versionIndex"] is not None:
+            aliases.append({"artifactCollection": col, "alias": "v%d" % a["versionIndex"]})
+        return {"id": a["id"], "digest": a["digest"], "artifactSequence": {
+                    "id": "seq-" + a["collection"], "name": a["collection"],
+                    "project": {"entityName": a["entity"], "name": a["project"]},
+                    "latestArtifact": {"id": a["id"], "versionIndex": a["versionIndex"]}},
+                "versionIndex": a["versionIndex"], "artifactType": {"name": a["type"]},
+                "description": a["description"], "metadata": a["metadata"],
+                "ttlDurationSeconds": -1, "ttlIsInherited": True, "aliases": aliases,
+                "state": a["state"], "commitHash": a["digest"][:12] if a["digest"] else None,
+                "fileCount": len(a["files"]), "createdAt": a["createdAt"], "updatedAt": a["createdAt"],
+                "currentManifest": {"file": {"directUrl": self.manifest_url(a)}}}
+
+    def manifest_url(self, a):
+        return "%s/storage/artifacts/%s/wandb_manifest.json" % (self.base(), a["id"])
+
+    def file_url(self, a, name):
+        return "%s/storage/artifacts/%s/files/%s" % (self.base(), a["id"], name)
+
+    def move_aliases(self, a, aliases):
+        c = self.st.collections[(a["entity"], a["project"], a["collection"])]
+        for al in aliases:
+            if re.fullmatch(r"v\d+", al):
+                continue
+            old = c["aliases"].get(al)
+            if old and old != a["id"] and al in self.st.artifacts[old]["aliases"]:
+                self.st.artifacts[old]["aliases"].remove(al)
+            c["aliases"][al] = a["id"]
+            if al not in a["aliases"]:
+                a["aliases"].append(al)
+
+    def op_ArtifactType(self, query, v):
+        name = v.get("name") or ""
+        a = self.resolve(v.get("entityName"), v.get("projectName"), name)
+        return {"project": {"artifact": {"artifactType": {"name": a["type"]}} if a else None}}
+
+    def op_CreateArtifact(self, query, v):
+        inp = v.get("input") if isinstance(v.get("input"), dict) else v
+        names = inp.get("artifactCollectionNames") or [inp.get("artifactCollectionName")]
+        coll = names[0]
+        entity = inp.get("entityName") or self.st.default_entity
+        project = inp.get("projectName")
+        key = (entity, project, coll)
+        c = self.st.collections.setdefault(key, {"type": inp.get("artifactTypeName"), "versions": [], "aliases": {}})
+        aliases = [x["alias"] if isinstance(x, dict) else x for x in inp.get("aliases") or []]
+        metadata = inp.get("metadata")
+        # Digest deduplication: the same manifest digest in the collection is that version.
+        for aid in c["versions"]:
+            a = self.st.artifacts[aid]
+            if a["digest"] == inp.get("digest") and a["state"] == "COMMITTED":
+                self.move_aliases(a, aliases)
+                return {"createArtifact": {"artifact": self.create_reply(a, c)}}
+        aid = base64.b64encode(("Artifact:" + uuid.uuid4().hex[:12]).encode()).decode()
+        a = {"id": aid, "entity": entity, "project": project, "collection": coll,
+             "type": inp.get("artifactTypeName"), "digest": inp.get("digest"), "state": "PENDING",
+             "description": inp.get("description"), "metadata": metadata,
+             "pending_aliases": aliases, "aliases": [], "versionIndex": None, "files": {},
+             "runName": inp.get("runName"), "createdAt": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()),
+             "manifest": None}
+        self.st.artifacts[aid] = a
+        return {"createArtifact": {"artifact": self.create_reply(a, c)}}
+
+    def create_reply(self, a, c):
+        latest = self.st.artifacts.get(c["versions"][-1]) if c["versions"] else None
+        return {"id": a["id"], "state": a["state"], "artifactSequence": {
+            "id": "seq-" + a["collection"],
+            "latestArtifact": {"id": latest["id"], "versionIndex": latest["versionIndex"]} if latest else None}}
+
+    def op_CreateArtifactManifest(self, query, v):
+        inp = v.get("input") if isinstance(v.get("input"), dict) else v
+        a = self.st.artifacts[inp["artifactID"]]
+        url = self.manifest_url(a)
+        include = v.get("includeUpload", True)
+        return {"createArtifactManifest": {"artifactManifest": {
+            "id": "manifest-" + a["id"], "file": {
+                "id": "file-manifest-" + a["id"], "name": "wandb_manifest.json",
+                "displayName": "wandb_manifest.json",
+                "uploadUrl": url if include else None, "uploadHeaders": [] if include else None}}}}
+
+    op_UpdateArtifactManifest = op_CreateArtifactManifest
+
+    def op_CreateArtifactFiles(self, query, v):
+        edges = []
+        for f in v.get("artifactFiles") or []:
+            a = self.st.artifacts[f["artifactID"]]
+            key = "artifacts/%s/files/%s" % (a["id"], f["name"])
+            a["files"][f["name"]] = {"md5": f.get("md5"), "key": key}
+            edges.append({"node": {"id": "file-" + key, "name": f["name"], "displayName": f["name"],
+                                   "uploadUrl": self.file_url(a, f["name"]), "uploadHeaders": [],
+                                   "storagePath": key, "uploadMultipartUrls": None,
+                                   "artifact": {"id": a["id"]}}})
+        return {"createArtifactFiles": {"files": {"edges": edges}}}
+
+    def op_CommitArtifact(self, query, v):
+        inp = v.get("input") if isinstance(v.get("input"), dict) else v
+        a = self.st.artifacts[inp["artifactID"]]
+        if a["state"] != "COMMITTED":
+            c = self.st.collections[(a["entity"], a["project"], a["collection"])]
+            a["versionIndex"] = len(c["versions"])
+            c["versions"].append(a["id"])
+            a["state"] = "COMMITTED"
+            a["manifest"] = self.st.blobs.get("artifacts/%s/wandb_manifest.json" % a["id"], b"").decode()
+            self.move_aliases(a, ["latest"] + a.pop("pending_aliases", []))
+        return {"commitArtifact": {"artifact": {"id": a["id"], "digest": a["digest"]}}}
+
+    def project_artifact(self, v):
+        entity = v.get("entityName") or v.get("entity")
+        project = v.get("projectName") or v.get("project")
+        name = v.get("name") or v.get("artifactName")
+        return self.resolve(entity, project, name or "")
+
+    def op_ArtifactByName(self, query, v):
+        a = self.project_artifact(v)
+        return {"project": {"artifact": self.art_fragment(a) if a else None}}
+
+    op_Artifact = op_ArtifactByName
+    op_ArtifactManifest = op_ArtifactByName
+
+    def op_ArtifactFileURLs(self, query, v):
+        a = self.st.artifacts.get(v.get("id"))
+        if not a:
+            return {"artifact": None}
+        edges = [{"node": {"name": n, "directUrl": self.file_url(a, n)}} for n in sorted(a["files"])]
+        return {"artifact": {"files": {"pageInfo": {"hasNextPage": False, "endCursor": None}, "edges": edges}}}
+
+    def op_UseArtifact(self, query, v):
+        inp = v.get("input") if isinstance(v.get("input"), dict) else v
+        a = self.st.artifacts.get(inp.get("artifactID"))
+        r = self.st.run(inp.get("entityName"), inp.get("projectName"), inp.get("runName"))
+        if a:
+            r["used_artifacts"].append(a["id"])
+        return {"useArtifact": {"artifact": {"id": a["id"], "digest": a["digest"], "description": a["description"],
+                                             "state": a["state"], "createdAt": a["createdAt"],
+                                             "metadata": a["metadata"]} if a else None}}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--log", default="/dev/null", help="append every request here as a JSON line")
+    ap.add_argument("--entity", default="ember-test", help="the viewer's default entity")
+    ap.add_argument("--api-key", default=None, help="accept only this key (default: any)")
+    a = ap.parse_args()
+    srv = ThreadingHTTPServer(("127.0.0.1", a.port), Handler)
+    srv.daemon_threads = True
+    srv.state = State(a.entity, a.api_key)
+    srv.log_file = open(a.log, "a")
+    srv.log_lock = threading.Lock()
+    print(srv.server_address[1], flush=True)
+    try:
+        srv.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
