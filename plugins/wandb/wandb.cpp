@@ -8,6 +8,7 @@
 // 400/401/403/404/409...) and, while W&B is unreachable, moves rows to a spool directory through
 // the host's storage; spooled rows are sent when W&B answers again, at the next start, or by
 // `ember wandb sync DIR`. finalize drains within finalize_timeout_s and says what it could not send.
+// The plugin also serves the read-only wandb:// scheme (ember.storage/1) to resume from artifacts.
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
@@ -251,6 +252,24 @@ struct Stream {
   std::int64_t pending() const { return static_cast<std::int64_t>(lines.size()) + spooled_lines; }
 };
 
+// An open wandb:// reader: the checkpoint file's bytes (downloaded whole and MD5-checked), the
+// window [pos, end) still to read.
+}  // namespace
+struct ember_file {
+  std::shared_ptr<const std::string> bytes;
+  std::size_t pos = 0, end = 0;
+};
+namespace {
+
+class StorageError : public std::runtime_error {
+ public:
+  StorageError(ember_status_t status, const std::string& what) : std::runtime_error(what), status_(status) {}
+  ember_status_t status() const { return status_; }
+
+ private:
+  ember_status_t status_;
+};
+
 struct ArtifactJob {
   std::string url;        // checkpoint URL; empty for the end-of-run scan (log_model=true)
   std::string index_dir;  // directory holding checkpoints.json
@@ -361,12 +380,12 @@ class WandbLogger final : public ember::plugin::Plugin,
     ca_file_ = s("ca_file", nullptr);
     if (auto* v = o.if_contains("sync_spool_on_start"); v && v->is_bool()) sync_spool_ = v->as_bool();
 
-    if (online_) {
-      api_key_ = env("WANDB_API_KEY");
-      if (api_key_.empty()) {
-        std::string host = ember::http::Url::parse(base_url_).host;
-        api_key_ = wb::netrc_key(host, &netrc_path_);
-      }
+    // Looked up in every mode: the wandb:// scheme (resume from an artifact) reads with it even
+    // when this logger is offline, disabled or on a rank > 0.
+    api_key_ = env("WANDB_API_KEY");
+    if (api_key_.empty()) {
+      std::string host = ember::http::Url::parse(base_url_).host;
+      api_key_ = wb::netrc_key(host, &netrc_path_);
     }
     spool_dir_ = wb::join_url(spool_root_, "run-" + meta_.run_id + "-" + std::to_string(::getpid()));
     summary_ = wb::Summary(defs_);
@@ -449,7 +468,177 @@ class WandbLogger final : public ember::plugin::Plugin,
     finish(status);
   }
 
+  // ---- ember.storage/1: a read-only wandb:// scheme ----------------------------------------------
+  // wandb://ENTITY/PROJECT/NAME[:ALIAS][/FILE] is FILE of that artifact version (default: its only
+  // file, else model.ckpt), resolved as W&B's clients do (ArtifactByName, the manifest, the file
+  // URLs) and MD5-checked; so `ckpt_path: "wandb://me/proj/model-abc123:best"` resumes through the
+  // host's normal restore. Served in every mode (online, offline, disabled, any rank): reading a
+  // checkpoint the user named is not logging; it needs the key and base_url, as online mode does.
+  static const void* extra_interface(WandbLogger*, std::string_view id) {
+    static const ember_storage_v1_t table = {sizeof(ember_storage_v1_t), str("wandb"), &st_open_read, &st_read,
+                                             &st_open_write, &st_write, &st_commit, &st_close, &st_stat, &st_list,
+                                             &st_remove};
+    return id == EMBER_STORAGE_V1 ? &table : nullptr;
+  }
+
  private:
+  static WandbLogger* me(void* s) { return static_cast<WandbLogger*>(static_cast<ember::plugin::Plugin*>(s)); }
+
+  template <class F>
+  static ember_status_t st_guarded(void* s, F&& f) noexcept {
+    WandbLogger* p = me(s);
+    try {
+      f(*p);
+      return EMBER_OK;
+    } catch (const StorageError& e) {
+      return p->fail(e.status(), e.what());
+    } catch (const wb::ApiError& e) {
+      return p->fail(e.status() == 404 ? EMBER_E_NOT_FOUND : EMBER_E_IO, std::string("wandb: ") + e.what());
+    } catch (const std::bad_alloc&) {
+      return p->fail(EMBER_E_NOMEM, "wandb: out of memory");
+    } catch (const std::exception& e) {
+      return p->fail(EMBER_E_INVALID, std::string("wandb: ") + e.what());
+    } catch (...) {
+      return p->fail(EMBER_E_FAILED, "wandb: unknown exception");
+    }
+  }
+
+  [[noreturn]] static void read_only(const char* what, std::string_view url) {
+    throw StorageError(EMBER_E_UNSUPPORTED, std::string("wandb: ") + what + " " + std::string(url) +
+                                                ": wandb:// is read-only (model artifacts to resume from); the wandb "
+                                                "logger uploads checkpoints itself with log_model");
+  }
+
+  // "wandb://E/P/NAME[:ALIAS][/FILE]" -> ("E/P/NAME:ALIAS", FILE or "").
+  static std::pair<std::string, std::string> parse_wandb_url(std::string_view url) {
+    constexpr std::string_view pre = "wandb://";
+    std::string_view rest = url.substr(0, pre.size()) == pre ? url.substr(pre.size()) : url;
+    std::size_t a = rest.find('/');
+    std::size_t b = a == std::string_view::npos ? a : rest.find('/', a + 1);
+    if (a == std::string_view::npos || b == std::string_view::npos || a == 0 || b == a + 1 || b + 1 >= rest.size())
+      throw StorageError(EMBER_E_INVALID, "wandb: " + std::string(url) +
+                                              ": expected wandb://ENTITY/PROJECT/NAME[:ALIAS][/FILE], e.g. "
+                                              "wandb://me/proj/model-abc123:best");
+    std::string_view name = rest.substr(b + 1);
+    std::string file;
+    if (auto c = name.find('/'); c != std::string_view::npos) file = std::string(name.substr(c + 1)), name = name.substr(0, c);
+    std::string path = std::string(rest.substr(0, b + 1)) + std::string(name);
+    if (name.find(':') == std::string_view::npos) path += ":latest";
+    return {path, file};
+  }
+
+  wb::Api storage_api() {
+    if (api_key_.empty())
+      throw StorageError(EMBER_E_INVALID,
+                         "wandb: reading wandb:// needs a W&B API key: set WANDB_API_KEY or add 'machine " +
+                             ember::http::Url::parse(base_url_).host + " login user password KEY' to " +
+                             (netrc_path_.empty() ? std::string("~/.netrc") : netrc_path_) + " (or $NETRC)");
+    wb::ApiOptions ao;
+    ao.base_url = base_url_;
+    ao.api_key = api_key_;
+    ao.http.verify_tls = verify_tls_;
+    ao.http.ca_file = ca_file_;
+    ao.http.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(http_timeout_ * 1000));
+    ao.retry_initial_s = retry_initial_;
+    ao.retry_max_s = retry_max_;
+    ao.max_attempts = 5;
+    return wb::Api(ao);
+  }
+
+  // Which file of the artifact a URL without /FILE means.
+  static std::string pick_file(const wb::ResolvedArtifact& a, const std::string& url, const std::string& file) {
+    if (!file.empty()) {
+      if (!a.contents.contains(file))
+        throw StorageError(EMBER_E_NOT_FOUND, "wandb: " + url + ": artifact " + a.path + " (" + a.version + ") has no file " + file);
+      return file;
+    }
+    if (a.contents.size() == 1) return std::string(a.contents.begin()->key());
+    if (a.contents.contains("model.ckpt")) return "model.ckpt";
+    std::string names;
+    for (const auto& kv : a.contents) names += (names.empty() ? "" : ", ") + std::string(kv.key());
+    throw StorageError(EMBER_E_INVALID, "wandb: " + url + ": artifact " + a.path + " holds several files (" + names +
+                                            "); name one: " + url + "/FILE");
+  }
+
+  wb::ResolvedArtifact resolve_or_throw(wb::Api& api, const std::string& url, const std::string& path) {
+    auto a = wb::resolve_artifact(api, path);
+    if (!a) throw StorageError(EMBER_E_NOT_FOUND, "wandb: " + url + ": no artifact " + path + " on " + base_url_);
+    return std::move(*a);
+  }
+
+  static ember_status_t st_open_read(void* s, ember_str_t url, uint64_t offset, uint64_t length, ember_file_t** out) noexcept {
+    *out = nullptr;
+    return st_guarded(s, [&](WandbLogger& p) {
+      std::string u(view(url));
+      auto [path, file] = parse_wandb_url(u);
+      wb::Api api = p.storage_api();
+      wb::ResolvedArtifact a = p.resolve_or_throw(api, u, path);
+      std::string f = pick_file(a, u, file);
+      // Aliases move; the bytes of a version's file do not: cached by artifact id and file.
+      std::string key = a.id + "/" + f;
+      std::shared_ptr<const std::string> bytes;
+      {
+        std::lock_guard<std::mutex> lk(p.cache_mu_);
+        if (p.cache_key_ == key) bytes = p.cache_bytes_;
+      }
+      if (!bytes) {
+        bytes = std::make_shared<const std::string>(wb::fetch_artifact_file(api, a, f));
+        std::lock_guard<std::mutex> lk(p.cache_mu_);
+        p.cache_key_ = key, p.cache_bytes_ = bytes;
+        p.say(EMBER_LOG_INFO, "read " + u + " (" + a.path + " = " + a.name.substr(0, a.name.find(':')) + ":" + a.version +
+                                  ", " + f + ", " + std::to_string(bytes->size()) + " bytes, MD5 checked)");
+      }
+      auto h = std::make_unique<ember_file>();
+      h->bytes = bytes;
+      h->pos = static_cast<std::size_t>(std::min<uint64_t>(offset, bytes->size()));
+      h->end = length == UINT64_MAX ? bytes->size()
+                                    : static_cast<std::size_t>(std::min<uint64_t>(bytes->size(), offset + length));
+      *out = h.release();
+    });
+  }
+  static ember_status_t st_read(void* s, ember_file_t* f, void* buf, size_t cap, size_t* got) noexcept {
+    *got = 0;
+    return st_guarded(s, [&](WandbLogger&) {
+      if (!f->bytes) throw StorageError(EMBER_E_INVALID, "wandb: read on a file not opened for reading");
+      std::size_t n = std::min(cap, f->end > f->pos ? f->end - f->pos : 0);
+      std::memcpy(buf, f->bytes->data() + f->pos, n);
+      f->pos += n;
+      *got = n;
+    });
+  }
+  static ember_status_t st_open_write(void* s, ember_str_t url, ember_file_t** out) noexcept {
+    *out = nullptr;
+    return st_guarded(s, [&](WandbLogger&) { read_only("cannot write", view(url)); });
+  }
+  static ember_status_t st_write(void* s, ember_file_t*, const void*, size_t) noexcept {
+    return st_guarded(s, [&](WandbLogger&) { read_only("cannot write", "wandb://"); });
+  }
+  static ember_status_t st_commit(void* s, ember_file_t*) noexcept {
+    return st_guarded(s, [&](WandbLogger&) { read_only("cannot commit", "wandb://"); });
+  }
+  static void st_close(void*, ember_file_t* f) noexcept { delete f; }
+  static ember_status_t st_stat(void* s, ember_str_t url, ember_stat_t* out) noexcept {
+    return st_guarded(s, [&](WandbLogger& p) {
+      static thread_local std::string stat_url;
+      stat_url = std::string(view(url));
+      auto [path, file] = parse_wandb_url(stat_url);
+      wb::Api api = p.storage_api();
+      wb::ResolvedArtifact a = p.resolve_or_throw(api, stat_url, path);
+      std::string f = pick_file(a, stat_url, file);
+      const auto& entry = a.contents.at(f);
+      out->url = str(stat_url);
+      out->is_dir = 0;
+      out->size = entry.is_object() && entry.as_object().contains("size") ? entry.at("size").to_number<std::uint64_t>() : 0;
+      out->mtime_ns = 0;
+    });
+  }
+  static ember_status_t st_list(void* s, ember_str_t prefix, ember_list_fn, void*) noexcept {
+    return st_guarded(s, [&](WandbLogger&) { read_only("cannot list", view(prefix)); });
+  }
+  static ember_status_t st_remove(void* s, ember_str_t url) noexcept {
+    return st_guarded(s, [&](WandbLogger&) { read_only("cannot remove", view(url)); });
+  }
+
   bool enabled() const { return online_ || offline_; }
 
   void split_tags(const std::string& text) {
@@ -559,7 +748,10 @@ class WandbLogger final : public ember::plugin::Plugin,
 
   // Move queued rows into history lines and the summary; pick up config changes and jobs.
   bool drain(bool& finishing) {
-    std::string rows;
+    // Double buffering: the training thread gets back the capacity of the buffer drained last
+    // time, so its appends do not reallocate once both buffers have grown.
+    std::string& rows = spare_rows_;
+    rows.clear();
     bool cfg_changed = false;
     {
       std::lock_guard<std::mutex> lk(mu_);
@@ -938,23 +1130,36 @@ class WandbLogger final : public ember::plugin::Plugin,
     return local + (&s == &history_ ? base_history_ : base_events_);
   }
 
-  // Post up to 10000 lines of each stream from memory, with the full summary.
+  // Post up to 10000 lines of each stream from memory, with the full summary. The body is written
+  // directly (each line escaped once into it) rather than through a JSON tree of copies.
   void post_lines() {
-    json::object files;
-    std::size_t nh = std::min<std::size_t>(history_.lines.size(), 10000);
-    std::size_t ne = std::min<std::size_t>(events_.lines.size(), 10000);
-    auto chunk = [&](Stream& s, std::size_t n) {
-      json::array content;
-      std::size_t bytes = 0;
-      std::size_t i = 0;
-      for (; i < n && bytes < (8u << 20); ++i) bytes += s.lines[i].size(), content.emplace_back(s.lines[i]);
-      files[s.file] = json::object{{"offset", wire(s, s.mem_first)}, {"content", content}};
+    std::string& body = post_body_;
+    body.clear();
+    body += "{\"files\": {";
+    auto chunk = [&](Stream& s, std::size_t max) -> std::size_t {
+      std::size_t i = 0, bytes = 0;
+      body += '"';
+      body += s.file;
+      body += "\": {\"offset\": ";
+      wb::append_int(body, wire(s, s.mem_first));
+      body += ", \"content\": [";
+      for (; i < max && bytes < (8u << 20); ++i) {
+        if (i) body += ", ";
+        bytes += s.lines[i].size();
+        wb::append_json_string(body, s.lines[i]);
+      }
+      body += "]}, ";
       return i;
     };
+    std::size_t nh = std::min<std::size_t>(history_.lines.size(), 10000);
+    std::size_t ne = std::min<std::size_t>(events_.lines.size(), 10000);
     if (nh) nh = chunk(history_, nh);
     if (ne) ne = chunk(events_, ne);
-    files["wandb-summary.json"] = summary_file(summary_text(false));
-    post(json::object{{"files", files}, {"dropped", 0}});
+    body += "\"wandb-summary.json\": {\"offset\": 0, \"content\": [";
+    wb::append_json_string(body, summary_text(false));
+    body += "]}}, \"dropped\": 0}";
+    api_->file_stream(run_->entity, run_->project, run_->run_id, body);
+    last_post_ = Clock::now();
     auto pop = [](Stream& s, std::size_t n) {
       for (std::size_t i = 0; i < n; ++i) s.mem_bytes -= s.lines.front().size(), s.lines.pop_front(), ++s.mem_first;
     };
@@ -1277,6 +1482,11 @@ class WandbLogger final : public ember::plugin::Plugin,
          stats_interval_ = 30;
   std::size_t max_queue_bytes_ = 256u << 20;
 
+  // wandb:// reads (any thread): the last file read, by artifact id and path.
+  std::mutex cache_mu_;
+  std::string cache_key_;
+  std::shared_ptr<const std::string> cache_bytes_;
+
   // Training thread only.
   bool started_ = false;
   Clock::time_point t0_{};
@@ -1298,6 +1508,7 @@ class WandbLogger final : public ember::plugin::Plugin,
   std::string report_;  // set by the worker before it ends; read after join
 
   // Worker only.
+  std::string spare_rows_, post_body_;
   std::unique_ptr<wb::Api> api_;
   std::unique_ptr<HostStore> store_;
   std::optional<wb::RunRef> run_;

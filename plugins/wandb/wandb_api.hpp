@@ -529,8 +529,17 @@ inline void split_artifact_path(const std::string& path, std::string& entity, st
   if (name.find(':') == std::string::npos) name += ":latest";
 }
 
-// ArtifactByName, GET the manifest, ArtifactFileURLs, GET each file and check its MD5.
-inline DownloadedArtifact download_artifact(Api& api, const std::string& path) {
+// An artifact version as ArtifactByName names it, with its manifest and file download URLs.
+struct ResolvedArtifact {
+  std::string path, id, name, version;  // path as asked; version "vN"
+  json::value metadata;
+  json::object contents;                     // the manifest's contents: file path -> {digest, size, ...}
+  std::map<std::string, std::string> direct;  // file path -> download URL
+};
+
+// ArtifactByName, GET the manifest, ArtifactFileURLs; nullopt when the artifact (or alias) does
+// not exist.
+inline std::optional<ResolvedArtifact> resolve_artifact(Api& api, const std::string& path) {
   std::string entity, project, name;
   split_artifact_path(path, entity, project, name);
   json::object d = api.retry([&] {
@@ -542,9 +551,9 @@ inline DownloadedArtifact download_artifact(Api& api, const std::string& path) {
   });
   const json::value* art = nullptr;
   if (auto* p = d.if_contains("project"); p && p->is_object()) art = p->as_object().if_contains("artifact");
-  if (!art || !art->is_object())
-    throw ApiError(Failure::fatal, 404, "W&B artifact " + path + " not found on " + api.base_url());
-  DownloadedArtifact out;
+  if (!art || !art->is_object()) return std::nullopt;
+  ResolvedArtifact out;
+  out.path = path;
   const auto& a = art->as_object();
   out.id = std::string(a.at("id").as_string());
   out.name = name;
@@ -558,26 +567,47 @@ inline DownloadedArtifact download_artifact(Api& api, const std::string& path) {
   }
   std::string manifest_url(a.at("currentManifest").at("file").at("directUrl").as_string());
   std::string manifest_text = api.retry([&] { return api.get(manifest_url); });
-  json::value manifest = json::parse(manifest_text);
+  json::value manifest;
+  try {
+    manifest = json::parse(manifest_text);
+    out.contents = manifest.at("contents").as_object();
+  } catch (const std::exception& e) {
+    throw ApiError(Failure::fatal, 200, "W&B artifact " + path + ": the manifest is not a v1 manifest (" + e.what() + ")");
+  }
   json::object urls = api.retry([&] {
     return api.graphql(
         "query ArtifactFileURLs($id: ID!, $cursor: String, $perPage: Int) { artifact(id: $id) { files(after: $cursor, "
         "first: $perPage) { pageInfo { hasNextPage endCursor } edges { node { name directUrl } } } } }",
         json::object{{"id", out.id}, {"cursor", nullptr}, {"perPage", 5000}});
   });
-  std::map<std::string, std::string> direct;
   for (const auto& e : urls.at("artifact").at("files").at("edges").as_array())
-    direct[std::string(e.at("node").at("name").as_string())] = std::string(e.at("node").at("directUrl").as_string());
-  for (const auto& kv : manifest.at("contents").as_object()) {
+    out.direct[std::string(e.at("node").at("name").as_string())] = std::string(e.at("node").at("directUrl").as_string());
+  return out;
+}
+
+// GET one file of a resolved artifact and check its MD5 against the manifest.
+inline std::string fetch_artifact_file(Api& api, const ResolvedArtifact& a, const std::string& file) {
+  auto c = a.contents.find(file);
+  if (c == a.contents.end()) throw ApiError(Failure::fatal, 404, "W&B artifact " + a.path + " has no file " + file);
+  auto it = a.direct.find(file);
+  if (it == a.direct.end()) throw ApiError(Failure::fatal, 200, "W&B artifact " + a.path + ": no download URL for " + file);
+  std::string bytes = api.retry([&] { return api.get(it->second); });
+  std::string want(c->value().at("digest").as_string());
+  if (md5_b64(bytes) != want)
+    throw ApiError(Failure::fatal, 200, "W&B artifact " + a.path + ": " + file + " has MD5 " + md5_b64(bytes) +
+                                            ", the manifest says " + want);
+  return bytes;
+}
+
+// ArtifactByName + manifest + file URLs, then every file, MD5-checked.
+inline DownloadedArtifact download_artifact(Api& api, const std::string& path) {
+  auto a = resolve_artifact(api, path);
+  if (!a) throw ApiError(Failure::fatal, 404, "W&B artifact " + path + " not found on " + api.base_url());
+  DownloadedArtifact out;
+  out.id = a->id, out.name = a->name, out.version = a->version, out.metadata = a->metadata;
+  for (const auto& kv : a->contents) {
     std::string p(kv.key());
-    auto it = direct.find(p);
-    if (it == direct.end()) throw ApiError(Failure::fatal, 200, "W&B artifact " + path + ": no download URL for " + p);
-    std::string bytes = api.retry([&] { return api.get(it->second); });
-    std::string want(kv.value().at("digest").as_string());
-    if (md5_b64(bytes) != want)
-      throw ApiError(Failure::fatal, 200, "W&B artifact " + path + ": " + p + " has MD5 " + md5_b64(bytes) +
-                                              ", the manifest says " + want);
-    out.files[p] = std::move(bytes);
+    out.files[p] = fetch_artifact_file(api, *a, p);
   }
   return out;
 }

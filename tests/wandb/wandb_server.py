@@ -16,7 +16,15 @@ Everything it receives is appended as JSON lines to --log (one object per reques
       fail:   the next N matching requests get that status (rules accumulate; "fail": null clears)
       stall:  every later request waits S seconds before it is handled (0 turns it off)
       reset:  the next N requests have their connection closed without a response
+                  "sink": true}
+      sink:   file_stream history lines are counted (run "sunk_rows", "sunk_last_offset"), not
+              parsed or logged: the throughput figure then measures the client, not this server
   GET /_state   what it stored (runs, history, summary, files, artifacts) and a request summary
+  GET /_wait?cond=C[&run=NAME][&n=N][&timeout=S]   blocks until the condition holds (200
+              {"ok": true}) or S seconds pass (default 20; 408 with the state's request count).
+              C: history (run has >= N history rows), complete (run completed), injected (>= N
+              injected failures), requests (>= N requests recorded), sunk (run sunk >= N rows).
+              Every recorded request wakes the waiters: a test waits with one request, no polling.
 """
 
 import argparse
@@ -32,7 +40,7 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 OP_RE = re.compile(r"(query|mutation)\s+(\w+)")
 TYPE_ALIAS_RE = re.compile(r"(\w+)\s*:\s*__type\s*\(\s*name\s*:\s*\"(\w+)\"\s*\)")
@@ -83,6 +91,8 @@ def parse_line(line):
 class State:
     def __init__(self, entity, api_key):
         self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)  # notified whenever a request is recorded
+        self.sink = False
         self.default_entity = entity
         self.api_key = api_key
         self.clear()
@@ -107,7 +117,7 @@ class State:
                  "host": None, "program": None, "upserts": [],
                  "history": {}, "events": {}, "output": {}, "summary": None,
                  "complete": False, "exitcode": None, "uploaded": [], "files": {},
-                 "file_stream_posts": 0, "used_artifacts": []}
+                 "file_stream_posts": 0, "used_artifacts": [], "sunk_rows": 0, "sunk_last_offset": -1}
             self.runs[key] = r
         return r
 
@@ -175,6 +185,7 @@ class Handler(BaseHTTPRequestHandler):
         with self.st.lock:
             self.st.requests.append({k: entry.get(k) for k in
                                      ("method", "path", "op", "status", "auth", "injected")})
+            self.st.changed.notify_all()
 
     def auth(self):
         """'ok', 'none' or 'bad'. The key itself is never recorded."""
@@ -260,6 +271,8 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/_state":
             with self.st.lock:
                 return self.reply(200, self.dump())
+        if path == "/_wait":
+            return self.wait(parse_qs(urlsplit(self.path).query))
         op = None
         req = None
         if path == "/graphql" and self.command == "POST":
@@ -320,7 +333,44 @@ class Handler(BaseHTTPRequestHandler):
                 st.resets = int(c["reset"])
             if "api_key" in c:
                 st.api_key = c["api_key"]
+            if "sink" in c:
+                st.sink = bool(c["sink"])
         self.reply(200, {"ok": True})
+
+    def holds(self, cond, run, n):
+        """Evaluate a /_wait condition; the state lock is held."""
+        st = self.st
+        r = st.find_run(run) if run else None
+        if cond == "history":
+            return r is not None and len(r["history"]) >= n
+        if cond == "complete":
+            return r is not None and r["complete"]
+        if cond == "sunk":
+            return r is not None and r["sunk_rows"] >= n
+        if cond == "injected":
+            return sum(1 for q in st.requests if q.get("injected")) >= n
+        if cond == "requests":
+            return len(st.requests) >= n
+        raise ValueError("unknown condition %r" % cond)
+
+    def wait(self, q):
+        cond = (q.get("cond") or [""])[0]
+        run = (q.get("run") or [None])[0]
+        n = int((q.get("n") or ["1"])[0])
+        timeout = float((q.get("timeout") or ["20"])[0])
+        deadline = time.monotonic() + timeout
+        st = self.st
+        with st.lock:
+            try:
+                while not self.holds(cond, run, n):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return self.reply(408, {"ok": False, "cond": cond, "run": run, "n": n,
+                                                "requests": len(st.requests)})
+                    st.changed.wait(left)
+            except ValueError as e:
+                return self.reply(400, {"ok": False, "error": str(e)})
+        return self.reply(200, {"ok": True})
 
     def dump(self):
         st = self.st
@@ -372,6 +422,17 @@ class Handler(BaseHTTPRequestHandler):
         with st.lock:
             r = st.run(entity, project, name)
             r["file_stream_posts"] += 1
+            if st.sink:
+                hist = (msg.get("files") or {}).get("wandb-history.jsonl")
+                if hist:
+                    content = hist.get("content") or []
+                    r["sunk_rows"] += len(content)
+                    r["sunk_last_offset"] = int(hist.get("offset", 0)) + len(content) - 1
+                if msg.get("complete"):
+                    r["complete"] = True
+                    r["exitcode"] = msg.get("exitcode")
+                self.reply(200, {"exitcode": None, "limits": {}})
+                return {"sunk": True}
             for fname, chunk in (msg.get("files") or {}).items():
                 off = int(chunk.get("offset", 0))
                 content = chunk.get("content") or []

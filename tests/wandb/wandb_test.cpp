@@ -18,6 +18,7 @@
 
 #include "plugin_fixture.hpp"
 #include "wandb_api.hpp"
+#include "wandb_server.hpp"
 
 namespace fs = std::filesystem;
 namespace json = boost::json;
@@ -25,10 +26,10 @@ namespace wb = ember::wandb;
 using ember::test::FakeTrainer;
 using ember::test::LoadedPlugin;
 using ember::test::TempDir;
+using ember::test::wandb::kKey;
+using ember::test::wandb::Server;
 
 namespace {
-
-const std::string kKey = "0123456789abcdef0123456789abcdef01234567";  // 40 chars, test only
 
 std::shared_ptr<ember::PluginLibrary> lib() {
   static auto l = ember::test::library_from_env("EMBER_WANDB_SO");
@@ -54,73 +55,6 @@ class Trainer : public FakeTrainer {
 
  private:
   std::mutex m_;
-};
-
-// wandb_server.py as a child process; the port comes from its first stdout line.
-class Server {
- public:
-  explicit Server(const std::string& api_key = kKey) {
-    std::string script = ember::test::require_env("EMBER_WANDB_SERVER");
-    log_ = (dir_ / "requests.jsonl").string();
-    int out[2];
-    if (::pipe(out) != 0) throw std::runtime_error("pipe failed");
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::dup2(out[1], 1);
-      ::close(out[0]);
-      ::close(out[1]);
-      std::string key_arg = "--api-key=" + api_key;
-      std::string log_arg = "--log=" + log_;
-      ::execl("/usr/bin/python3", "python3", script.c_str(), key_arg.c_str(), log_arg.c_str(), (char*)nullptr);
-      ::_exit(127);
-    }
-    ::close(out[1]);
-    std::string line;
-    char c;
-    while (::read(out[0], &c, 1) == 1 && c != '\n') line += c;
-    ::close(out[0]);
-    if (line.empty()) throw std::runtime_error("wandb_server.py did not print its port");
-    port_ = line;
-  }
-  ~Server() {
-    ::kill(pid_, SIGTERM);
-    int st;
-    ::waitpid(pid_, &st, 0);
-  }
-  std::string url() const { return "http://127.0.0.1:" + port_; }
-
-  json::object state() {
-    ember::http::Client c("http", "127.0.0.1", port_, {});
-    auto r = c.send({"GET", "/_state", {}, ""});
-    return json::parse(r.body).as_object();
-  }
-  void control(const std::string& body) {
-    ember::http::Client c("http", "127.0.0.1", port_, {});
-    auto r = c.send({"POST", "/_control", {{"Content-Type", "application/json"}}, body});
-    BOOST_REQUIRE_EQUAL(r.status, 200);
-  }
-  json::object run(const std::string& name) {
-    json::object st = state();  // kept alive: the loop below borrows from it
-    for (auto& r : st.at("runs").as_array())
-      if (r.at("name").as_string() == name) return r.as_object();
-    return {};
-  }
-  // Poll /_state until pred holds; bounded (fails the test after 20 s).
-  template <class Pred>
-  void wait_for(Pred pred, const char* what) {
-    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while (std::chrono::steady_clock::now() < until) {
-      if (pred(state())) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    BOOST_FAIL(std::string("timed out waiting for the server: ") + what);
-  }
-  std::string request_log() { return ember::test::read_file(log_); }
-
- private:
-  TempDir dir_{"wandb-server"};
-  std::string log_, port_;
-  pid_t pid_ = -1;
 };
 
 struct Env {
@@ -291,19 +225,10 @@ BOOST_AUTO_TEST_CASE(outage_in_the_middle_loses_nothing) {
   {
     Wandb w(t, base_config(srv, "run00005", spool.path().string(), R"(, "post_interval_s": 0.02)"));
     for (int i = 0; i < 10; ++i) w.log(i, {{"loss", i}});
-    srv.wait_for([](const json::object& s) {
-      for (auto& r : s.at("runs").as_array())
-        if (r.at("history").as_array().size() == 10) return true;
-      return false;
-    }, "the first 10 rows");
+    srv.wait_for("history", "run00005", 10);
     srv.control(R"({"fail": {"status": 503, "count": 6, "path_regex": "file_stream"}})");
     for (int i = 10; i < 20; ++i) w.log(i, {{"loss", i}});
-    srv.wait_for([](const json::object& s) {
-      int injected = 0;
-      for (auto& r : s.at("requests").as_array())
-        if (r.at("injected").is_string()) ++injected;
-      return injected >= 6;
-    }, "six injected 503s");
+    srv.wait_for("injected", "", 6);
     for (int i = 20; i < 30; ++i) w.log(i, {{"loss", i}});
     w.finalize();
   }
