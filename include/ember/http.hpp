@@ -302,6 +302,10 @@ class Client {
     error_code ec = with_stream([&](auto& s) { return run([&](auto h) { bhttp::async_write(s, msg, h); }); });
     if (ec) fail("send " + std::string(msg.method_string()) + " " + std::string(msg.target()), ec);
 
+    // Beast reads at most the buffer's free capacity per receive (and never under 512 bytes):
+    // a buffer left at the size the first header needed turns a large body into ~512-byte
+    // receives, one system call (and one timer update) each. 64 KiB is the most Beast reads at once.
+    if (buffer_.capacity() < kReadBuffer) buffer_.reserve(kReadBuffer);
     Response out;
     if (!on_body) {
       bhttp::response_parser<bhttp::string_body> parser;
@@ -375,6 +379,7 @@ class Client {
     return default_port ? h : h + ":" + port_;
   }
 
+  static constexpr std::size_t kReadBuffer = 64 * 1024;
   std::string scheme_, host_, port_;
   Options options_;
   boost::asio::io_context ioc_{1};

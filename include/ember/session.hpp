@@ -23,6 +23,13 @@ class Session {
   // cfg: a config already loaded and checked (load_run_config); source names it in messages.
   Session(boost::json::value cfg, const Catalog& catalog, std::string source)
       : cfg_(std::move(cfg)), catalog_(catalog), source_(std::move(source)) {}
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+  // Plugins go first, newest first (storage plugins last), while the trainer and the data they
+  // may still ask about (a logger flushing in destroy reads the trainer's state) are alive.
+  ~Session() {
+    while (!plugins_.empty()) plugins_.pop_back();
+  }
 
   // Build everything. module may be null: then the config's model section provides it.
   Trainer& build(Module* module = nullptr) {

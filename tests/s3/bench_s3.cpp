@@ -2,6 +2,9 @@
 // alternating (plugin up, aws up, plugin down, aws down) in one run. Prints MB/s, the ratios and
 // the plugin's peak RSS during the upload. Figures only; nothing is asserted.
 //   meson test -C build --benchmark bench_s3        (EMBER_S3_BENCH_MIB=64 for a quick run)
+// EMBER_S3_BENCH_BASELINE_SO=/path/to/an/older/s3.so adds that build's upload and download to the
+// same run (baseline up before plugin up, baseline down before plugin down), for before/after
+// figures against the same server and the same aws run.
 #include "s3_fixture.hpp"
 
 #include <chrono>
@@ -65,33 +68,52 @@ int main() try {
   S3Urls s3(local_config(server.endpoint(), extra ? extra : ""));
   const double mb = static_cast<double>(bytes) / 1e6;
 
-  // 1. plugin up: streamed from one 1 MiB block, as a checkpoint is serialised into the upload.
-  double rss_before = rss_mib();
-  reset_peak();
-  auto t0 = std::chrono::steady_clock::now();
-  {
-    auto w = s3.urls.open_write("s3://bench/plugin.bin");
+  // Streamed from one 1 MiB block, as a checkpoint is serialised into the upload.
+  auto upload = [&](S3Urls& u, const std::string& url) {
+    auto t = std::chrono::steady_clock::now();
+    auto w = u.urls.open_write(url);
     for (std::size_t i = 0; i < mib; ++i) w->write(block.data(), block.size());
     w->commit();
+    return seconds_since(t);
+  };
+  // Into nothing: the read path, not the disk.
+  auto download = [&](S3Urls& u, const std::string& url) {
+    auto t = std::chrono::steady_clock::now();
+    std::size_t got = 0;
+    {
+      auto r = u.urls.open_read(url);
+      std::vector<char> buf(1 << 20);
+      while (std::size_t n = r->read(buf.data(), buf.size())) got += n;
+    }
+    double d = seconds_since(t);
+    if (got != bytes) throw std::runtime_error("plugin read " + std::to_string(got) + " bytes, expected " + std::to_string(bytes));
+    return d;
+  };
+  const char* base_so = std::getenv("EMBER_S3_BENCH_BASELINE_SO");
+  std::unique_ptr<S3Urls> base;
+  double base_up = 0, base_down = 0;
+  if (base_so && *base_so) {
+    std::string own = require_env("EMBER_S3_SO");
+    ::setenv("EMBER_S3_SO", base_so, 1);
+    base = std::make_unique<S3Urls>(local_config(server.endpoint(), extra ? extra : ""));
+    ::setenv("EMBER_S3_SO", own.c_str(), 1);
   }
-  double plugin_up = seconds_since(t0);
+
+  // 1. plugin up (the baseline first, when there is one)
+  if (base) base_up = upload(*base, "s3://bench/baseline.bin");
+  double rss_before = rss_mib();
+  reset_peak();
+  double plugin_up = upload(s3, "s3://bench/plugin.bin");
   double peak = peak_rss_mib();
 
   // 2. aws up
-  t0 = std::chrono::steady_clock::now();
+  auto t0 = std::chrono::steady_clock::now();
   aws(server, dir, {"s3", "cp", (dir / "src.bin").string(), "s3://bench/aws.bin"});
   double aws_up = seconds_since(t0);
 
-  // 3. plugin down (into nothing: the read path, not the disk)
-  t0 = std::chrono::steady_clock::now();
-  std::size_t got = 0;
-  {
-    auto r = s3.urls.open_read("s3://bench/aws.bin");
-    std::vector<char> buf(1 << 20);
-    while (std::size_t n = r->read(buf.data(), buf.size())) got += n;
-  }
-  double plugin_down = seconds_since(t0);
-  if (got != bytes) throw std::runtime_error("plugin read " + std::to_string(got) + " bytes, expected " + std::to_string(bytes));
+  // 3. plugin down (the baseline first, when there is one)
+  if (base) base_down = download(*base, "s3://bench/aws.bin");
+  double plugin_down = download(s3, "s3://bench/aws.bin");
 
   // 4. aws down
   t0 = std::chrono::steady_clock::now();
@@ -105,6 +127,12 @@ int main() try {
               plugin_up, mb / aws_up, aws_up, aws_up / plugin_up);
   std::printf("  download plugin %8.1f MB/s (%6.2f s)   aws s3 cp %8.1f MB/s (%6.2f s)   plugin/aws %.2fx\n",
               mb / plugin_down, plugin_down, mb / aws_down, aws_down, aws_down / plugin_down);
+  if (base) {
+    std::printf("  baseline %s\n", base_so);
+    std::printf("  upload   baseline %6.1f MB/s (%6.2f s)   baseline/aws %.2fx\n", mb / base_up, base_up, aws_up / base_up);
+    std::printf("  download baseline %6.1f MB/s (%6.2f s)   baseline/aws %.2fx\n", mb / base_down, base_down,
+                aws_down / base_down);
+  }
   std::printf("  plugin upload peak RSS %.1f MiB (process RSS before %.1f MiB; budget 64 + 4 x 8 = 96 MiB)\n", peak,
               rss_before);
   return 0;

@@ -1,24 +1,38 @@
-// Fixtures for the s3 suites: a background process that prints where it listens (s3rver, the
-// fault proxy), s3rver in a temp directory on a free loopback port, and the built s3.so loaded
-// in-process as a storage::Backend registered for "s3" in a UrlSpace (as Session does).
+// Fixtures for the s3 suites: child processes with their own environment (a background server
+// that prints where it listens — s3rver, the fault proxy — and run-to-completion commands such
+// as `ember fit`), s3rver in a temp directory on a free loopback port, and the built s3.so
+// loaded in-process and registered for "s3" in a UrlSpace with ember::register_storage (as
+// Session does).
+//
+// No sleep-polling: a child's output is read from a pipe with poll() (a reader thread for
+// background servers, which wakes wait_for() through a condition variable), and exits are
+// awaited on a pidfd with poll(), every wait bounded by a deadline.
 #pragma once
 
 #include <ember/loader.hpp>
+#include <ember/plugin_backend.hpp>
 #include <ember/storage.hpp>
 
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <condition_variable>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <regex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "run_process.hpp"
@@ -26,89 +40,323 @@
 
 namespace ember::test {
 
-// A child process whose stdout+stderr go to a log file; wait_for() polls the log for a regex
-// (how s3rver and the proxy announce their port). Killed (SIGTERM, then SIGKILL) on destruction.
-class Background {
+using Clock = std::chrono::steady_clock;
+
+// Milliseconds left until deadline, for poll(): 0 when past, capped to fit an int.
+inline int ms_until(Clock::time_point deadline) {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+  return ms <= 0 ? 0 : static_cast<int>(std::min<long long>(ms, 1 << 30));
+}
+
+// What a child gets: argv[0] is a path (not searched in PATH); the parent's environment minus
+// any variable whose name starts with one of drop_prefixes, plus (overriding) env; cwd if set.
+struct ChildSpec {
+  std::vector<std::string> argv;
+  std::map<std::string, std::string> env;
+  std::vector<std::string> drop_prefixes;
+  std::string cwd;
+};
+
+// A started child: its pid, a pidfd for it (-1 on kernels without pidfd_open) and whether it
+// leads its own process group (so a signal reaches its children too).
+class Child {
  public:
-  Background(const std::vector<std::string>& argv, const std::map<std::string, std::string>& extra_env,
-             std::filesystem::path log)
-      : log_(std::move(log)), what_(argv.empty() ? "" : argv[0]) {
-    for (std::size_t i = 1; i < argv.size() && i < 4; ++i) what_ += " " + argv[i];
+  Child() = default;
+  // Fork and exec spec; its stdin is /dev/null, stdout and stderr go to out_fd and err_fd.
+  Child(const ChildSpec& spec, int out_fd, int err_fd, bool own_group) : group_(own_group) {
+    if (spec.argv.empty()) throw std::invalid_argument("Child: empty argv");
+    what_ = spec.argv[0];
+    for (std::size_t i = 1; i < spec.argv.size() && i < 4; ++i) what_ += " " + spec.argv[i];
     // Everything the child needs is built before fork: only async-signal-safe calls after it.
     std::vector<std::string> envs;
     for (char** e = environ; *e; ++e) {
       std::string kv(*e);
-      if (!extra_env.count(kv.substr(0, kv.find('=')))) envs.push_back(kv);
+      std::string name = kv.substr(0, kv.find('='));
+      bool drop = spec.env.count(name) > 0;
+      for (const auto& p : spec.drop_prefixes) drop = drop || name.rfind(p, 0) == 0;
+      if (!drop) envs.push_back(kv);
     }
-    for (const auto& kv : extra_env) envs.push_back(kv.first + "=" + kv.second);
+    for (const auto& kv : spec.env) envs.push_back(kv.first + "=" + kv.second);
     std::vector<char*> envp;
     for (auto& e : envs) envp.push_back(const_cast<char*>(e.c_str()));
     envp.push_back(nullptr);
     std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    for (const auto& a : spec.argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
+    const char* cwd = spec.cwd.empty() ? nullptr : spec.cwd.c_str();
     pid_ = ::fork();
-    if (pid_ < 0) throw std::runtime_error("fork failed for " + what_);
+    if (pid_ < 0) throw std::runtime_error("fork failed for " + what_ + ": " + std::strerror(errno));
     if (pid_ == 0) {
-      ::setpgid(0, 0);
-      int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (own_group) ::setpgid(0, 0);
       int devnull = ::open("/dev/null", O_RDONLY);
       if (devnull >= 0) ::dup2(devnull, 0);
-      if (fd >= 0) ::dup2(fd, 1), ::dup2(fd, 2);
+      ::dup2(out_fd, 1);
+      ::dup2(err_fd, 2);
+      if (cwd && ::chdir(cwd) != 0) {
+        const char msg[] = "child: chdir failed\n";
+        (void)!::write(2, msg, sizeof msg - 1);
+        ::_exit(126);
+      }
       ::execve(args[0], args.data(), envp.data());
+      const char msg[] = "child: exec failed\n";
+      (void)!::write(2, msg, sizeof msg - 1);
       ::_exit(127);
     }
+    // Also here, so a signal to the group cannot race the child's own setpgid.
+    if (own_group) ::setpgid(pid_, pid_);
+    // The child is not reaped before we wait for it, so the pid still names it here.
+    pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
   }
-  ~Background() { stop(); }
-  Background(const Background&) = delete;
-  Background& operator=(const Background&) = delete;
+  ~Child() { stop(); }
+  Child(Child&& o) noexcept { *this = std::move(o); }
+  Child& operator=(Child&& o) noexcept {
+    if (this != &o) {
+      stop();
+      pid_ = o.pid_, pidfd_ = o.pidfd_, group_ = o.group_, status_ = o.status_, what_ = std::move(o.what_);
+      o.pid_ = -1, o.pidfd_ = -1;
+    }
+    return *this;
+  }
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
 
-  // The first match of re's group 1 in the log, waiting up to timeout.
-  std::string wait_for(const std::string& re, std::chrono::seconds timeout = std::chrono::seconds(30)) {
-    std::regex pattern(re);
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    std::string text;
-    while (std::chrono::steady_clock::now() < deadline) {
-      text = read_log();
-      std::smatch m;
-      if (std::regex_search(text, m, pattern)) return m[1];
-      int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        throw std::runtime_error(what_ + " exited before it was ready; its output:\n" + text);
+  const std::string& what() const { return what_; }
+  int pidfd() const { return pidfd_; }
+  bool running() const { return pid_ > 0; }
+
+  // Wait until the child exits or deadline passes; true when it exited (and was reaped).
+  bool wait_until(Clock::time_point deadline) {
+    if (pid_ <= 0) return true;
+    if (pidfd_ >= 0) {
+      for (;;) {
+        pollfd p{pidfd_, POLLIN, 0};
+        int r = ::poll(&p, 1, ms_until(deadline));
+        if (r > 0) break;
+        if (r == 0) return false;
+        if (errno != EINTR) break;  // cannot wait on the pidfd: fall through to a blocking reap
       }
-      ::usleep(50 * 1000);
     }
-    throw std::runtime_error(what_ + " did not print /" + re + "/ within " + std::to_string(timeout.count()) +
-                             " s; its output:\n" + text);
-  }
-  std::string read_log() const {
-    try {
-      return read_file(log_);
-    } catch (...) {
-      return {};
+    // Exited (or no pidfd: the caller bounds this by sending SIGKILL first).
+    int status = 0;
+    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
     }
+    status_ = status;
+    release();
+    return true;
   }
-  void stop() {
+  // The exit code, or 128 + signal when a signal ended it (after wait_until returned true).
+  int exit_code() const {
+    return WIFEXITED(status_) ? WEXITSTATUS(status_) : WIFSIGNALED(status_) ? 128 + WTERMSIG(status_) : -1;
+  }
+  void signal(int sig) {
+    if (pid_ > 0) ::kill(group_ ? -pid_ : pid_, sig);
+  }
+  // SIGTERM, up to grace for it to exit, then SIGKILL (always reaped, never left a zombie).
+  void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(1000)) {
     if (pid_ <= 0) return;
-    ::kill(-pid_, SIGTERM);
-    for (int i = 0; i < 50; ++i) {
-      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
-        pid_ = -1;
-        return;
-      }
-      ::usleep(20 * 1000);
+    if (pidfd_ >= 0) {
+      signal(SIGTERM);
+      if (wait_until(Clock::now() + grace)) return;
     }
-    ::kill(-pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-    pid_ = -1;
+    signal(SIGKILL);
+    wait_until(Clock::now() + std::chrono::seconds(30));
   }
 
  private:
-  std::filesystem::path log_;
-  std::string what_;
+  void release() {
+    pid_ = -1;
+    if (pidfd_ >= 0) ::close(pidfd_);
+    pidfd_ = -1;
+  }
   pid_t pid_ = -1;
+  int pidfd_ = -1;
+  bool group_ = false;
+  int status_ = 0;
+  std::string what_;
 };
+
+// A server-like child whose stdout+stderr are read from a pipe by a thread that keeps them in
+// memory and appends them to a log file (for diagnostics), so the child never blocks on a full
+// pipe. wait_for() sleeps on a condition variable until new output matches (how s3rver and the
+// proxy announce their port), the child exits, or the deadline passes. Stopped (SIGTERM to its
+// group, then SIGKILL) on destruction.
+class Background {
+ public:
+  Background(const std::vector<std::string>& argv, const std::map<std::string, std::string>& extra_env,
+             std::filesystem::path log)
+      : log_path_(std::move(log)) {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
+    read_fd_ = p[0];
+    ::fcntl(read_fd_, F_SETFL, ::fcntl(read_fd_, F_GETFL) | O_NONBLOCK);
+    wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    log_fd_ = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    try {
+      if (wake_fd_ < 0) throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno));
+      child_ = Child(ChildSpec{argv, extra_env, {}, {}}, p[1], p[1], /*own_group=*/true);
+    } catch (...) {
+      ::close(p[1]);
+      close_fds();
+      throw;
+    }
+    ::close(p[1]);
+    // The reader thread's own handle on the pidfd: Child closes its one when it reaps.
+    if (child_.pidfd() >= 0) exit_fd_ = ::fcntl(child_.pidfd(), F_DUPFD_CLOEXEC, 0);
+    reader_ = std::thread([this] { pump(); });
+  }
+  ~Background() {
+    stop();
+    close_fds();
+  }
+  Background(const Background&) = delete;
+  Background& operator=(const Background&) = delete;
+
+  // Group 1 of the first match of re in the output, waiting up to timeout.
+  std::string wait_for(const std::string& re, std::chrono::seconds timeout = std::chrono::seconds(30)) {
+    std::regex pattern(re);
+    auto deadline = Clock::now() + timeout;
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      drain_locked();
+      std::smatch m;
+      if (std::regex_search(text_, m, pattern)) return m[1];
+      if (eof_ || exited_) {
+        std::string text = text_;
+        lock.unlock();
+        std::string how = child_.wait_until(Clock::now() + std::chrono::seconds(5))
+                              ? "exited (code " + std::to_string(child_.exit_code()) + ")"
+                              : "closed its output";
+        throw std::runtime_error(child_.what() + " " + how + " before it was ready; its output:\n" + text);
+      }
+      if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
+        drain_locked();
+        if (std::regex_search(text_, m, pattern)) return m[1];
+        throw std::runtime_error(child_.what() + " did not print /" + re + "/ within " + std::to_string(timeout.count()) +
+                                 " s; its output:\n" + text_);
+      }
+    }
+  }
+  // Everything the child printed so far (including what is still in the pipe).
+  std::string read_log() {
+    std::lock_guard<std::mutex> lock(mu_);
+    drain_locked();
+    return text_;
+  }
+  void stop() {
+    child_.stop();
+    if (reader_.joinable()) {
+      std::uint64_t one = 1;
+      (void)!::write(wake_fd_, &one, sizeof one);
+      reader_.join();
+    }
+  }
+
+ private:
+  // The reader thread: wait for output (or the child's exit, or stop()), then drain.
+  void pump() {
+    for (;;) {
+      pollfd fds[3] = {{read_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}, {exit_fd_, POLLIN, 0}};
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (eof_) return;
+        if (exited_) fds[2].fd = -1;
+      }
+      int r = ::poll(fds, 3, -1);
+      if (r < 0 && errno != EINTR) return;
+      if (fds[1].revents) return;
+      std::lock_guard<std::mutex> lock(mu_);
+      if (fds[2].revents) exited_ = true;
+      drain_locked();
+      cv_.notify_all();
+    }
+  }
+  // Read whatever the pipe holds now (non-blocking); mu_ held.
+  void drain_locked() {
+    if (eof_) return;
+    char buf[65536];
+    for (;;) {
+      ssize_t n = ::read(read_fd_, buf, sizeof buf);
+      if (n > 0) {
+        text_.append(buf, static_cast<std::size_t>(n));
+        if (log_fd_ >= 0) (void)!::write(log_fd_, buf, static_cast<std::size_t>(n));
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) eof_ = true;
+      return;
+    }
+  }
+  void close_fds() {
+    for (int* fd : {&read_fd_, &wake_fd_, &log_fd_, &exit_fd_})
+      if (*fd >= 0) ::close(*fd), *fd = -1;
+  }
+
+  std::filesystem::path log_path_;
+  int read_fd_ = -1, wake_fd_ = -1, log_fd_ = -1, exit_fd_ = -1;
+  Child child_;
+  std::thread reader_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::string text_;
+  bool eof_ = false, exited_ = false;
+};
+
+// Run spec to completion, capturing stdout and stderr (as run_process does, plus an environment
+// of its own); killed (SIGKILL, exit code 137) if it is still running at the deadline.
+inline ProcessResult run_child(const ChildSpec& spec, std::chrono::seconds timeout = std::chrono::seconds(600)) {
+  int out_pipe[2], err_pipe[2];
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0) throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
+  if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
+    ::close(out_pipe[0]), ::close(out_pipe[1]);
+    throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
+  }
+  std::unique_ptr<Child> child;
+  try {
+    child = std::make_unique<Child>(spec, out_pipe[1], err_pipe[1], /*own_group=*/true);
+  } catch (...) {
+    for (int fd : {out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1]}) ::close(fd);
+    throw;
+  }
+  ::close(out_pipe[1]);
+  ::close(err_pipe[1]);
+  const auto deadline = Clock::now() + timeout;
+  ProcessResult result;
+  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  std::string* sinks[2] = {&result.out, &result.err};
+  bool timed_out = false;
+  char buf[65536];
+  while (fds[0].fd >= 0 || fds[1].fd >= 0) {
+    int r = ::poll(fds, 2, ms_until(deadline));
+    if (r == 0) {
+      timed_out = true;
+      break;
+    }
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+      if (n > 0) {
+        sinks[i]->append(buf, static_cast<std::size_t>(n));
+      } else if (n == 0 || errno != EINTR) {
+        ::close(fds[i].fd);
+        fds[i].fd = -1;
+      }
+    }
+  }
+  for (auto& f : fds)
+    if (f.fd >= 0) ::close(f.fd);
+  if (timed_out) {
+    child->signal(SIGKILL);
+    result.err += "\n[killed: still running after " + std::to_string(timeout.count()) + " s]\n";
+  }
+  // Output closed: the child is exiting (or a grandchild kept the pipe; bounded either way).
+  if (!child->wait_until(deadline + std::chrono::seconds(30))) child->stop();
+  result.exit_code = child->running() ? -1 : child->exit_code();
+  return result;
+}
 
 inline std::string source_root() { return require_env("EMBER_SOURCE_ROOT"); }
 
@@ -143,96 +391,17 @@ class S3rver {
   std::string port_;
 };
 
-// A loaded storage plugin as a Backend (the same adapter as Session's PluginBackend).
-class PluginStorage final : public storage::Backend {
- public:
-  PluginStorage(const std::string& so, const std::string& config_json)
-      : instance_(open_library(so), boost::json::parse(config_json), services_, "test config") {
-    t_ = instance_.interface<ember_storage_v1_t>(EMBER_STORAGE_V1);
-    if (!t_) throw std::runtime_error(so + " offers no " EMBER_STORAGE_V1);
-  }
-  const ember_storage_v1_t& table() const { return *t_; }
-  void* self() const { return instance_.self(); }
-  std::string last_error() const { return instance_.last_error(); }
-
-  std::unique_ptr<storage::Reader> open_read(const std::string& url, std::uint64_t off, std::uint64_t len) override {
-    ember_file_t* f = nullptr;
-    check(t_->open_read(self(), cstr(url), off, len, &f), "open", url);
-    struct R final : storage::Reader {
-      PluginStorage* b;
-      ember_file_t* f;
-      std::string url;
-      ~R() override { b->t_->close(b->self(), f); }
-      std::size_t read(void* buf, std::size_t cap) override {
-        std::size_t got = 0;
-        b->check(b->t_->read(b->self(), f, buf, cap, &got), "read", url);
-        return got;
-      }
-    };
-    auto r = std::make_unique<R>();
-    r->b = this, r->f = f, r->url = url;
-    return r;
-  }
-  std::unique_ptr<storage::Writer> open_write(const std::string& url) override {
-    ember_file_t* f = nullptr;
-    check(t_->open_write(self(), cstr(url), &f), "open for writing", url);
-    struct W final : storage::Writer {
-      PluginStorage* b;
-      ember_file_t* f;
-      std::string url;
-      ~W() override { b->t_->close(b->self(), f); }
-      void write(const void* d, std::size_t n) override { b->check(b->t_->write(b->self(), f, d, n), "write", url); }
-      void commit() override { b->check(b->t_->commit(b->self(), f), "commit", url); }
-    };
-    auto w = std::make_unique<W>();
-    w->b = this, w->f = f, w->url = url;
-    return w;
-  }
-  std::optional<storage::Stat> stat(const std::string& url) override {
-    ember_stat_t st{};
-    st.struct_size = sizeof st;
-    ember_status_t rc = t_->stat(self(), cstr(url), &st);
-    if (rc == EMBER_E_NOT_FOUND) return std::nullopt;
-    check(rc, "stat", url);
-    return storage::Stat{std::string(sv(st.url)), st.is_dir != 0, st.size, st.mtime_ns};
-  }
-  std::vector<storage::Stat> list(const std::string& prefix) override {
-    std::vector<storage::Stat> out;
-    check(t_->list(self(), cstr(prefix),
-                   [](void* u, const ember_stat_t* s) -> int32_t {
-                     static_cast<std::vector<storage::Stat>*>(u)->push_back(
-                         {std::string(sv(s->url)), s->is_dir != 0, s->size, s->mtime_ns});
-                     return 0;
-                   },
-                   &out),
-          "list", prefix);
-    return out;
-  }
-  bool remove(const std::string& url) override {
-    ember_status_t rc = t_->remove(self(), cstr(url));
-    if (rc == EMBER_E_NOT_FOUND) return false;
-    check(rc, "remove", url);
-    return true;
-  }
-
-  void check(ember_status_t rc, const char* what, const std::string& url) const {
-    if (rc == EMBER_OK) return;
-    throw RuntimeError("plugin s3: cannot " + std::string(what) + " " + url + ": " + last_error());
-  }
-
- private:
-  Services services_;
-  PluginInstance instance_;
-  const ember_storage_v1_t* t_ = nullptr;
-};
-
-// A UrlSpace with s3:// served by the built plugin (EMBER_S3_SO) configured with config_json.
+// A UrlSpace with s3:// served by the built plugin (EMBER_S3_SO) configured with config_json,
+// registered the way Session registers a storage plugin (ember::register_storage).
 struct S3Urls {
-  std::shared_ptr<PluginStorage> backend;
+  Services services;  // the plugin's host side (its own URL space)
+  PluginInstance instance;
   storage::UrlSpace urls;
   explicit S3Urls(const std::string& config_json)
-      : backend(std::make_shared<PluginStorage>(require_env("EMBER_S3_SO"), config_json)) {
-    urls.add("s3", backend);
+      : instance(open_library(require_env("EMBER_S3_SO")), boost::json::parse(config_json), services, "test config") {
+    if (!instance.interface<ember_storage_v1_t>(EMBER_STORAGE_V1))
+      throw std::runtime_error(instance.library().path() + " offers no " EMBER_STORAGE_V1);
+    register_storage(instance, urls);
   }
 };
 
