@@ -75,13 +75,19 @@ class MetricStore {
 
   // Step values logged since the last call, for loggers; names get "_step" when the metric is
   // also reduced per epoch (Lightning's convention).
-  void collect_step(std::vector<MetricValue>& out, bool for_logger = true) {
+  void collect_step(std::vector<MetricValue>& out) {
     for (Entry& e : entries_) {
       if (!e.step_fresh) continue;
       e.step_fresh = false;
-      if (for_logger && !e.logger) continue;
+      if (!e.logger) continue;
       out.push_back({e.on_epoch ? e.name + "_step" : e.name, e.step_value});
     }
+  }
+
+  // Forget this step's values without building records (a step that is not logged): the hot
+  // path, so no names are built and nothing is allocated.
+  void skip_step() {
+    for (Entry& e : entries_) e.step_fresh = false;
   }
 
   // Reduce what stage logged this epoch into epoch values and reset the accumulators.

@@ -532,8 +532,7 @@ class Trainer : public Services {
       metrics_.collect_step(buf);
       send_to_loggers(buf, EMBER_STAGE_FIT);
     } else {
-      metrics_.collect_step(buf, false);  // keep values fresh-free without sending
-      buf.clear();
+      metrics_.skip_step();
     }
   }
 
