@@ -68,37 +68,10 @@ int run_plugins(const Options& opt) {
   return 0;
 }
 
-// Every plugin reference in the config, with where it sits, for checking and loading.
-struct PluginRef {
-  std::string where;  // e.g. "trainer.logger[0]"
-  std::string id;
-  json::value config;
-};
-
-static std::vector<PluginRef> plugin_refs(const json::value& cfg) {
-  std::vector<PluginRef> out;
-  auto take = [&](const json::value* list, const std::string& base) {
-    if (!list || !list->is_array()) return;
-    std::size_t i = 0;
-    for (const auto& v : list->as_array()) {
-      const auto& o = v.as_object();
-      json::value c = o.contains("config") ? o.at("config") : json::value(json::object());
-      out.push_back({base + "[" + std::to_string(i++) + "]", std::string(o.at("plugin").as_string()), c});
-    }
-  };
-  const auto& root = cfg.as_object();
-  if (auto* p = root.if_contains("plugins")) take(p->as_object().if_contains("storage"), "plugins.storage");
-  if (auto* t = root.if_contains("trainer")) {
-    take(t->as_object().if_contains("logger"), "trainer.logger");
-    take(t->as_object().if_contains("callbacks"), "trainer.callbacks");
-  }
-  return out;
-}
-
 // Check each referenced plugin exists and that its config matches its schema (no create).
 static void check_plugin_configs(const Options& opt, json::value& cfg, const Catalog& catalog) {
   std::string errors;
-  for (auto& ref : plugin_refs(cfg)) {
+  for (auto& ref : all_plugin_refs(cfg)) {
     try {
       auto lib = catalog.require(ref.id, opt.config + ": " + ref.where + ".plugin");
       const auto& e = lib->entry();

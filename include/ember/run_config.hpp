@@ -5,7 +5,9 @@
 #include <ember/config.hpp>
 #include <ember/error.hpp>
 
+#include <iterator>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace ember {
@@ -91,6 +93,41 @@ inline std::string run_config_schema() {
     }}
   }
 })";
+}
+
+// A plugin reference found in the config: where it sits (for messages), its id and config.
+struct PluginRef {
+  std::string where;  // e.g. "trainer.logger[0]"
+  std::string id;
+  boost::json::value config;
+};
+
+// The references in cfg[section][key] (a list of {"plugin", "config"}), in list order.
+inline std::vector<PluginRef> plugin_refs(const boost::json::value& cfg, const char* section, const char* key) {
+  std::vector<PluginRef> out;
+  const auto* s = cfg.as_object().if_contains(section);
+  if (!s || !s->is_object()) return out;
+  const auto* list = s->as_object().if_contains(key);
+  if (!list || !list->is_array()) return out;
+  std::size_t i = 0;
+  for (const auto& v : list->as_array()) {
+    const auto& o = v.as_object();
+    out.push_back({std::string(section) + "." + key + "[" + std::to_string(i++) + "]",
+                   std::string(o.at("plugin").as_string()),
+                   o.contains("config") ? o.at("config") : boost::json::value(boost::json::object())});
+  }
+  return out;
+}
+
+// Every plugin reference of a run: storage, then loggers, then callbacks (the load order).
+inline std::vector<PluginRef> all_plugin_refs(const boost::json::value& cfg) {
+  std::vector<PluginRef> out;
+  for (auto [section, key] : {std::pair{"plugins", "storage"}, std::pair{"trainer", "logger"},
+                              std::pair{"trainer", "callbacks"}}) {
+    auto part = plugin_refs(cfg, section, key);
+    out.insert(out.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
+  }
+  return out;
 }
 
 // Load FILE, apply `--set` overrides, check against the schema and fill defaults.

@@ -40,7 +40,7 @@ class Session {
     module_ = module ? module : make_model();
     trainer_ = std::make_unique<Trainer>(std::move(opts), *module_);
     // Storage first: later plugins may write through it.
-    for (auto& ref : refs("plugins", "storage")) {
+    for (auto& ref : plugin_refs(cfg_, "plugins", "storage")) {
       auto& inst = instantiate(ref);
       if (inst.interface<ember_storage_v1_t>(EMBER_STORAGE_V1) == nullptr)
         throw ConfigError(source_ + ": " + ref.where + ": plugin '" + ref.id + "' offers no " EMBER_STORAGE_V1);
@@ -50,8 +50,8 @@ class Session {
       // Lightning's default logger; here the CSV logger (no TensorBoard dependency).
       instantiate({"trainer.logger (default)", "csv_logger", boost::json::object()});
     }
-    for (auto& ref : refs("trainer", "logger")) instantiate(ref);
-    for (auto& ref : refs("trainer", "callbacks")) instantiate(ref);
+    for (auto& ref : plugin_refs(cfg_, "trainer", "logger")) instantiate(ref);
+    for (auto& ref : plugin_refs(cfg_, "trainer", "callbacks")) instantiate(ref);
     const bool progress = tcfg.contains("enable_progress_bar") && tcfg.at("enable_progress_bar").as_bool();
     if (progress && !has("progress_bar") && catalog_.find("progress_bar"))
       instantiate({"trainer.enable_progress_bar", "progress_bar", boost::json::object()});
@@ -83,34 +83,13 @@ class Session {
   }
 
  private:
-  struct Ref {
-    std::string where, id;
-    boost::json::value config;
-  };
-
   bool has(const std::string& id) const {
     for (auto& p : plugins_)
       if (p->id() == id) return true;
     return false;
   }
 
-  std::vector<Ref> refs(const char* section, const char* key) const {
-    std::vector<Ref> out;
-    const auto* s = cfg_.as_object().if_contains(section);
-    if (!s) return out;
-    const auto* list = s->as_object().if_contains(key);
-    if (!list || !list->is_array()) return out;
-    std::size_t i = 0;
-    for (const auto& v : list->as_array()) {
-      const auto& o = v.as_object();
-      out.push_back({std::string(section) + "." + key + "[" + std::to_string(i++) + "]",
-                     std::string(o.at("plugin").as_string()),
-                     o.contains("config") ? o.at("config") : boost::json::value(boost::json::object())});
-    }
-    return out;
-  }
-
-  PluginInstance& instantiate(const Ref& ref) {
+  PluginInstance& instantiate(const PluginRef& ref) {
     auto lib = catalog_.require(ref.id, source_ + ": " + ref.where + ".plugin");
     if (lib->entry().build_tag.size)
       throw ConfigError(source_ + ": " + ref.where + ": plugin '" + ref.id + "' is a model plugin; use it as model.plugin");
@@ -220,7 +199,7 @@ class Session {
 
   std::string checkpoint_dir() const {
     std::string root = trainer_->options().default_root_dir;
-    for (auto& ref : refs("trainer", "callbacks"))
+    for (auto& ref : plugin_refs(cfg_, "trainer", "callbacks"))
       if (ref.id == "model_checkpoint")
         if (auto* d = ref.config.as_object().if_contains("dirpath"); d && d->is_string()) return std::string(d->as_string());
     return storage::join(root, "checkpoints");
