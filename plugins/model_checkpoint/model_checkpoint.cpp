@@ -88,14 +88,11 @@ class ModelCheckpoint : public ember::plugin::Plugin,
   }
 
   std::string state_dict() override {
-    json::array top;
-    for (auto& s : saved_)
-      top.push_back(json::object{{"url", s.url}, {"score", score_json(s.score)}, {"epoch", s.epoch}, {"step", s.step}});
-    return json::serialize(json::object{{"monitor", monitor_ ? json::value(*monitor_) : json::value()},
+    return json::serialize(json::object{{"monitor", monitor_json()},
                                         {"best_model_path", best_url()},
-                                        {"best_model_score", best() ? score_json(best()->score) : json::value()},
+                                        {"best_model_score", best_score_json()},
                                         {"last_model_path", last_url_},
-                                        {"top_k", top},
+                                        {"top_k", top_k_json()},
                                         {"last_step_saved", last_step_saved_}});
   }
   void load_state_dict(std::string_view text) override {
@@ -273,15 +270,23 @@ class ModelCheckpoint : public ember::plugin::Plugin,
     }
   }
 
+  // Parts shared by the checkpoint state and the index.
+  json::value monitor_json() const { return monitor_ ? json::value(*monitor_) : json::value(); }
+  json::value best_score_json() const { return best() ? score_json(best()->score) : json::value(); }
+  json::array top_k_json() const {
+    json::array top;
+    for (auto& s : saved_)
+      top.push_back(json::object{{"url", s.url}, {"score", score_json(s.score)}, {"epoch", s.epoch}, {"step", s.step}});
+    return top;
+  }
+
   void write_index(const std::string& d) {
-    std::string text = state_dict();
-    auto v = json::parse(text).as_object();
     json::object index{{"best", best_url()},
-                       {"best_score", v["best_model_score"]},
+                       {"best_score", best_score_json()},
                        {"last", last_url_},
-                       {"monitor", v["monitor"]},
+                       {"monitor", monitor_json()},
                        {"mode", max_mode_ ? "max" : "min"},
-                       {"top_k", v["top_k"]}};
+                       {"top_k", top_k_json()}};
     ember::plugin::write_object(host(), join_url(d, "checkpoints.json"), json::serialize(index));
   }
 
