@@ -9,6 +9,7 @@
 #include <ember/registry.hpp>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -46,8 +47,20 @@ class FakeTrainer : public Services {
     metrics.emplace_back(name, value);
   }
 
+  // host->log is [any-thread]: a plugin's worker may log while the test reads.
   void log(const std::string&, int level, std::string_view message) override {
+    std::lock_guard<std::mutex> lock(lines_mutex_.m);
     lines.push_back(std::to_string(level) + ": " + std::string(message));
+  }
+  // A copy of the log lines, safe while a plugin's worker still logs.
+  std::vector<std::string> all_lines() {
+    std::lock_guard<std::mutex> lock(lines_mutex_.m);
+    return lines;
+  }
+  std::string joined() {
+    std::string s;
+    for (auto& l : all_lines()) s += l + "\n";
+    return s;
   }
   void fill_state(ember_trainer_state_t& out) override {
     out.stage = state.stage;
@@ -77,6 +90,15 @@ class FakeTrainer : public Services {
   void request_stop(const std::string&, std::string_view reason) override {
     stops.emplace_back(reason);
   }
+
+ private:
+  // A copy of a FakeTrainer gets its own mutex (tests return trainers by value).
+  struct OwnMutex {
+    std::mutex m;
+    OwnMutex() = default;
+    OwnMutex(const OwnMutex&) {}
+    OwnMutex& operator=(const OwnMutex&) { return *this; }
+  } lines_mutex_;
 };
 
 // The library named by an environment variable meson sets (tests/plugins/meson.build).

@@ -36,26 +36,8 @@ std::shared_ptr<ember::PluginLibrary> lib() {
   return l;
 }
 
-// The host log is written from the plugin's worker thread too.
-class Trainer : public FakeTrainer {
- public:
-  void log(const std::string& id, int level, std::string_view message) override {
-    std::lock_guard<std::mutex> lk(m_);
-    FakeTrainer::log(id, level, message);
-  }
-  std::vector<std::string> all_lines() {
-    std::lock_guard<std::mutex> lk(m_);
-    return lines;
-  }
-  std::string joined() {
-    std::string s;
-    for (auto& l : all_lines()) s += l + "\n";
-    return s;
-  }
-
- private:
-  std::mutex m_;
-};
+// FakeTrainer's log is thread-safe: the plugin's worker logs too.
+using Trainer = FakeTrainer;
 
 struct Env {
   explicit Env(const std::string& key = kKey) {
