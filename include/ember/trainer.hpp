@@ -492,8 +492,15 @@ class Trainer : public Services {
       torch::Tensor l = *loss;
       if (!l.defined()) throw RuntimeError("training_step returned an undefined tensor");
       if (opt_.accumulate_grad_batches > 1) l = l / static_cast<double>(opt_.accumulate_grad_batches);
-      loss_value = loss->detach().item<float>();
-      view.data = &loss_value;
+      // The view points at the loss itself when it is a CPU float scalar (the usual case): no
+      // item() sync on the hot path; otherwise a converted copy.
+      if (loss->device().is_cpu() && loss->scalar_type() == torch::kFloat32 && loss->numel() == 1 &&
+          loss->is_contiguous()) {
+        view.data = loss->data_ptr();
+      } else {
+        loss_value = loss->detach().item<float>();
+        view.data = &loss_value;
+      }
       view.device = {kDLCPU, 0};
       view.ndim = 0;
       view.dtype = {kDLFloat, 32, 1};
