@@ -2,7 +2,10 @@
 // by ember::Trainer with csv_logger + model_checkpoint + progress_bar loaded, alternating in one
 // process; prints the ratio of median step times. Also the cost of Module::log on the hot path.
 //
-//   bench_trainer_overhead PLUGIN_DIR [ROUNDS] [STEPS_PER_ROUND]
+//   bench_trainer_overhead PLUGIN_DIR [ROUNDS] [STEPS_PER_ROUND] [both|raw|ember|aa]
+//
+// "raw" or "ember" runs one side only (for `perf record`); "aa" times the raw loop against
+// itself, which shows how far apart two identical loops land on this machine now.
 #include "../../samples/fashion_mnist/fashion_mlp.hpp"
 
 #include <ember/session.hpp>
@@ -44,6 +47,8 @@ int main(int argc, char** argv) {
   }
   const int rounds = argc > 2 ? std::atoi(argv[2]) : 6;
   const std::int64_t steps = argc > 3 ? std::atoll(argv[3]) : 150;
+  const std::string mode = argc > 4 ? argv[4] : "both";
+  const bool run_raw = mode != "ember", run_ember = mode != "raw";
   const std::string root = "/tmp/ember-bench-overhead";
   ember::storage::UrlSpace urls;
   const std::string d = "/usr/share/datasets/fashion-mnist/";
@@ -52,57 +57,73 @@ int main(int argc, char** argv) {
 
   ember::Catalog catalog;
   catalog.scan(argv[1]);
-  boost::json::object plugin_cfg{{"dirs", boost::json::array{argv[1]}}};
 
-  std::vector<double> raw_steps, ember_steps;
+  std::vector<double> raw_steps, ember_steps, raw2_steps;
+  // Raw loop: the module's own training_step, zero_grad, backward, step; no trainer.
+  auto raw_round = [&](int r, std::vector<double>& out) {
+    torch::manual_seed(r);
+    fashion::FashionMLP m;
+    auto opt = m.configure_optimizers();
+    ember::data::Loader loader(train, 64, true, static_cast<std::uint64_t>(r));
+    loader.start_epoch(0);
+    m.train(true);
+    auto last = Clock::now();
+    for (std::int64_t b = 0; b < steps; ++b) {
+      auto loss = *m.training_step(loader.batch(b), b);
+      opt.optimizer->zero_grad();
+      loss.backward();
+      opt.optimizer->step();
+      auto now = Clock::now();
+      if (b > 0) out.push_back(std::chrono::duration<double, std::micro>(now - last).count());
+      last = now;
+    }
+  };
+  // Ember: the same through the trainer, with the default plugins loaded from PLUGIN_DIR.
+  auto ember_round = [&](int r) {
+    torch::manual_seed(r);
+    boost::json::value cfg = boost::json::object{
+        {"seed_everything", r},
+        {"trainer", boost::json::object{{"max_epochs", 1}, {"limit_train_batches", steps}, {"num_sanity_val_steps", 0},
+                                        {"default_root_dir", root}, {"log_every_n_steps", 50},
+                                        {"logger", boost::json::array{boost::json::object{{"plugin", "csv_logger"}}}},
+                                        {"callbacks", boost::json::array{
+                                            boost::json::object{{"plugin", "model_checkpoint"}},
+                                            boost::json::object{{"plugin", "progress_bar"}}}}}}};
+    static const boost::json::value schema = ember::config::parse(ember::run_config_schema(), "schema");
+    ember::config::check(cfg, schema, "bench", "", true);
+    ember::Session session(cfg, catalog, "bench");
+    fashion::FashionMLP m;
+    ember::Trainer& t = session.build(&m);
+    ember::data::Loader loader(train, 64, true, static_cast<std::uint64_t>(r));
+    t.set_data(&loader, nullptr, nullptr, nullptr);
+    StepTimer timer;
+    timer.out = &ember_steps;
+    t.add_callback(timer, "step_timer");
+    t.fit();
+  };
+  // Alternating, and the order swaps every round so neither side always runs second (warm
+  // caches, allocator state). Mode "aa" runs the raw loop against itself: the bench's noise floor.
   for (int r = 0; r < rounds; ++r) {
-    // Raw loop: the module's own training_step, zero_grad, backward, step; no trainer.
-    {
-      torch::manual_seed(r);
-      fashion::FashionMLP m;
-      auto opt = m.configure_optimizers();
-      ember::data::Loader loader(train, 64, true, static_cast<std::uint64_t>(r));
-      loader.start_epoch(0);
-      m.train(true);
-      auto last = Clock::now();
-      for (std::int64_t b = 0; b < steps; ++b) {
-        auto loss = *m.training_step(loader.batch(b), b);
-        opt.optimizer->zero_grad();
-        loss.backward();
-        opt.optimizer->step();
-        auto now = Clock::now();
-        if (b > 0) raw_steps.push_back(std::chrono::duration<double, std::micro>(now - last).count());
-        last = now;
-      }
+    const bool raw_first = r % 2 == 0;
+    if (mode == "aa") {
+      raw_round(r, raw_first ? raw_steps : raw2_steps);
+      raw_round(r, raw_first ? raw2_steps : raw_steps);
+      continue;
     }
-    // Ember: the same through the trainer, with the default plugins loaded from PLUGIN_DIR.
-    {
-      torch::manual_seed(r);
-      boost::json::value cfg = boost::json::object{
-          {"seed_everything", r},
-          {"trainer", boost::json::object{{"max_epochs", 1}, {"limit_train_batches", steps}, {"num_sanity_val_steps", 0},
-                                          {"default_root_dir", root}, {"log_every_n_steps", 50},
-                                          {"logger", boost::json::array{boost::json::object{{"plugin", "csv_logger"}}}},
-                                          {"callbacks", boost::json::array{
-                                              boost::json::object{{"plugin", "model_checkpoint"}},
-                                              boost::json::object{{"plugin", "progress_bar"}}}}}}};
-      static const boost::json::value schema = ember::config::parse(ember::run_config_schema(), "schema");
-      ember::config::check(cfg, schema, "bench", "", true);
-      ember::Session session(cfg, catalog, "bench");
-      fashion::FashionMLP m;
-      ember::Trainer& t = session.build(&m);
-      ember::data::Loader loader(train, 64, true, static_cast<std::uint64_t>(r));
-      t.set_data(&loader, nullptr, nullptr, nullptr);
-      StepTimer timer;
-      timer.out = &ember_steps;
-      t.add_callback(timer, "step_timer");
-      t.fit();
-    }
+    if (run_raw && raw_first) raw_round(r, raw_steps);
+    if (run_ember) ember_round(r);
+    if (run_raw && !raw_first) raw_round(r, raw_steps);
+  }
+  if (mode == "aa") {
+    std::printf("raw vs raw (noise floor): medians %.1f / %.1f us, ratio %.4f\n", median(raw_steps),
+                median(raw2_steps), median(raw2_steps) / median(raw_steps));
+    return 0;
   }
   const double raw = median(raw_steps), emb = median(ember_steps);
   std::printf("raw libtorch loop: median step %.1f us (%zu steps)\n", raw, raw_steps.size());
   std::printf("ember trainer (csv_logger + model_checkpoint + progress_bar): median step %.1f us (%zu steps)\n", emb,
               ember_steps.size());
+  if (!run_raw || !run_ember) return 0;
   std::printf("overhead ratio (ember / raw): %.4f\n", emb / raw);
 
   // log() on the hot path: 4 names, values varying so nothing folds away.
