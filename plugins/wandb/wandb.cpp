@@ -1080,7 +1080,8 @@ class WandbLogger final : public ember::plugin::Plugin,
                                                       meta_.project + " on " + base_url_);
       if (!b.is_null() && resume_ == "never")
         throw wb::ApiError(wb::Failure::fatal, 0, "resume='never' but run " + meta_.run_id + " already exists on " + base_url_);
-      if (b.is_object() && history_.next == 0) resume_from(b.as_object());
+      if (!resume_checked_ && b.is_object()) resume_from(b.as_object());
+      resume_checked_ = true;
     }
     std::string cfg = config_wire();
     config_changed_ = false;
@@ -1091,28 +1092,23 @@ class WandbLogger final : public ember::plugin::Plugin,
     uploaded_.push_back("wandb-metadata.json");
   }
 
-  // A resumed run continues after the lines and the step the server has.
+  // A resumed run continues after the lines and the step the server has. Rows rendered before
+  // W&B answered (it was unreachable at the start) were numbered from 0: they keep their local
+  // offsets and get _step and _runtime moved on when they are sent (shift_until_).
   void resume_from(const json::object& b) {
-    auto count = [&](const char* k) -> std::int64_t {
-      auto* v = b.if_contains(k);
-      return v && v->is_number() ? v->to_number<std::int64_t>() : 0;
-    };
-    std::int64_t lines = count("historyLineCount");
-    history_.next = history_.mem_first = 0;
-    base_history_ = lines;
-    base_events_ = count("eventsLineCount");
-    if (auto* tail = b.if_contains("historyTail"); tail && tail->is_string()) {
-      try {
-        json::value arr = json::parse(tail->as_string());
-        if (arr.is_array() && !arr.as_array().empty()) {
-          json::value last = wb::parse_line(arr.as_array().back().as_string());
-          if (auto* s = last.as_object().if_contains("_step")) starting_step_ = s->to_number<std::int64_t>() + 1;
-          if (auto* r = last.as_object().if_contains("_runtime"); r && r->is_number()) runtime_offset_ = r->to_number<double>();
-        }
-      } catch (const std::exception&) {
-      }
-    }
+    wb::ResumeBase base = wb::resume_base(b);
+    base_history_ = base.history_lines;
+    base_events_ = base.events_lines;
+    starting_step_ = base.next_step;
+    runtime_offset_ = base.runtime;
+    shift_until_ = history_.next;
+    if (shift_until_ > 0) summary_.update("_step", static_cast<double>(starting_step_ + history_.next - 1));
+    if (meta_written_) write_spool_meta();
     say(EMBER_LOG_INFO, "resuming run " + meta_.run_id + " at _step " + std::to_string(starting_step_));
+  }
+  void append_history_line(std::string& body, std::int64_t offset, const std::string& line) {
+    if (offset < shift_until_) wb::append_json_string(body, wb::shift_history_line(line, starting_step_, runtime_offset_));
+    else wb::append_json_string(body, line);
   }
 
   json::object summary_file(const std::string& text) {
@@ -1146,7 +1142,8 @@ class WandbLogger final : public ember::plugin::Plugin,
       for (; i < max && bytes < (8u << 20); ++i) {
         if (i) body += ", ";
         bytes += s.lines[i].size();
-        wb::append_json_string(body, s.lines[i]);
+        if (&s == &history_) append_history_line(body, s.mem_first + static_cast<std::int64_t>(i), s.lines[i]);
+        else wb::append_json_string(body, s.lines[i]);
       }
       body += "]}, ";
       return i;
@@ -1174,7 +1171,10 @@ class WandbLogger final : public ember::plugin::Plugin,
       auto text = store_->read(url);
       json::array content;
       if (text)
-        for (auto& kv : wb::split_segment(first, *text)) content.emplace_back(kv.second);
+        for (auto& kv : wb::split_segment(first, *text))
+          content.emplace_back(&s == &history_ && kv.first < shift_until_
+                                   ? wb::shift_history_line(kv.second, starting_step_, runtime_offset_)
+                                   : kv.second);
       if (!content.empty())
         post(json::object{{"files", json::object{{s.file, json::object{{"offset", wire(s, first)}, {"content", content}}},
                                                  {"wandb-summary.json", summary_file(summary_text(false))}}},
@@ -1220,6 +1220,15 @@ class WandbLogger final : public ember::plugin::Plugin,
     meta["pid"] = static_cast<std::int64_t>(::getpid());
     meta["hostname"] = meta_.host;
     meta["history_base"] = base_history_;
+    meta["events_base"] = base_events_;
+    // Offsets in the segments are local; a run that asked to resume but has not reached W&B yet
+    // does not know where it continues: `sync` asks the server. Lines below shift_until were
+    // numbered before that answer and need step_shift and runtime_shift added.
+    meta["resume"] = resume_;
+    meta["base_known"] = resume_.empty() || resume_checked_;
+    meta["shift_until"] = shift_until_;
+    meta["step_shift"] = starting_step_;
+    meta["runtime_shift"] = runtime_offset_;
     store_->write(wb::join_url(spool_dir_, "meta.json"), json::serialize(meta));
     meta_written_ = true;
   }
@@ -1270,14 +1279,11 @@ class WandbLogger final : public ember::plugin::Plugin,
         if (meta.at("hostname").as_string() == meta_.host && alive) continue;  // still running
         std::vector<std::string> used;
         wb::RunData d = wb::read_spool_dir(*store_, dir, &used, nullptr);
-        if (auto* hb = meta.if_contains("history_base"); hb && hb->is_number() && hb->to_number<std::int64_t>() > 0) {
-          std::map<std::int64_t, std::string> shifted;
-          for (auto& kv : d.history) shifted[kv.first + hb->to_number<std::int64_t>()] = std::move(kv.second);
-          d.history.swap(shifted);
-        }
-        wb::upload_run(*api_, d);
+        const std::size_t rows = d.history.size();
+        const std::string id = d.meta.run_id;
+        wb::upload_run(*api_, std::move(d));
         for (const auto& f : used) store_->remove(wb::join_url(dir, f));
-        say(EMBER_LOG_INFO, "sent run " + d.meta.run_id + " left in the spool " + dir + " (" + std::to_string(d.history.size()) +
+        say(EMBER_LOG_INFO, "sent run " + id + " left in the spool " + dir + " (" + std::to_string(rows) +
                                 " history rows)");
       } catch (const wb::ApiError& e) {
         if (e.kind() == wb::Failure::auth) throw;
@@ -1521,7 +1527,8 @@ class WandbLogger final : public ember::plugin::Plugin,
   bool down_ = false, completed_ = false, config_changed_ = false, spool_synced_ = false, meta_written_ = false,
        spill_warned_ = false, in_artifact_ = false;
   int failures_ = 0, finish_stage_ = 0;
-  std::int64_t starting_step_ = 0, base_history_ = 0, base_events_ = 0, stats_lines_ = 0;
+  std::int64_t starting_step_ = 0, base_history_ = 0, base_events_ = 0, stats_lines_ = 0, shift_until_ = 0;
+  bool resume_checked_ = false;  // RunResumeStatus answered (or no resume was asked)
   double runtime_offset_ = 0, last_cpu_s_ = 0;
   Clock::time_point backoff_until_{}, last_post_{}, last_config_{}, last_stats_{}, last_spill_{};
   // Offline.

@@ -350,6 +350,70 @@ inline json::value resume_status(Api& api, const RunMeta& m) {
   return b ? *b : json::value();
 }
 
+// Where a resumed run continues (from RunResumeStatus's bucket): after the server's history and
+// events lines, at the _step after its last history row, with _runtime going on from that row's.
+struct ResumeBase {
+  std::int64_t history_lines = 0, events_lines = 0, next_step = 0;
+  double runtime = 0;
+};
+inline ResumeBase resume_base(const json::object& bucket) {
+  ResumeBase r;
+  auto count = [&](const char* k) -> std::int64_t {
+    auto* v = bucket.if_contains(k);
+    return v && v->is_number() ? v->to_number<std::int64_t>() : 0;
+  };
+  r.history_lines = count("historyLineCount");
+  r.events_lines = count("eventsLineCount");
+  if (auto* tail = bucket.if_contains("historyTail"); tail && tail->is_string()) {
+    try {
+      json::value arr = json::parse(tail->as_string());
+      if (arr.is_array() && !arr.as_array().empty() && arr.as_array().back().is_string()) {
+        json::value last = parse_line(arr.as_array().back().as_string());
+        if (auto* s = last.as_object().if_contains("_step"); s && s->is_number())
+          r.next_step = s->to_number<std::int64_t>() + 1;
+        if (auto* t = last.as_object().if_contains("_runtime"); t && t->is_number()) r.runtime = t->to_number<double>();
+      }
+    } catch (const std::exception&) {
+      // A tail we cannot read: continue at the line count, which _step follows when every row
+      // was logged by one client.
+    }
+  }
+  if (r.next_step == 0) r.next_step = r.history_lines;
+  return r;
+}
+
+// A history line (or the summary) rendered before the resume base was known: its _step and
+// _runtime (the last occurrences: the plugin writes them at the end of every row) moved on.
+inline std::string shift_history_line(std::string_view line, std::int64_t step, double runtime) {
+  std::string out(line);
+  // The number after the last `"key":`, rewritten by f; nothing happens when the key is absent.
+  auto rewrite = [&](std::string_view key, auto f) {
+    std::size_t k = out.rfind(key);
+    if (k == std::string::npos) return;
+    std::size_t begin = k + key.size();
+    while (begin < out.size() && out[begin] == ' ') ++begin;
+    std::size_t end = out.find_first_of(",}", begin);
+    if (end == std::string::npos) return;
+    std::string text = f(out.substr(begin, end - begin));
+    if (!text.empty()) out.replace(begin, end - begin, text);
+  };
+  rewrite("\"_step\":", [&](const std::string& v) {
+    std::string t;
+    char* e = nullptr;
+    long long n = std::strtoll(v.c_str(), &e, 10);
+    if (e != v.c_str()) append_int(t, n + step);
+    return t;
+  });
+  rewrite("\"_runtime\":", [&](const std::string& v) {
+    std::string t;
+    char* e = nullptr;
+    double d = std::strtod(v.c_str(), &e);
+    if (e != v.c_str()) append_number(t, d + runtime);
+    return t;
+  });
+  return out;
+}
+
 // CreateRunFiles for one file, then PUT its bytes (a null uploadUrl means the server has it).
 inline void upload_run_file(Api& api, const RunRef& run, const std::string& name, const std::string& bytes) {
   json::object d = api.retry([&] {
@@ -621,11 +685,32 @@ struct RunData {
   std::string summary_json;                              // empty: none
   std::optional<int> exit_code;
   std::map<std::string, std::string> files;  // run files to upload (config.yaml, ...)
+  // A spooled run that asked to resume but never reached W&B: its rows are numbered from 0, and
+  // upload_run moves them after what the server has (offsets, _step, _runtime).
+  std::string resume;
+  bool base_unknown = false;
 };
 
 // UpsertBucket, run files, file_stream history/events/summary in batches of at most 10000 lines,
 // then complete/exitcode when the run had exited. Each request retried per W&B's policy.
-inline RunRef upload_run(Api& api, const RunData& d) {
+inline RunRef upload_run(Api& api, RunData d) {
+  if (d.base_unknown && !d.resume.empty()) {
+    json::value b = api.retry([&] { return resume_status(api, d.meta); });
+    if (b.is_null() && d.resume == "must")
+      throw ApiError(Failure::fatal, 0, "resume='must' but run " + d.meta.run_id + " does not exist in project " + d.meta.project);
+    if (!b.is_null() && d.resume == "never")
+      throw ApiError(Failure::fatal, 0, "resume='never' but run " + d.meta.run_id + " already exists");
+    if (b.is_object()) {
+      ResumeBase base = resume_base(b.as_object());
+      std::map<std::int64_t, std::string> h, e;
+      for (auto& [k, line] : d.history) h[k + base.history_lines] = shift_history_line(line, base.next_step, base.runtime);
+      for (auto& [k, line] : d.events) e[k + base.events_lines] = std::move(line);
+      d.history.swap(h);
+      d.events.swap(e);
+      if (!d.summary_json.empty()) d.summary_json = shift_history_line(d.summary_json, base.next_step, base.runtime);
+    }
+    d.base_unknown = false;
+  }
   const std::string* cfg = d.config_json.empty() ? nullptr : &d.config_json;
   RunRef run = api.retry([&] { return upsert_bucket(api, d.meta, cfg, true); });
   for (const auto& [name, bytes] : d.files) upload_run_file(api, run, name, bytes);
@@ -737,6 +822,27 @@ inline RunData read_spool_dir(Store& store, const std::string& dir, std::vector<
     d.exit_code = static_cast<int>(json::parse(*e).at("exitcode").to_number<std::int64_t>());
     if (used) used->push_back("exit.json");
   }
+  // Lines are spooled with local offsets (and, before the run reached W&B, local steps); the
+  // meta says where they go on the server.
+  auto num = [&](const char* k) -> std::int64_t {
+    auto* v = meta.if_contains(k);
+    return v && v->is_number() ? v->to_number<std::int64_t>() : 0;
+  };
+  if (auto* r = meta.if_contains("resume"); r && r->is_string()) d.resume = std::string(r->as_string());
+  if (auto* k = meta.if_contains("base_known"); k && k->is_bool() && !k->as_bool() && !d.resume.empty()) {
+    d.base_unknown = true;
+    return d;
+  }
+  const std::int64_t hb = num("history_base"), eb = num("events_base"), shift_until = num("shift_until");
+  const std::int64_t step_shift = num("step_shift");
+  double rt_shift = 0;
+  if (auto* v = meta.if_contains("runtime_shift"); v && v->is_number()) rt_shift = v->to_number<double>();
+  std::map<std::int64_t, std::string> h, ev;
+  for (auto& [k, line] : d.history)
+    h[k + hb] = k < shift_until ? shift_history_line(line, step_shift, rt_shift) : std::move(line);
+  for (auto& [k, line] : d.events) ev[k + eb] = std::move(line);
+  d.history.swap(h);
+  d.events.swap(ev);
   return d;
 }
 

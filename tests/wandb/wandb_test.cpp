@@ -373,6 +373,97 @@ BOOST_AUTO_TEST_CASE(rank_above_zero_and_disabled_send_nothing) {
   BOOST_TEST(srv.state().at("requests").as_array().empty());
 }
 
+namespace {
+// The server's history of a run: offsets 0..n-1 with no gap, and _step equal to the offset
+// (one client logged every row), _runtime never going back.
+void check_contiguous_history(Server& srv, const std::string& id, std::size_t n) {
+  json::object run = srv.run(id);
+  BOOST_REQUIRE(!run.empty());
+  auto& hist = run.at("history").as_array();
+  auto& offsets = run.at("history_offsets").as_array();
+  BOOST_REQUIRE_EQUAL(hist.size(), n);
+  double rt = -1;
+  for (std::size_t i = 0; i < n; ++i) {
+    BOOST_TEST(offsets[i].to_number<std::int64_t>() == static_cast<std::int64_t>(i));
+    BOOST_TEST(hist[i].at("_step").to_number<std::int64_t>() == static_cast<std::int64_t>(i), "row " << i);
+    BOOST_TEST(hist[i].at("loss").to_number<double>() == static_cast<double>(i), "row " << i);
+    double r = hist[i].at("_runtime").to_number<double>();
+    BOOST_TEST(r >= rt, "row " << i << " _runtime " << r << " after " << rt);
+    rt = r;
+  }
+  BOOST_TEST(run.at("summary").at("_step").to_number<std::int64_t>() == static_cast<std::int64_t>(n - 1));
+}
+
+// The first part of a run: rows 0..4 logged online, then finished.
+void first_part(Server& srv, const std::string& id, const fs::path& spool) {
+  Trainer t;
+  Wandb w(t, base_config(srv, id, spool.string()));
+  for (int i = 0; i < 5; ++i) w.log(i, {{"loss", i}});
+  w.finalize();
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(resume_allow_continues_after_the_rows_the_server_has) {
+  Env env;
+  Server srv;
+  TempDir spool("wandb-spool");
+  first_part(srv, "res00001", spool.path());
+  Trainer t;
+  {
+    Wandb w(t, base_config(srv, "res00001", spool.path().string(), R"(, "resume": "allow")"));
+    for (int i = 5; i < 8; ++i) w.log(i, {{"loss", i}});
+    w.finalize();
+  }
+  BOOST_TEST(t.joined().find("resuming run res00001 at _step 5") != std::string::npos, t.joined());
+  check_contiguous_history(srv, "res00001", 8);
+}
+
+// W&B refuses the first requests: rows logged meanwhile are numbered locally, and moved after the
+// server's rows once RunResumeStatus answers.
+BOOST_AUTO_TEST_CASE(resume_when_the_server_answers_late_moves_rows_logged_before_after_its_rows) {
+  Env env;
+  Server srv;
+  TempDir spool("wandb-spool");
+  first_part(srv, "res00002", spool.path());
+  srv.control(R"({"fail": {"status": 503, "count": 2, "op_regex": "Viewer"}})");
+  Trainer t;
+  {
+    Wandb w(t, base_config(srv, "res00002", spool.path().string(), R"(, "resume": "allow", "retry_initial_s": 0.3)"));
+    w.log(5, {{"loss", 5}});           // starts the run
+    srv.wait_for("injected", "", 1);  // the worker is in its backoff now
+    for (int i = 6; i < 9; ++i) w.log(i, {{"loss", i}});
+    w.finalize();
+  }
+  check_contiguous_history(srv, "res00002", 9);
+}
+
+// W&B is down for the whole resumed run: the spool does not know where the run continues; the next
+// start (or `ember wandb sync`) asks the server and sends the rows after its rows.
+BOOST_AUTO_TEST_CASE(resume_spooled_while_the_server_was_down_is_sent_after_the_rows_it_has) {
+  Env env;
+  Server srv;
+  TempDir spool("wandb-spool");
+  first_part(srv, "res00003", spool.path());
+  srv.control(R"({"fail": {"status": 503, "count": 100000}})");
+  Trainer t;
+  {
+    Wandb w(t, base_config(srv, "res00003", spool.path().string(),
+                           R"(, "resume": "allow", "finalize_timeout_s": 0.5, "sync_spool_on_start": false)"));
+    for (int i = 5; i < 10; ++i) w.log(i, {{"loss", i}});
+    w.finalize();
+  }
+  BOOST_TEST(t.joined().find("5 history rows") != std::string::npos, t.joined());
+  BOOST_REQUIRE_EQUAL(srv.run("res00003").at("history").as_array().size(), 5u);
+  srv.control(R"({"fail": null})");
+  Trainer t2;
+  {
+    Wandb w(t2, base_config(srv, "res00004", spool.path().string()));
+    w.finalize();
+  }
+  BOOST_TEST(t2.joined().find("sent run res00003") != std::string::npos, t2.joined());
+  check_contiguous_history(srv, "res00003", 10);
+}
+
 BOOST_AUTO_TEST_CASE(unreachable_server_for_the_whole_run_spools_and_says_so) {
   Env env;
   TempDir spool("wandb-spool");
