@@ -9,6 +9,7 @@
 #include "abi/host.h"
 #include "abi/callbacks.h"
 #include "abi/logger.h"
+#include "abi/media.h"
 #include "abi/checkpoint_io.h"
 #include "abi/entry.h"
 

@@ -122,7 +122,7 @@ class PluginLibrary {
   // The interfaces the plugin offers, of those this host knows (asked with self NULL).
   std::vector<std::string> interfaces() const {
     std::vector<std::string> out;
-    for (const char* i : {EMBER_CALLBACKS_V1, EMBER_LOGGER_V1, EMBER_STORAGE_V1,
+    for (const char* i : {EMBER_CALLBACKS_V1, EMBER_LOGGER_V1, EMBER_MEDIA_V1, EMBER_STORAGE_V1,
                           EMBER_CHECKPOINT_IO_V1, EMBER_STATE_V1, "ember.model/1"})
       if (entry_->get_interface(nullptr, cstr(i))) out.emplace_back(i);
     return out;

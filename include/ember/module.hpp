@@ -8,10 +8,12 @@
 #include <ember/callback.hpp>
 #include <ember/metrics.hpp>
 
+#include <boost/json.hpp>
 #include <torch/torch.h>
 
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,6 +27,44 @@ struct Batch {
 };
 
 class Scheduler;
+
+// One image for log_image: a tensor (HW, CHW or HWC with 1, 3 or 4 channels, CHW when the first
+// dimension is 1, 3 or 4; uint8 0..255 or a floating type 0..1; any device) or the bytes of a PNG
+// file, and an optional caption.
+struct Image {
+  torch::Tensor tensor;
+  std::string png;
+  std::string caption;
+
+  explicit Image(torch::Tensor t, std::string caption_ = {}) : tensor(std::move(t)), caption(std::move(caption_)) {}
+  static Image from_png(std::string bytes, std::string caption = {}) {
+    Image i(torch::Tensor(), std::move(caption));
+    i.png = std::move(bytes);
+    return i;
+  }
+};
+
+// A table's rows for log_table / log_text: each row one JSON value (string, number, bool, null)
+// per column, e.g. {{"shirt", 0.93, true}, {"coat", 0.41, false}}.
+using TableRows = std::vector<std::vector<boost::json::value>>;
+
+// What watch logs (WandbLogger.watch's log / log_freq): histograms of the gradients, the
+// parameters or both, after backward on every log_freq-th optimizer step.
+struct WatchOptions {
+  std::string log = "gradients";  // "gradients", "parameters" or "all"
+  std::int64_t log_freq = 100;
+};
+
+// Where a module's media calls go: the trainer, which checks them and hands them to every
+// logger offering ember.media/1.
+class MediaSink {
+ public:
+  virtual ~MediaSink() = default;
+  virtual void log_images(std::string_view key, const std::vector<Image>& images) = 0;
+  virtual void log_table(std::string_view key, const std::vector<std::string>& columns, const TableRows& data) = 0;
+  virtual void watch(const WatchOptions& options) = 0;
+  virtual void unwatch() = 0;
+};
 
 // configure_optimizers' answer: an optimizer and optionally a scheduler with its interval.
 struct OptimizerConfig {
@@ -69,13 +109,66 @@ class Module : public Callback {
     metrics_->log(name, value.item<double>(), options, batch_size);
   }
 
+  // Lightning's WandbLogger.log_image(key, images, caption=[...]), sent to every logger that
+  // takes media (ember.media/1; the others skip it) at the current global step. Throws
+  // std::invalid_argument naming key and the image for an image that is not HW/CHW/HWC uint8 or
+  // 0..1 floats, or when caption is neither empty nor one per image.
+  void log_image(std::string_view key, const std::vector<torch::Tensor>& images,
+                 const std::vector<std::string>& caption = {}) {
+    if (!caption.empty() && caption.size() != images.size())
+      throw std::invalid_argument("log_image '" + std::string(key) + "': " + std::to_string(caption.size()) +
+                                  " captions for " + std::to_string(images.size()) + " images; expected one per image or none");
+    std::vector<Image> all;
+    all.reserve(images.size());
+    for (std::size_t i = 0; i < images.size(); ++i) all.emplace_back(images[i], caption.empty() ? std::string() : caption[i]);
+    log_image(key, all);
+  }
+  void log_image(std::string_view key, const torch::Tensor& image, std::string caption = {}) {
+    log_image(key, std::vector<Image>{Image(image, std::move(caption))});
+  }
+  // Tensors and encoded PNGs (Image::from_png) alike.
+  void log_image(std::string_view key, const std::vector<Image>& images) { sink("log_image").log_images(key, images); }
+
+  // Lightning's WandbLogger.log_table(key, columns, data): a W&B table at the current step.
+  void log_table(std::string_view key, const std::vector<std::string>& columns, const TableRows& data) {
+    sink("log_table").log_table(key, columns, data);
+  }
+  // Lightning's WandbLogger.log_text(key, columns, data): the same as log_table.
+  void log_text(std::string_view key, const std::vector<std::string>& columns, const TableRows& data) {
+    sink("log_text").log_table(key, columns, data);
+  }
+  // Text samples as a table with one "text" column, one row per string.
+  void log_text(std::string_view key, const std::vector<std::string>& texts) {
+    TableRows rows;
+    rows.reserve(texts.size());
+    for (const auto& t : texts) rows.push_back({boost::json::value(t)});
+    sink("log_text").log_table(key, {"text"}, rows);
+  }
+
+  // Lightning's WandbLogger.watch(model, log, log_freq): histograms of gradients ("gradients"),
+  // parameters ("parameters") or both ("all") of every named parameter, 64 bins, after backward
+  // on every log_freq-th optimizer step, as "gradients/<name>" and "parameters/<name>". The
+  // config's trainer.watch does the same without code. unwatch() stops it.
+  void watch(const std::string& log = "gradients", std::int64_t log_freq = 100) {
+    sink("watch").watch(WatchOptions{log, log_freq});
+  }
+  void unwatch() { sink("unwatch").unwatch(); }
+
   // Bound by the trainer.
   void attach(MetricStore* store) { metrics_ = store; }
+  void attach_media(MediaSink* media) { media_ = media; }
+  MediaSink* media_sink() const { return media_; }
   MetricStore& metric_store() { return *metrics_; }
 
  private:
+  MediaSink& sink(const char* what) {
+    if (!media_) throw std::logic_error(std::string(what) + ": the module is not attached to a trainer");
+    return *media_;
+  }
+
   MetricStore own_store_;
   MetricStore* metrics_ = &own_store_;
+  MediaSink* media_ = nullptr;
 };
 
 // Wraps a torch::nn::Module holder (e.g. torch::nn::Sequential) for the common case.

@@ -69,6 +69,20 @@ class Logger {
   virtual void finalize(std::string_view /*status*/) {}
 };
 
+// Rich media, "ember.media/1" (Lightning's WandbLogger.log_image / log_table, watch's
+// histograms). Arguments are borrowed for the call; throw std::invalid_argument for a bad
+// argument (the host gets EMBER_E_INVALID and the message).
+class Media {
+ public:
+  virtual ~Media() = default;
+  virtual void log_image(const ember_log_context_t& ctx, std::string_view key, const ember_image_t* images,
+                         size_t count) = 0;
+  virtual void log_table(const ember_log_context_t& ctx, std::string_view key, std::string_view columns_json,
+                         std::string_view rows_json) = 0;
+  virtual void log_histogram(const ember_log_context_t& ctx, std::string_view key, const DLTensor& values,
+                             int32_t num_bins) = 0;
+};
+
 // Callback.state_dict / load_state_dict: JSON text saved in checkpoints under the plugin id.
 class State {
  public:
@@ -94,6 +108,19 @@ ember_status_t guarded(Plugin* p, F&& f) noexcept {
     return p->fail(EMBER_E_FAILED, e.what());
   } catch (...) {
     return p->fail(EMBER_E_FAILED, "unknown exception");
+  }
+}
+
+// guarded, with std::invalid_argument reported as EMBER_E_INVALID (the media contract).
+template <class F>
+ember_status_t guarded_args(Plugin* p, F&& f) noexcept {
+  try {
+    f();
+    return EMBER_OK;
+  } catch (const std::invalid_argument& e) {
+    return p->fail(EMBER_E_INVALID, e.what());
+  } catch (...) {
+    return guarded(p, [] { throw; });  // rethrows the exception being handled: the usual mapping
   }
 }
 
@@ -184,6 +211,34 @@ struct Exports {
     return &table;
   }
 
+  // --- media
+  static const ember_log_context_t& context(const ember_log_context_t* c) {
+    if (!c) throw std::invalid_argument("the log context is NULL");
+    return *c;
+  }
+  static ember_status_t log_image(void* s, const ember_log_context_t* c, ember_str_t key, const ember_image_t* images,
+                                  size_t n) noexcept {
+    T* t = self(s);
+    return guarded_args(t, [&] { t->log_image(context(c), view(key), images, n); });
+  }
+  static ember_status_t log_table(void* s, const ember_log_context_t* c, ember_str_t key, ember_str_t columns,
+                                  ember_str_t rows) noexcept {
+    T* t = self(s);
+    return guarded_args(t, [&] { t->log_table(context(c), view(key), view(columns), view(rows)); });
+  }
+  static ember_status_t log_histogram(void* s, const ember_log_context_t* c, ember_str_t key, const DLTensor* values,
+                                      int32_t bins) noexcept {
+    T* t = self(s);
+    return guarded_args(t, [&] {
+      if (!values) throw std::invalid_argument("log_histogram: values is NULL");
+      t->log_histogram(context(c), view(key), *values, bins);
+    });
+  }
+  static const ember_media_v1_t* media() {
+    static const ember_media_v1_t table = {sizeof(ember_media_v1_t), &log_image, &log_table, &log_histogram};
+    return &table;
+  }
+
   // --- state
   static ember_status_t state_dict(void* s, const ember_sink_t* sink) noexcept {
     T* t = self(s);
@@ -216,6 +271,8 @@ struct Exports {
       if (want == EMBER_LOGGER_V1) return logger();
     if constexpr (std::is_base_of_v<State, T>)
       if (want == EMBER_STATE_V1) return state();
+    if constexpr (std::is_base_of_v<Media, T>)
+      if (want == EMBER_MEDIA_V1) return media();
     if constexpr (has_extra_interfaces<T>::value) return T::extra_interface(self(s), want);
     return nullptr;
   }

@@ -55,6 +55,12 @@ inline std::string run_config_schema() {
       "enable_checkpointing": {"type": "boolean", "default": true},
       "enable_progress_bar": {"type": "boolean", "default": true},
       "num_threads": {"type": ["integer", "null"], "minimum": 1, "default": null},
+      "watch": {"type": ["object", "null"], "additionalProperties": false, "default": null,
+                "description": "WandbLogger.watch for every logger that takes media: histograms of gradients/parameters",
+                "properties": {
+        "log": {"enum": ["gradients", "parameters", "all"], "default": "gradients"},
+        "log_freq": {"type": "integer", "minimum": 1, "default": 100}
+      }},
       "logger": {"anyOf": [{"type": "boolean"}, {"type": "array", "items": )" + ref + R"(}], "default": true},
       "callbacks": {"type": "array", "items": )" + ref + R"(, "default": []}
     }},

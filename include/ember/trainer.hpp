@@ -8,6 +8,7 @@
 #include <ember/checkpoint.hpp>
 #include <ember/data.hpp>
 #include <ember/loader.hpp>
+#include <ember/media.hpp>
 #include <ember/metrics.hpp>
 #include <ember/module.hpp>
 #include <ember/registry.hpp>
@@ -17,6 +18,8 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstring>
+#include <deque>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -48,6 +51,8 @@ struct TrainerOptions {
   bool deterministic = false;
   std::int64_t fast_dev_run = 0;  // N > 0: N batches of each loop, 1 epoch, no sanity check
   std::optional<std::uint64_t> seed;
+  // WandbLogger.watch from the config (trainer.watch); a module's own watch()/unwatch() wins.
+  std::optional<WatchOptions> watch;
 
   static TrainerOptions from_json(const boost::json::object& t, const boost::json::value& seed) {
     TrainerOptions o;
@@ -81,6 +86,12 @@ struct TrainerOptions {
     if (auto* v = t.if_contains("fast_dev_run"))
       o.fast_dev_run = v->is_bool() ? (v->as_bool() ? 1 : 0) : static_cast<std::int64_t>(config::number_of(*v));
     if (seed.is_number()) o.seed = static_cast<std::uint64_t>(config::number_of(seed));
+    if (auto* w = t.if_contains("watch"); w && w->is_object()) {
+      WatchOptions wo;
+      if (auto* l = w->as_object().if_contains("log")) wo.log = std::string(l->as_string());
+      if (auto* f = w->as_object().if_contains("log_freq")) wo.log_freq = static_cast<std::int64_t>(config::number_of(*f));
+      o.watch = wo;
+    }
     return o;
   }
 };
@@ -93,17 +104,37 @@ struct LoggerSlot {
   ember_str_t (*last_error)(void*);
 };
 
+// A logger's ember.media/1 table (copied: slots past the plugin's struct_size are null).
+struct MediaSlot {
+  std::string id;
+  ember_media_v1_t table;
+  void* self;
+  ember_str_t (*last_error)(void*);
+
+  MediaSlot(std::string id_, const ember_media_v1_t& t, void* self_, ember_str_t (*last_error_)(void*))
+      : id(std::move(id_)), table{}, self(self_), last_error(last_error_) {
+    std::memcpy(&table, &t, std::min<std::size_t>(t.struct_size, sizeof table));
+    table.struct_size = sizeof table;
+  }
+};
+
 // Raised to stop a run on a plugin failure after on_exception has run.
 class PluginFailure : public RuntimeError {
  public:
   using RuntimeError::RuntimeError;
 };
 
-class Trainer : public Services {
+class Trainer : public Services, public MediaSink {
  public:
   Trainer(TrainerOptions options, Module& module) : opt_(std::move(options)), module_(module) {
     module_.attach(&metrics_);
+    module_.attach_media(this);
   }
+  ~Trainer() override {
+    if (module_.media_sink() == this) module_.attach_media(nullptr);
+  }
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
 
   TrainerOptions& options() { return opt_; }
   HookRegistry& registry() { return registry_; }
@@ -124,10 +155,81 @@ class Trainer : public Services {
     if (auto* lg = p.interface<ember_logger_v1_t>(EMBER_LOGGER_V1))
       loggers_.push_back({p.id(), lg, p.self(), p.library().entry().last_error});
     if (auto* st = p.interface<ember_state_v1_t>(EMBER_STATE_V1)) stateful_.push_back({p.id(), st, p.self()});
+    if (auto* m = p.interface<ember_media_v1_t>(EMBER_MEDIA_V1))
+      media_.emplace_back(p.id(), *m, p.self(), p.library().entry().last_error);
   }
 
   // Add a logger table directly (an in-process logger written against ember.logger/1).
   void add_logger(LoggerSlot slot) { loggers_.push_back(std::move(slot)); }
+  // Add a media table directly (an in-process logger written against ember.media/1).
+  void add_media(MediaSlot slot) { media_.push_back(std::move(slot)); }
+
+  // --- MediaSink: the module's log_image / log_table / watch --------------------------------
+  // Checked here whether or not a logger takes media, so a bad image fails the same way in every
+  // configuration; then handed to each logger offering the call, in registration order.
+  void log_images(std::string_view key, const std::vector<Image>& images) override {
+    if (images.empty()) throw std::invalid_argument("log_image '" + std::string(key) + "': no images");
+    std::deque<TensorView> views;  // element addresses stay put: the DLTensors point into them
+    std::vector<ember_image_t> items(images.size());
+    for (std::size_t i = 0; i < images.size(); ++i) {
+      const Image& im = images[i];
+      ember_image_t& it = items[i];
+      it.caption = cstr(im.caption);
+      if (im.tensor.defined()) {
+        torch::Tensor t = im.tensor.detach();
+        if (t.is_floating_point() && t.scalar_type() != torch::kFloat && t.scalar_type() != torch::kDouble)
+          t = t.to(torch::kFloat);  // half, bfloat16: W&B upconverts them too
+        it.tensor = &views.emplace_back(t).dl;
+        media::check_image(*it.tensor, key, i);
+      } else {
+        static const char kSignature[] = "\x89PNG\r\n\x1a\n";
+        if (im.png.size() < 8 || std::memcmp(im.png.data(), kSignature, 8) != 0)
+          throw std::invalid_argument("log_image '" + std::string(key) + "': image " + std::to_string(i) +
+                                      " has neither a tensor nor PNG bytes (no PNG signature); expected a tensor (" +
+                                      media::kImageShapes + ") or an encoded PNG file");
+        it.png = im.png.data();
+        it.png_size = im.png.size();
+      }
+    }
+    ember_log_context_t ctx = media_context(global_step_);
+    for (auto& m : media_)
+      if (m.table.log_image)
+        media_call(m, "log_image", key, m.table.log_image(m.self, &ctx, cstr(key), items.data(), items.size()));
+  }
+
+  void log_table(std::string_view key, const std::vector<std::string>& columns, const TableRows& data) override {
+    const std::string k(key);
+    if (columns.empty()) throw std::invalid_argument("log_table '" + k + "': no columns");
+    boost::json::array cols;
+    for (const auto& c : columns) cols.emplace_back(c);
+    boost::json::array rows;
+    for (std::size_t r = 0; r < data.size(); ++r) {
+      if (data[r].size() != columns.size())
+        throw std::invalid_argument("log_table '" + k + "': row " + std::to_string(r) + " has " +
+                                    std::to_string(data[r].size()) + " values; expected " +
+                                    std::to_string(columns.size()) + ", one per column");
+      rows.emplace_back(boost::json::array(data[r].begin(), data[r].end()));
+    }
+    if (media_.empty()) return;
+    const std::string cj = boost::json::serialize(cols), rj = boost::json::serialize(rows);
+    ember_log_context_t ctx = media_context(global_step_);
+    for (auto& m : media_)
+      if (m.table.log_table) media_call(m, "log_table", key, m.table.log_table(m.self, &ctx, cstr(key), cstr(cj), cstr(rj)));
+  }
+
+  void watch(const WatchOptions& w) override {
+    if (w.log != "gradients" && w.log != "parameters" && w.log != "all")
+      throw std::invalid_argument("watch: log='" + w.log + "'; expected \"gradients\", \"parameters\" or \"all\"");
+    if (w.log_freq < 1) throw std::invalid_argument("watch: log_freq=" + std::to_string(w.log_freq) + "; expected >= 1");
+    watch_grads_ = w.log != "parameters";
+    watch_params_ = w.log != "gradients";
+    watch_freq_ = w.log_freq;
+    watch_set_ = true;
+  }
+  void unwatch() override {
+    watch_freq_ = 0;
+    watch_set_ = true;
+  }
 
   void set_data(data::Loader* train, data::Loader* val, data::Loader* test, data::Loader* predict) {
     train_ = train, val_ = val, test_ = test, predict_ = predict;
@@ -336,6 +438,63 @@ class Trainer : public Services {
     if (id != EMBER_HOOK_ID_on_load_checkpoint) (module_.*hook_member(id))(args_);
   }
 
+  // A tensor as a DLPack view of a CPU, compact copy (or of the tensor itself when it is one).
+  struct TensorView {
+    torch::Tensor t;
+    std::vector<std::int64_t> shape;
+    DLTensor dl{};
+    explicit TensorView(const torch::Tensor& src) : t(src.to(torch::kCPU).contiguous()), shape(t.sizes().begin(), t.sizes().end()) {
+      dl.data = t.data_ptr();
+      dl.device = {kDLCPU, 0};
+      dl.ndim = static_cast<int32_t>(t.dim());
+      dl.dtype = dl_dtype(t.scalar_type());
+      dl.shape = shape.data();
+    }
+    static DLDataType dl_dtype(torch::ScalarType s) {
+      switch (s) {
+        case torch::kByte: return {kDLUInt, 8, 1};
+        case torch::kChar: return {kDLInt, 8, 1};
+        case torch::kShort: return {kDLInt, 16, 1};
+        case torch::kInt: return {kDLInt, 32, 1};
+        case torch::kLong: return {kDLInt, 64, 1};
+        case torch::kHalf: return {kDLFloat, 16, 1};
+        case torch::kBFloat16: return {kDLBfloat, 16, 1};
+        case torch::kFloat: return {kDLFloat, 32, 1};
+        case torch::kDouble: return {kDLFloat, 64, 1};
+        case torch::kBool: return {6, 8, 1};  // kDLBool in DLPack >= 0.8 (Debian ships 0.6)
+        default: return {kDLOpaqueHandle, 0, 1};
+      }
+    }
+  };
+
+  ember_log_context_t media_context(std::int64_t step) const {
+    return {sizeof(ember_log_context_t), sanity_ ? EMBER_STAGE_SANITY_CHECK : stage_, step, epoch_};
+  }
+
+  void media_call(const MediaSlot& m, const char* what, std::string_view key, ember_status_t rc) {
+    if (rc == EMBER_OK) return;
+    std::string msg(sv(m.last_error(m.self)));
+    throw PluginFailure(m.id + ": logger " + what + " '" + std::string(key) + "' failed: " + (msg.empty() ? "error" : msg));
+  }
+
+  // watch: one histogram per named parameter (gradient and/or value) for the optimizer step
+  // about to be taken, to every logger that takes histograms.
+  void log_watch() {
+    ember_log_context_t ctx = media_context(global_step_ + 1);
+    std::string key;
+    auto send = [&](const char* prefix, const std::string& name, const torch::Tensor& t) {
+      key.assign(prefix).append(name);
+      TensorView v(t.detach().to(torch::kFloat));
+      for (auto& m : media_)
+        if (m.table.log_histogram)
+          media_call(m, "log_histogram", key, m.table.log_histogram(m.self, &ctx, cstr(key), &v.dl, 64));
+    };
+    for (auto& [name, p] : module_.named_parameters()) {
+      if (watch_grads_ && p.grad().defined()) send("gradients/", name, p.grad());
+      if (watch_params_) send("parameters/", name, p);
+    }
+  }
+
   void logger_call(const LoggerSlot& lg, const char* what, ember_status_t rc) {
     if (rc == EMBER_OK) return;
     std::string msg(sv(lg.last_error(lg.self)));
@@ -407,6 +566,7 @@ class Trainer : public Services {
     if (!train_) throw ConfigError("fit: no training data (config key data.train)");
     optim_ = module_.configure_optimizers();
     if (!optim_.optimizer) throw RuntimeError("configure_optimizers returned no optimizer");
+    if (opt_.watch && !watch_set_) watch(*opt_.watch);
     if (!ckpt_path.empty()) restore(ckpt_path, false);
     dispatch(EMBER_HOOK_ID_on_fit_start);
     const std::int64_t n_train = dev_limit(limit(opt_.limit_train_batches, train_));
@@ -517,6 +677,8 @@ class Trainer : public Services {
       ++accumulated_;
     }
     if (step_now && accumulated_ > 0) {
+      // watch (off: watch_freq_ == 0, one branch): the gradients this step applies.
+      if (watch_freq_ > 0 && (global_step_ + 1) % watch_freq_ == 0 && !media_.empty()) log_watch();
       args_.optimizer_idx = 0;
       dispatch(EMBER_HOOK_ID_on_before_optimizer_step);
       if (opt_.gradient_clip_val && *opt_.gradient_clip_val > 0) {
@@ -625,6 +787,7 @@ class Trainer : public Services {
   HookRegistry registry_;
   MetricStore metrics_;
   std::vector<LoggerSlot> loggers_;
+  std::vector<MediaSlot> media_;
   std::vector<Stateful> stateful_;
   std::vector<ember_metric_t> metric_buf_;
   std::vector<MetricValue> last_eval_;
@@ -636,6 +799,8 @@ class Trainer : public Services {
   std::int64_t epoch_ = 0, global_step_ = 0, next_epoch_ = 0, next_batch_ = 0;
   std::int64_t accumulated_ = 0;
   bool sanity_ = false, should_stop_ = false, restored_ = false, hparams_sent_ = false;
+  std::int64_t watch_freq_ = 0;  // 0: not watching
+  bool watch_grads_ = false, watch_params_ = false, watch_set_ = false;
   std::string stop_reason_;
 };
 

@@ -8,6 +8,9 @@
 // 400/401/403/404/409...) and, while W&B is unreachable, moves rows to a spool directory through
 // the host's storage; spooled rows are sent when W&B answers again, at the next start, or by
 // `ember wandb sync DIR`. finalize drains within finalize_timeout_s and says what it could not send.
+// Media (ember.media/1): the training thread copies an image's pixels (or PNG bytes), parses a
+// table, or bins a histogram, and queues the row in the same order as metric rows; the worker
+// encodes PNGs, hashes, names and uploads the run files (media/images/…, media/table/…).
 // The plugin also serves the read-only wandb:// scheme (ember.storage/1) to resume from artifacts.
 #include <signal.h>
 #include <sys/stat.h>
@@ -19,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
+#include <ember/media.hpp>
 #include <ember/plugin.hpp>
 #include <fstream>
 #include <mutex>
@@ -26,6 +30,7 @@
 #include <thread>
 
 #include "wandb_api.hpp"
+#include "wandb_png.hpp"
 
 namespace {
 
@@ -270,6 +275,51 @@ class StorageError : public std::runtime_error {
   ember_status_t status_;
 };
 
+// A row of media values, queued by the training thread in order with metric rows (a metric-row
+// header with kMediaRow as its count marks its place in the row buffer).
+constexpr std::uint32_t kMediaRow = 0xFFFFFFFFu;
+
+struct MediaItem {
+  enum class Kind { images, table, histogram };
+  struct Picture {
+    std::vector<std::uint8_t> pixels;  // packed HWC rows; empty when png holds the file
+    std::string png;
+    std::uint32_t width = 0, height = 0, channels = 0;
+    std::string caption;
+  };
+  Kind kind = Kind::images;
+  std::string key;
+  std::vector<Picture> images;
+  json::array columns, rows;  // table
+  ember::media::Histogram hist;
+};
+
+struct MediaRow {
+  std::vector<MediaItem> items;
+};
+
+// A run file's name from a metric key: W&B keeps '/' as directories; other characters outside
+// [A-Za-z0-9._-] and empty, "." or ".." segments become '_' so the name stays inside media/.
+std::string file_stem(std::string_view key) {
+  std::string out, seg;
+  auto flush = [&] {
+    if (seg.empty() || seg == "." || seg == "..") seg = std::string(std::max<std::size_t>(seg.size(), 1), '_');
+    if (!out.empty()) out += '/';
+    out += seg;
+    seg.clear();
+  };
+  for (char c : key) {
+    if (c == '/') {
+      flush();
+      continue;
+    }
+    bool ok = std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+    seg += ok ? c : '_';
+  }
+  flush();
+  return out;
+}
+
 struct ArtifactJob {
   std::string url;        // checkpoint URL; empty for the end-of-run scan (log_model=true)
   std::string index_dir;  // directory holding checkpoints.json
@@ -278,7 +328,8 @@ struct ArtifactJob {
 
 class WandbLogger final : public ember::plugin::Plugin,
                           public ember::plugin::Callbacks,
-                          public ember::plugin::Logger {
+                          public ember::plugin::Logger,
+                          public ember::plugin::Media {
  public:
   WandbLogger(const ember_host_t* host, std::string_view config_json) : Plugin(host) {
     json::value cfg;
@@ -418,6 +469,7 @@ class WandbLogger final : public ember::plugin::Plugin,
   void log_metrics(const ember_log_context_t& ctx, const ember_metric_t* metrics, size_t count) override {
     if (!enabled() || count == 0) return;
     if (!started_) start();
+    if (!pending_hist_.items.empty()) flush_histograms();
     const double runtime = std::chrono::duration<double>(Clock::now() - t0_).count();
     const double ts = unix_now();
     std::lock_guard<std::mutex> lk(mu_);
@@ -435,6 +487,91 @@ class WandbLogger final : public ember::plugin::Plugin,
       put(&metrics[i].value, sizeof(double));
     }
     ++queued_rows_;
+  }
+
+  // --- ember.media/1: the training thread copies, checks and queues; the worker encodes ------------
+  void log_image(const ember_log_context_t& ctx, std::string_view key, const ember_image_t* images, size_t count) override {
+    if (!enabled()) return;
+    if (!images || count == 0) throw std::invalid_argument("log_image '" + std::string(key) + "': no images");
+    MediaItem item;
+    item.kind = MediaItem::Kind::images;
+    item.key = media_key(key, "log_image");
+    item.images.resize(count);
+    for (size_t i = 0; i < count; ++i) {
+      const ember_image_t& im = images[i];
+      MediaItem::Picture& pic = item.images[i];
+      pic.caption = std::string(view(im.caption));
+      if (im.tensor) {
+        // The view is borrowed: its pixels are copied (as 8-bit) before returning.
+        ember::media::ImageLayout l = ember::media::check_image(*im.tensor, key, i);
+        pic.pixels = ember::media::to_pixels(*im.tensor, l);
+        pic.width = static_cast<std::uint32_t>(l.width), pic.height = static_cast<std::uint32_t>(l.height);
+        pic.channels = static_cast<std::uint32_t>(l.channels);
+      } else if (im.png && im.png_size > 0) {
+        wb::png::Info info;
+        try {
+          info = wb::png::read_info(im.png, im.png_size);
+        } catch (const std::invalid_argument& e) {
+          throw std::invalid_argument("log_image '" + std::string(key) + "': image " + std::to_string(i) + ": " + e.what());
+        }
+        pic.png.assign(static_cast<const char*>(im.png), im.png_size);
+        pic.width = info.width, pic.height = info.height, pic.channels = info.channels;
+      } else {
+        throw std::invalid_argument("log_image '" + std::string(key) + "': image " + std::to_string(i) +
+                                    " has neither a tensor nor PNG bytes");
+      }
+    }
+    queue_media(ctx, std::move(item));
+  }
+
+  void log_table(const ember_log_context_t& ctx, std::string_view key, std::string_view columns_json,
+                 std::string_view rows_json) override {
+    if (!enabled()) return;
+    MediaItem item;
+    item.kind = MediaItem::Kind::table;
+    item.key = media_key(key, "log_table");
+    auto bad = [&](const std::string& what) {
+      throw std::invalid_argument("log_table '" + std::string(key) + "': " + what);
+    };
+    auto parse = [&](std::string_view text, const char* what) {
+      boost::system::error_code ec;
+      json::value v = json::parse(text, ec);
+      if (ec) bad(std::string(what) + " is not valid JSON (" + ec.message() + ")");
+      if (!v.is_array()) bad(std::string(what) + " is not a JSON array");
+      return std::move(v.as_array());
+    };
+    item.columns = parse(columns_json, "columns_json");
+    item.rows = parse(rows_json, "rows_json");
+    if (item.columns.empty()) bad("no columns");
+    for (const auto& c : item.columns)
+      if (!c.is_string()) bad("columns_json holds " + json::serialize(c) + "; expected column names (strings)");
+    for (std::size_t r = 0; r < item.rows.size(); ++r) {
+      const json::value& row = item.rows[r];
+      if (!row.is_array() || row.as_array().size() != item.columns.size())
+        bad("row " + std::to_string(r) + " is " + (row.is_array() ? std::to_string(row.as_array().size()) + " values" : json::serialize(row)) +
+            "; expected an array of " + std::to_string(item.columns.size()) + " values, one per column");
+    }
+    queue_media(ctx, std::move(item));
+  }
+
+  // Histograms of one step (watch logs one per parameter) become one history row, as
+  // wandb.watch's do: they are held until a call for another step or any other row.
+  void log_histogram(const ember_log_context_t& ctx, std::string_view key, const DLTensor& values,
+                     int32_t num_bins) override {
+    if (!enabled()) return;
+    MediaItem item;
+    item.kind = MediaItem::Kind::histogram;
+    item.key = media_key(key, "log_histogram");
+    item.hist = ember::media::histogram(values, num_bins, key);
+    if (item.hist.finite == 0) return;  // all NaN/inf: nothing to draw (wandb.watch skips it too)
+    if (!started_) start();
+    if (!pending_hist_.items.empty() && (ctx.step != hist_ctx_.step || ctx.stage != hist_ctx_.stage)) flush_histograms();
+    if (pending_hist_.items.empty()) {
+      hist_ctx_ = ctx;
+      hist_runtime_ = std::chrono::duration<double>(Clock::now() - t0_).count();
+      hist_ts_ = unix_now();
+    }
+    pending_hist_.items.push_back(std::move(item));
   }
 
   void after_save_checkpoint(std::string_view url) override {
@@ -457,6 +594,7 @@ class WandbLogger final : public ember::plugin::Plugin,
 
   void save() override {
     if (!enabled() || !started_) return;
+    if (!pending_hist_.items.empty()) flush_histograms();
     std::lock_guard<std::mutex> lk(mu_);
     flush_now_ = true;
     cv_.notify_one();
@@ -678,6 +816,37 @@ class WandbLogger final : public ember::plugin::Plugin,
     worker_ = std::thread([this] { run_worker(); });
   }
 
+  std::string media_key(std::string_view key, const char* what) const {
+    if (key.empty()) throw std::invalid_argument(std::string(what) + ": empty key");
+    return prefix_.empty() ? std::string(key) : prefix_ + "-" + std::string(key);
+  }
+
+  // Queue a media row after any held histograms, in order with the metric rows.
+  void queue_media(const ember_log_context_t& ctx, MediaItem item) {
+    if (!started_) start();
+    if (!pending_hist_.items.empty()) flush_histograms();
+    MediaRow row;
+    row.items.push_back(std::move(item));
+    push_media_row(ctx, std::chrono::duration<double>(Clock::now() - t0_).count(), unix_now(), std::move(row));
+  }
+
+  void flush_histograms() {
+    MediaRow row;
+    row.items.swap(pending_hist_.items);
+    push_media_row(hist_ctx_, hist_runtime_, hist_ts_, std::move(row));
+  }
+
+  void push_media_row(const ember_log_context_t& ctx, double runtime, double ts, MediaRow row) {
+    std::lock_guard<std::mutex> lk(mu_);
+    std::int64_t head[2] = {ctx.step, ctx.epoch};
+    double times[2] = {runtime, ts};
+    rows_.append(reinterpret_cast<const char*>(head), sizeof head);
+    rows_.append(reinterpret_cast<const char*>(times), sizeof times);
+    rows_.append(reinterpret_cast<const char*>(&kMediaRow), sizeof kMediaRow);
+    media_rows_.push_back(std::move(row));
+    ++queued_rows_;
+  }
+
   void hand_over_checkpoints() {
     if (saved_.empty()) return;
     std::lock_guard<std::mutex> lk(mu_);
@@ -688,6 +857,7 @@ class WandbLogger final : public ember::plugin::Plugin,
 
   void finish(std::string_view status) {
     hand_over_checkpoints();
+    if (started_ && !pending_hist_.items.empty()) flush_histograms();
     {
       std::lock_guard<std::mutex> lk(mu_);
       if (finishing_) return;
@@ -753,9 +923,11 @@ class WandbLogger final : public ember::plugin::Plugin,
     std::string& rows = spare_rows_;
     rows.clear();
     bool cfg_changed = false;
+    std::deque<MediaRow> media;
     {
       std::lock_guard<std::mutex> lk(mu_);
       rows.swap(rows_);
+      media.swap(media_rows_);
       flush_now_ = false;
       finishing = finishing_;
       if (config_dirty_) cfg_config_ = config_, config_dirty_ = false, cfg_changed = true;
@@ -774,6 +946,19 @@ class WandbLogger final : public ember::plugin::Plugin,
       line.clear();
       line += '{';
       bool has_epoch = false;
+      if (n == kMediaRow) {
+        const std::int64_t step = starting_step_ + history_.next;
+        for (auto& item : media.front().items) {
+          json::value v = media_value(item, step);
+          wb::append_json_string(line, item.key);
+          line += ": ";
+          line += json::serialize(v);
+          line += ", ";
+          summary_.set(item.key, std::move(v));
+        }
+        media.pop_front();
+        n = 0;  // the common tail below: epoch, trainer/global_step, _step, _runtime, _timestamp
+      }
       for (std::uint32_t i = 0; i < n; ++i) {
         std::uint16_t len;
         double v;
@@ -815,6 +1000,87 @@ class WandbLogger final : public ember::plugin::Plugin,
       history_.push(line);
     }
     return cfg_changed;
+  }
+
+  // ---- media (worker) ------------------------------------------------------------------------------
+  // The history value of one media item at history step `step`, as W&B's clients write it; the
+  // files it names are queued for upload (online) or written under files/ (offline).
+  json::value media_value(MediaItem& item, std::int64_t step) {
+    const std::string stem = file_stem(item.key) + "_" + std::to_string(step) + "_";
+    switch (item.kind) {
+      case MediaItem::Kind::histogram: {
+        json::array values, bins;
+        for (auto c : item.hist.counts) values.emplace_back(c);
+        for (auto e : item.hist.edges) bins.emplace_back(e);
+        return json::object{{"_type", "histogram"}, {"values", std::move(values)}, {"bins", std::move(bins)}};
+      }
+      case MediaItem::Kind::table: {
+        std::string text = json::serialize(json::object{{"columns", item.columns}, {"data", item.rows}});
+        std::string sha = wb::sha256_hex(text);
+        std::string path = "media/table/" + stem + sha.substr(0, 20) + ".table.json";
+        json::object v{{"_type", "table-file"}, {"path", path},        {"sha256", sha},
+                       {"size", text.size()},   {"ncols", item.columns.size()}, {"nrows", item.rows.size()}};
+        add_media_file(path, std::move(text));
+        return v;
+      }
+      case MediaItem::Kind::images: break;
+    }
+    // One image is an "image-file" (wandb.Image); several are one "images/separated" value with
+    // a file each, named by index as W&B's clients name a list's files.
+    const bool one = item.images.size() == 1;
+    json::array filenames, captions;
+    bool any_caption = false;
+    json::object single;
+    for (std::size_t i = 0; i < item.images.size(); ++i) {
+      MediaItem::Picture& pic = item.images[i];
+      std::string bytes = pic.pixels.empty() ? std::move(pic.png) : wb::png::encode(pic.pixels.data(), pic.width, pic.height, pic.channels);
+      std::string sha = wb::sha256_hex(bytes);
+      std::string path = "media/images/" + stem + (one ? sha.substr(0, 20) : std::to_string(i)) + ".png";
+      if (one) {
+        single = json::object{{"_type", "image-file"}, {"path", path},       {"sha256", sha},          {"size", bytes.size()},
+                              {"format", "png"},       {"width", pic.width}, {"height", pic.height}};
+        if (!pic.caption.empty()) single["caption"] = pic.caption;
+      }
+      filenames.emplace_back(path);
+      any_caption = any_caption || !pic.caption.empty();
+      captions.emplace_back(pic.caption.empty() ? json::value() : json::value(pic.caption));
+      add_media_file(path, std::move(bytes));
+    }
+    if (one) return single;
+    json::object v{{"_type", "images/separated"}, {"width", item.images[0].width}, {"height", item.images[0].height},
+                   {"format", "png"},             {"count", item.images.size()},  {"filenames", std::move(filenames)}};
+    if (any_caption) v["captions"] = std::move(captions);
+    return v;
+  }
+
+  void add_media_file(const std::string& path, std::string bytes) {
+    if (offline_) {
+      write_file(path, bytes);
+      write_record(wb::files_record({path}, 0));
+      return;
+    }
+    media_bytes_ += bytes.size();
+    media_files_.emplace_back(path, std::move(bytes));
+  }
+
+  // Upload the media files: the spooled ones first (older), then those in memory.
+  void send_media_files() {
+    while (!spooled_files_.empty()) {
+      const auto& [path, url] = spooled_files_.front();
+      if (auto bytes = store_->read(url)) {
+        wb::upload_run_file(*api_, *run_, path, *bytes);
+        uploaded_.push_back(path);
+      }
+      store_->remove(url);
+      spooled_files_.pop_front();
+    }
+    while (!media_files_.empty()) {
+      auto& [path, bytes] = media_files_.front();
+      wb::upload_run_file(*api_, *run_, path, bytes);
+      uploaded_.push_back(path);
+      media_bytes_ -= bytes.size();
+      media_files_.pop_front();
+    }
   }
 
   json::object wandb_config_block() const {
@@ -937,12 +1203,12 @@ class WandbLogger final : public ember::plugin::Plugin,
       const bool past_deadline = finishing && now >= deadline_;
       if (past_deadline) break;
       if (!net_disabled_.empty()) {
-        if (history_.mem_bytes + events_.mem_bytes > 0 && (finishing || now - last_spill_ > std::chrono::seconds(2))) spill();
+        if (history_.mem_bytes + events_.mem_bytes + media_bytes_ > 0 && (finishing || now - last_spill_ > std::chrono::seconds(2))) spill();
         if (finishing) break;
         continue;
       }
       if (now < backoff_until_) {
-        if (now - last_spill_ > std::chrono::seconds(2) || history_.mem_bytes > max_queue_bytes_) spill();
+        if (now - last_spill_ > std::chrono::seconds(2) || history_.mem_bytes + media_bytes_ > max_queue_bytes_) spill();
         continue;
       }
       try {
@@ -1002,6 +1268,7 @@ class WandbLogger final : public ember::plugin::Plugin,
   // One pass of network work; true when the run is complete.
   bool network_step(bool finishing) {
     if (!run_) create_run();
+    send_media_files();
     send_spooled(history_);
     send_spooled(events_);
     auto now = Clock::now();
@@ -1204,6 +1471,16 @@ class WandbLogger final : public ember::plugin::Plugin,
         s->mem_bytes = 0;
         any = true;
       }
+      // Media files: "file-<path with / as %2F>", uploaded as run files when W&B answers again.
+      while (!media_files_.empty()) {
+        auto& [path, bytes] = media_files_.front();
+        std::string url = wb::join_url(spool_dir_, wb::spool_file_name(path));
+        store_->write(url, bytes);
+        spooled_files_.emplace_back(path, url);
+        media_bytes_ -= bytes.size();
+        media_files_.pop_front();
+        any = true;
+      }
       if (any || !meta_written_) write_spool_meta();
       if (any) store_->write(wb::join_url(spool_dir_, "summary.json"), summary_text(false));
     } catch (const std::exception& e) {
@@ -1250,8 +1527,9 @@ class WandbLogger final : public ember::plugin::Plugin,
                                                                     wb::number_text(finalize_timeout_);
     std::string lost_art;
     if (!my_jobs_.empty()) lost_art = "; " + std::to_string(my_jobs_.size()) + " model artifact upload(s) were not done";
+    std::string files = spooled_files_.empty() ? "" : std::to_string(spooled_files_.size()) + " media files, ";
     report_ = "not sent (" + why + "): " + std::to_string(rows) + " history rows, " + std::to_string(events) +
-              " system-metric rows, the summary and the exit code" + lost_art + ". They are kept in " + spool_dir_ +
+              " system-metric rows, " + files + "the summary and the exit code" + lost_art + ". They are kept in " + spool_dir_ +
               " and sent at the next start of a wandb logger with spool_dir " + spool_root_ + ", or by `ember wandb sync " +
               spool_dir_ + "`";
   }
@@ -1472,6 +1750,11 @@ class WandbLogger final : public ember::plugin::Plugin,
 
   void write_file(const std::string& name, const std::string& bytes) {
     std::string path = offline_dir_ + "/files/" + name;
+    if (name.find('/') != std::string::npos) {
+      std::error_code ec;
+      std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+      if (ec) throw std::runtime_error("cannot create the directory of " + path + ": " + ec.message());
+    }
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
     out << bytes;
     if (!out) throw std::runtime_error("cannot write " + path);
@@ -1499,11 +1782,15 @@ class WandbLogger final : public ember::plugin::Plugin,
   double start_unix_ = 0;
   std::vector<ArtifactJob> saved_;
   std::string index_dir_;
+  MediaRow pending_hist_;  // histograms of hist_ctx_'s step, not yet queued
+  ember_log_context_t hist_ctx_{};
+  double hist_runtime_ = 0, hist_ts_ = 0;
 
   // Shared, under mu_.
   std::mutex mu_;
   std::condition_variable cv_;
   std::string rows_;
+  std::deque<MediaRow> media_rows_;  // one per kMediaRow header in rows_, in order
   std::uint64_t queued_rows_ = 0;
   json::object config_;
   bool config_dirty_ = false, flush_now_ = false, finishing_ = false, finish_seen_ = false;
@@ -1522,6 +1809,9 @@ class WandbLogger final : public ember::plugin::Plugin,
   wb::Summary summary_;
   Stream history_{"wandb-history.jsonl", "hist"}, events_{"wandb-events.jsonl", "events"};
   std::deque<ArtifactJob> my_jobs_;
+  std::deque<std::pair<std::string, std::string>> media_files_;    // (run file path, bytes) to upload
+  std::deque<std::pair<std::string, std::string>> spooled_files_;  // (run file path, spool URL)
+  std::size_t media_bytes_ = 0;                                    // bytes in media_files_
   std::vector<std::string> uploaded_;
   std::string net_disabled_, final_summary_;
   bool down_ = false, completed_ = false, config_changed_ = false, spool_synced_ = false, meta_written_ = false,
@@ -1539,6 +1829,6 @@ class WandbLogger final : public ember::plugin::Plugin,
 
 }  // namespace
 
-EMBER_PLUGIN(WandbLogger, "wandb", "1.0.0",
-             "Weights & Biases logger (Lightning's WandbLogger): runs, metrics, summary, config, model artifacts, offline runs",
+EMBER_PLUGIN(WandbLogger, "wandb", "1.1.0",
+             "Weights & Biases logger (Lightning's WandbLogger): runs, metrics, media, summary, config, model artifacts, offline runs",
              kSchema)

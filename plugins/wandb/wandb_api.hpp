@@ -776,6 +776,30 @@ inline std::string spool_segment_name(const char* kind, std::int64_t offset) {
   return buf;
 }
 
+// A media file (run file path "media/images/k_3_ab.png") spooled while W&B was away:
+// "file-media%2Fimages%2Fk_3_ab.png" ('%' and '/' escaped), so the spool stays one flat directory.
+inline std::string spool_file_name(std::string_view path) {
+  std::string out = "file-";
+  for (char c : path) {
+    if (c == '%') out += "%25";
+    else if (c == '/') out += "%2F";
+    else out += c;
+  }
+  return out;
+}
+
+// The run file path of a spooled file's name, or "" when name is not one.
+inline std::string spooled_file_path(std::string_view name) {
+  if (name.substr(0, 5) != "file-") return {};
+  std::string out;
+  for (std::size_t i = 5; i < name.size(); ++i) {
+    if (name[i] == '%' && name.substr(i, 3) == "%2F") out += '/', i += 2;
+    else if (name[i] == '%' && name.substr(i, 3) == "%25") out += '%', i += 2;
+    else out += name[i];
+  }
+  return out;
+}
+
 inline std::map<std::int64_t, std::string> split_segment(std::int64_t first, const std::string& text) {
   std::map<std::int64_t, std::string> out;
   std::size_t p = 0;
@@ -813,6 +837,11 @@ inline RunData read_spool_dir(Store& store, const std::string& dir, std::vector<
     };
     load("hist", d.history);
     load("events", d.events);
+    if (std::string path = spooled_file_path(name); !path.empty())
+      if (auto bytes = store.read(join_url(dir, name))) {
+        d.files[path] = std::move(*bytes);
+        if (used) used->push_back(name);
+      }
   }
   if (auto s = store.read(join_url(dir, "summary.json"))) {
     d.summary_json = *s;
@@ -866,6 +895,7 @@ inline RunData read_offline_dir(const std::filesystem::path& dir) {
   RunData d;
   bool have_run = false;
   std::int64_t next = 0;
+  std::vector<std::string> listed;  // files records' paths
   std::map<std::string, json::value> summary;
   for (const auto& rec : txlog::read_all(slurp(logs[0]), logs[0].string())) {
     Decoded r = decode_record(rec);
@@ -896,6 +926,9 @@ inline RunData read_offline_dir(const std::filesystem::path& dir) {
         for (const auto& [k, v] : r.items) summary[k] = parse_line(v);
         break;
       case kExit: d.exit_code = r.exit_code; break;
+      case kFiles:
+        for (const auto& f : r.files) listed.push_back(f);
+        break;
       default: break;
     }
   }
@@ -911,9 +944,11 @@ inline RunData read_offline_dir(const std::filesystem::path& dir) {
     }
     d.summary_json = s + "}";
   }
-  for (const char* f : {"wandb-metadata.json", "wandb-summary.json", "config.yaml"}) {
+  // The run files: the three every run has, and those files records name (media/…).
+  for (const char* f : {"wandb-metadata.json", "wandb-summary.json", "config.yaml"}) listed.emplace_back(f);
+  for (const auto& f : listed) {
     fs::path p = dir / "files" / f;
-    if (fs::exists(p)) d.files[f] = slurp(p);
+    if (f.find("..") == std::string::npos && fs::exists(p)) d.files[f] = slurp(p);
   }
   return d;
 }

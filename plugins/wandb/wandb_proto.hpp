@@ -155,6 +155,15 @@ inline std::string hex(const unsigned char* p, std::size_t n) {
   return out;
 }
 
+// Hex SHA-256: W&B's digest of media files (the "sha256" of image-file / table-file values).
+inline std::string sha256_hex(std::string_view bytes) {
+  unsigned char out[32];
+  unsigned int n = 0;
+  if (EVP_Digest(bytes.data(), bytes.size(), out, &n, EVP_sha256(), nullptr) != 1 || n != 32)
+    throw std::runtime_error("wandb: SHA-256 failed (OpenSSL EVP_Digest)");
+  return hex(out, n);
+}
+
 // base64(std) of the raw MD5: W&B's file digest in manifests and CreateArtifactFiles.
 inline std::string md5_b64(std::string_view bytes) {
   auto d = md5(bytes);

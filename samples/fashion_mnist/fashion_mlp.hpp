@@ -6,7 +6,10 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <sstream>
+#include <string>
+#include <vector>
 
 namespace fashion {
 
@@ -18,8 +21,10 @@ inline torch::nn::Sequential make_mlp(int hidden1, int hidden2) {
 
 class FashionMLP : public ember::NetModule<torch::nn::Sequential> {
  public:
-  explicit FashionMLP(double lr = 1e-3, int hidden1 = 128, int hidden2 = 256)
-      : NetModule(make_mlp(hidden1, hidden2)), lr_(lr), hidden1_(hidden1), hidden2_(hidden2) {}
+  // log_examples: how many validation images (with prediction and label) to log at the end of
+  // each validation, as images and a table, to loggers that take media (wandb); 0: none.
+  explicit FashionMLP(double lr = 1e-3, int hidden1 = 128, int hidden2 = 256, int log_examples = 8)
+      : NetModule(make_mlp(hidden1, hidden2)), lr_(lr), hidden1_(hidden1), hidden2_(hidden2), log_examples_(log_examples) {}
 
   std::optional<torch::Tensor> training_step(const ember::Batch& batch, std::int64_t) override {
     auto logits = forward(batch.x);
@@ -30,12 +35,39 @@ class FashionMLP : public ember::NetModule<torch::nn::Sequential> {
     log("train_accuracy", accuracy(logits, batch.y));
     return loss;
   }
-  void validation_step(const ember::Batch& batch, std::int64_t) override {
+  void validation_step(const ember::Batch& batch, std::int64_t batch_idx) override {
     auto logits = forward(batch.x);
     ember::LogOptions bar;
     bar.prog_bar = true;
     log("val_loss", torch::nn::functional::cross_entropy(logits, batch.y).item<double>(), bar);
     log("val_accuracy", accuracy(logits, batch.y), bar);
+    if (batch_idx == 0 && log_examples_ > 0) {
+      const std::int64_t n = std::min<std::int64_t>(log_examples_, batch.size());
+      examples_ = batch.x.narrow(0, 0, n).clone();
+      probs_ = torch::softmax(logits.narrow(0, 0, n), 1);
+      labels_ = batch.y.narrow(0, 0, n).clone();
+    }
+  }
+  // The first validation batch's examples, once per validation (not in the sanity check):
+  // Lightning's WandbLogger.log_image / log_table idiom.
+  void on_validation_epoch_end(const ember::HookArgs& args) override {
+    if (args.stage != EMBER_STAGE_VALIDATE || !examples_.defined()) return;
+    static const char* const names[] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                        "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+    std::vector<torch::Tensor> images;
+    std::vector<std::string> captions;
+    ember::TableRows rows;
+    for (std::int64_t i = 0; i < examples_.size(0); ++i) {
+      // The data are normalised with Fashion-MNIST's mean and std; undo it for display.
+      images.push_back(examples_[i].reshape({28, 28}).mul(0.3530).add(0.2860));
+      auto [conf, pred] = probs_[i].max(0);
+      const auto p = pred.item<std::int64_t>(), y = labels_[i].item<std::int64_t>();
+      captions.push_back(std::string("pred ") + names[p] + ", label " + names[y]);
+      rows.push_back({i, names[p], names[y], conf.item<double>()});
+    }
+    log_image("val/examples", images, captions);
+    log_table("val/predictions", {"index", "prediction", "label", "confidence"}, rows);
+    examples_ = torch::Tensor();
   }
   void test_step(const ember::Batch& batch, std::int64_t) override {
     auto logits = forward(batch.x);
@@ -60,7 +92,8 @@ class FashionMLP : public ember::NetModule<torch::nn::Sequential> {
     return logits.argmax(1).eq(y).to(torch::kFloat32).mean().item<double>();
   }
   double lr_;
-  int hidden1_, hidden2_;
+  int hidden1_, hidden2_, log_examples_;
+  torch::Tensor examples_, probs_, labels_;
 };
 
 }  // namespace fashion

@@ -11,7 +11,8 @@ class FashionMLPPlugin : public ember::plugin::Plugin, public fashion::FashionML
  public:
   FashionMLPPlugin(const ember_host_t* host, std::string_view config)
       : Plugin(host), FashionMLP(read(config, "lr", 1e-3), static_cast<int>(read(config, "hidden1", 128)),
-                                 static_cast<int>(read(config, "hidden2", 256))) {}
+                                 static_cast<int>(read(config, "hidden2", 256)),
+                                 static_cast<int>(read(config, "log_examples", 8))) {}
 
  private:
   static double read(std::string_view config, const char* key, double fallback) {
@@ -26,7 +27,9 @@ constexpr const char* kSchema = R"({
   "properties": {
     "lr": {"type": "number", "exclusiveMinimum": 0, "default": 0.001},
     "hidden1": {"type": "integer", "minimum": 1, "default": 128},
-    "hidden2": {"type": "integer", "minimum": 1, "default": 256}
+    "hidden2": {"type": "integer", "minimum": 1, "default": 256},
+    "log_examples": {"type": "integer", "minimum": 0, "default": 8,
+                     "description": "validation images + predictions logged as media (wandb) per validation; 0: none"}
   }
 })";
 

@@ -62,6 +62,18 @@ EMBER_LAYOUT_FIELD(ember_logger_v1_t, logger_v1, after_save_checkpoint)
 EMBER_LAYOUT_FIELD(ember_logger_v1_t, logger_v1, save)
 EMBER_LAYOUT_FIELD(ember_logger_v1_t, logger_v1, finalize)
 
+EMBER_LAYOUT_TYPE(ember_image_t, image)
+EMBER_LAYOUT_FIELD(ember_image_t, image, tensor)
+EMBER_LAYOUT_FIELD(ember_image_t, image, png)
+EMBER_LAYOUT_FIELD(ember_image_t, image, png_size)
+EMBER_LAYOUT_FIELD(ember_image_t, image, caption)
+
+EMBER_LAYOUT_TYPE(ember_media_v1_t, media_v1)
+EMBER_LAYOUT_FIELD(ember_media_v1_t, media_v1, struct_size)
+EMBER_LAYOUT_FIELD(ember_media_v1_t, media_v1, log_image)
+EMBER_LAYOUT_FIELD(ember_media_v1_t, media_v1, log_table)
+EMBER_LAYOUT_FIELD(ember_media_v1_t, media_v1, log_histogram)
+
 EMBER_LAYOUT_TYPE(ember_stat_t, stat)
 EMBER_LAYOUT_FIELD(ember_stat_t, stat, struct_size)
 EMBER_LAYOUT_FIELD(ember_stat_t, stat, is_dir)

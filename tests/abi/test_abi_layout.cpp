@@ -94,6 +94,21 @@ struct logger_v1 {
   fn finalize;
 };
 
+// ember.media/1 (appended in 1.0 as a new interface id; no existing struct changed).
+struct image {
+  const void* tensor;
+  const void* png;
+  std::size_t png_size;
+  str caption;
+};
+
+struct media_v1 {
+  std::uint32_t struct_size;
+  fn log_image;
+  fn log_table;
+  fn log_histogram;
+};
+
 struct stat {
   std::uint32_t struct_size;
   std::int32_t is_dir;
@@ -356,6 +371,8 @@ BOOST_AUTO_TEST_CASE(interface_ids_and_entry_symbol_keep_their_names) {
   BOOST_CHECK_EQUAL(std::string(EMBER_LOGGER_V1), "ember.logger/1");
   BOOST_CHECK_EQUAL(std::string(EMBER_STORAGE_V1), "ember.storage/1");
   BOOST_CHECK_EQUAL(std::string(EMBER_CHECKPOINT_IO_V1), "ember.checkpoint_io/1");
+  BOOST_CHECK_EQUAL(std::string(EMBER_MEDIA_V1), "ember.media/1");
+  BOOST_CHECK_EQUAL(EMBER_MEDIA_MAX_BINS, 512);
   BOOST_CHECK_EQUAL(std::string(EMBER_ENTRY_SYMBOL), "ember_plugin_entry");
 }
 

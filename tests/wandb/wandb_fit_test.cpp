@@ -6,6 +6,7 @@
 #include <boost/test/unit_test.hpp>
 #include <cstdlib>
 #include <filesystem>
+#include <set>
 
 #include "../support/run_process.hpp"
 #include "../support/temp_dir.hpp"
@@ -58,6 +59,7 @@ json::object fit_config(const std::string& root, const Server& srv, const std::s
                     {"default_root_dir", root},
                     {"enable_progress_bar", false},
                     {"log_every_n_steps", 5},
+                    {"watch", json::object{{"log", "all"}, {"log_freq", 10}}},
                     {"logger", json::array{json::object{{"plugin", "wandb"}, {"config", wandb}}}},
                     {"callbacks", json::array{json::object{{"plugin", "model_checkpoint"},
                                                            {"config", json::object{{"monitor", "val_accuracy"},
@@ -127,6 +129,38 @@ BOOST_AUTO_TEST_CASE(fit_logs_history_summary_config_and_model_artifact_then_res
   }
   BOOST_TEST(train_loss);
   BOOST_TEST(val_accuracy);
+
+  // Media: trainer.watch's histograms every 10 steps (all four layers' weights and biases),
+  // the sample's validation examples and predictions table, their files uploaded.
+  std::set<std::int64_t> watched;
+  std::size_t examples = 0, tables = 0;
+  for (const auto& r : hist) {
+    const auto& row = r.as_object();
+    if (row.contains("gradients/0.weight")) {
+      watched.insert(row.at("trainer/global_step").to_number<std::int64_t>());
+      for (const char* k : {"gradients/4.bias", "parameters/0.weight", "parameters/4.bias"})
+        BOOST_TEST(row.contains(k), k);
+      std::int64_t n = 0;
+      for (const auto& c : row.at("parameters/0.weight").at("values").as_array()) n += c.to_number<std::int64_t>();
+      BOOST_TEST(n == 784 * 128);
+    }
+    if (const auto* v = row.if_contains("val/examples")) {
+      ++examples;
+      BOOST_TEST(v->at("_type").as_string() == "images/separated");
+      BOOST_TEST(v->at("count").to_number<int>() == 8);
+      BOOST_TEST(v->at("width").to_number<int>() == 28);
+      for (const auto& f : v->at("filenames").as_array())
+        BOOST_TEST(run.at("file_sha256").as_object().contains(f.as_string()), f.as_string());
+    }
+    if (const auto* v = row.if_contains("val/predictions")) {
+      ++tables;
+      BOOST_TEST(v->at("nrows").to_number<int>() == 8);
+      BOOST_TEST(run.at("file_sha256").at(v->at("path").as_string()).as_string() == v->at("sha256").as_string());
+    }
+  }
+  BOOST_TEST((watched == std::set<std::int64_t>{10, 20, 30, 40}));
+  BOOST_TEST(examples == 2u);  // one per epoch's validation, none from the sanity check
+  BOOST_TEST(tables == 2u);
 
   // Summary: define_metric val_accuracy max.
   const auto& summary = run.at("summary").as_object();

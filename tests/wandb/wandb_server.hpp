@@ -83,6 +83,13 @@ class Server {
     BOOST_REQUIRE_MESSAGE(r.status == 200, "timed out waiting for the server: " + target + ": " + r.body);
   }
   std::string request_log() { return ember::test::read_file(log_); }
+  // The bytes stored under /storage/KEY (a run file: "runs/ENTITY/PROJECT/RUN/PATH").
+  std::string blob(const std::string& key) {
+    ember::http::Client c("http", "127.0.0.1", port_, {});
+    auto r = c.send({"GET", "/storage/" + key, {}, ""});
+    BOOST_REQUIRE_MESSAGE(r.status == 200, "GET /storage/" + key + ": HTTP " + std::to_string(r.status));
+    return r.body;
+  }
 
  private:
   ember::test::TempDir dir_{"wandb-server"};

@@ -19,7 +19,9 @@ Everything it receives is appended as JSON lines to --log (one object per reques
                   "sink": true}
       sink:   file_stream history lines are counted (run "sunk_rows", "sunk_last_offset"), not
               parsed or logged: the throughput figure then measures the client, not this server
-  GET /_state   what it stored (runs, history, summary, files, artifacts) and a request summary
+  GET /_state   what it stored (runs, history, summary, files, artifacts) and a request summary;
+              run files also by SHA-256 (file_sha256) and size (file_sizes), as binary files
+              (PNG) do not survive the text of "files"; GET /storage/<key> returns the bytes
   GET /_wait?cond=C[&run=NAME][&n=N][&timeout=S]   blocks until the condition holds (200
               {"ok": true}) or S seconds pass (default 20; 408 with the state's request count).
               C: history (run has >= N history rows), complete (run completed), injected (>= N
@@ -382,6 +384,8 @@ class Handler(BaseHTTPRequestHandler):
             d["events"] = [r["events"][k] for k in sorted(r["events"])]
             d["output"] = [r["output"][k] for k in sorted(r["output"])]
             d["files"] = {k: v.decode("utf-8", "replace") for k, v in r["files"].items()}
+            d["file_sha256"] = {k: hashlib.sha256(v).hexdigest() for k, v in r["files"].items()}
+            d["file_sizes"] = {k: len(v) for k, v in r["files"].items()}
             runs.append(d)
         arts = []
         for a in st.artifacts.values():

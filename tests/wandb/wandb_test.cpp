@@ -9,15 +9,21 @@
 #include <zlib.h>
 
 #include <boost/test/unit_test.hpp>
+#include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <cstring>
+#include <limits>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "plugin_fixture.hpp"
 #include "wandb_api.hpp"
+#include "wandb_png.hpp"
 #include "wandb_server.hpp"
 
 namespace fs = std::filesystem;
@@ -68,6 +74,27 @@ class Wandb {
     p_.check(p_.logger().finalize(p_.self(), ember::cstr(status)), "finalize");
   }
 
+  // ember.media/1: the status, for tests of refusals; ok() turns a failure into an exception.
+  const ember_media_v1_t& media() {
+    auto* m = p_.instance().interface<ember_media_v1_t>(EMBER_MEDIA_V1);
+    if (!m) throw std::runtime_error("wandb offers no " EMBER_MEDIA_V1);
+    return *m;
+  }
+  ember_status_t image(const std::string& key, const std::vector<ember_image_t>& images, std::int64_t step) {
+    ember_log_context_t ctx{sizeof(ember_log_context_t), EMBER_STAGE_FIT, step, 0};
+    return media().log_image(p_.self(), &ctx, ember::cstr(key), images.data(), images.size());
+  }
+  ember_status_t table(const std::string& key, const std::string& columns, const std::string& rows, std::int64_t step) {
+    ember_log_context_t ctx{sizeof(ember_log_context_t), EMBER_STAGE_FIT, step, 0};
+    return media().log_table(p_.self(), &ctx, ember::cstr(key), ember::cstr(columns), ember::cstr(rows));
+  }
+  ember_status_t hist(const std::string& key, const DLTensor& values, std::int32_t bins, std::int64_t step) {
+    ember_log_context_t ctx{sizeof(ember_log_context_t), EMBER_STAGE_FIT, step, 0};
+    return media().log_histogram(p_.self(), &ctx, ember::cstr(key), &values, bins);
+  }
+  void ok(ember_status_t rc, const char* what) { p_.check(rc, what); }
+  std::string error() const { return p_.last_error(); }
+
  private:
   LoadedPlugin p_;
 };
@@ -83,6 +110,53 @@ std::string all_files_text(const fs::path& dir) {
   for (auto& e : fs::recursive_directory_iterator(dir))
     if (e.is_regular_file()) s += ember::test::read_file(e.path());
   return s;
+}
+
+// A DLPack view of host memory (shape borrowed from the caller).
+template <class T>
+DLTensor view_of(const std::vector<T>& data, std::vector<std::int64_t>& shape, DLDataType dtype) {
+  DLTensor t{};
+  t.data = const_cast<T*>(data.data());
+  t.device = {kDLCPU, 0};
+  t.ndim = static_cast<int32_t>(shape.size());
+  t.dtype = dtype;
+  t.shape = shape.data();
+  return t;
+}
+constexpr DLDataType kU8{kDLUInt, 8, 1}, kF32{kDLFloat, 32, 1}, kI32{kDLInt, 32, 1};
+
+// Decode a PNG with libpng into packed rows of its own channel count.
+std::vector<std::uint8_t> decode_png(const std::string& bytes, std::uint32_t& w, std::uint32_t& h, std::uint32_t& c) {
+  png_image img;
+  std::memset(&img, 0, sizeof img);
+  img.version = PNG_IMAGE_VERSION;
+  BOOST_REQUIRE_MESSAGE(png_image_begin_read_from_memory(&img, bytes.data(), bytes.size()), img.message);
+  w = img.width, h = img.height, c = PNG_IMAGE_SAMPLE_CHANNELS(img.format);
+  std::vector<std::uint8_t> px(PNG_IMAGE_SIZE(img));
+  BOOST_REQUIRE_MESSAGE(png_image_finish_read(&img, nullptr, px.data(), 0, nullptr), img.message);
+  return px;
+}
+
+std::uint32_t be32(const std::string& b, std::size_t at) {
+  auto u = [&](std::size_t i) { return static_cast<std::uint32_t>(static_cast<unsigned char>(b[at + i])); };
+  return u(0) << 24 | u(1) << 16 | u(2) << 8 | u(3);
+}
+
+// The history row holding key (the first), or an empty object.
+json::object row_with(const json::object& run, const std::string& key) {
+  for (auto& r : run.at("history").as_array())
+    if (r.as_object().contains(key)) return r.as_object();
+  return {};
+}
+
+std::size_t rows_with(const json::object& run, const std::string& key) {
+  std::size_t n = 0;
+  for (auto& r : run.at("history").as_array()) n += r.as_object().contains(key);
+  return n;
+}
+
+std::string run_file_key(const std::string& run, const std::string& path) {
+  return "runs/ember-test/proj/" + run + "/" + path;
 }
 
 }  // namespace
@@ -368,6 +442,11 @@ BOOST_AUTO_TEST_CASE(rank_above_zero_and_disabled_send_nothing) {
   {
     Wandb w(t, base_config(srv, "run00008", spool.path().string(), R"(, "mode": "disabled")"));
     w.log(1, {{"loss", 1}});
+    std::vector<float> v{1, 2, 3};
+    std::vector<std::int64_t> shape{3};
+    DLTensor values = view_of(v, shape, kF32);
+    w.ok(w.hist("parameters/w", values, 64, 1), "log_histogram");
+    w.ok(w.table("t", R"(["a"])", R"([[1]])", 1), "log_table");
     w.finalize();
   }
   BOOST_TEST(srv.state().at("requests").as_array().empty());
@@ -514,6 +593,337 @@ BOOST_AUTO_TEST_CASE(figures_hot_path_and_throughput_with_a_stalling_server) {
                      "with every request stalled 2 s; " << (rows / total) << " rows/s delivered end to end (incl. the "
                      "stalls and the Python test server)");
   std::cout << "wandb figures: log_metrics " << (hot / rows * 1e9) << " ns/row; " << (rows / total) << " rows/s end to end\n";
+}
+
+// ---- ember.media/1 ------------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(image_is_a_png_run_file_named_by_step_and_sha256_with_an_image_file_row) {
+  Env env;
+  Server srv;
+  TempDir spool("wandb-spool");
+  Trainer t;
+  std::vector<std::uint8_t> px(5 * 7 * 3);
+  for (std::size_t i = 0; i < px.size(); ++i) px[i] = static_cast<std::uint8_t>(i * 37 % 256);
+  std::vector<std::int64_t> shape{5, 7, 3};  // HWC
+  DLTensor img = view_of(px, shape, kU8);
+  {
+    Wandb w(t, base_config(srv, "media001", spool.path().string()));
+    w.log(3, {{"loss", 1}});
+    w.ok(w.image("samples", {{&img, nullptr, 0, ember::cstr("a caption")}}, 3), "log_image");
+    std::fill(px.begin(), px.end(), 0);  // the view was borrowed: the plugin kept its own copy
+    w.finalize();
+  }
+  json::object run = srv.run("media001");
+  json::object row = row_with(run, "samples");
+  BOOST_REQUIRE(!row.empty());
+  BOOST_TEST(row.at("trainer/global_step").to_number<int>() == 3);
+  const json::object& v = row.at("samples").as_object();
+  BOOST_TEST(v.at("_type").as_string() == "image-file");
+  BOOST_TEST(v.at("format").as_string() == "png");
+  BOOST_TEST(v.at("width").to_number<int>() == 7);
+  BOOST_TEST(v.at("height").to_number<int>() == 5);
+  BOOST_TEST(v.at("caption").as_string() == "a caption");
+  const std::string sha(v.at("sha256").as_string());
+  const std::string path(v.at("path").as_string());
+  BOOST_TEST(sha.size() == 64u);
+  BOOST_TEST(path == "media/images/samples_" + std::to_string(row.at("_step").to_number<int>()) + "_" + sha.substr(0, 20) + ".png");
+  // The file reached the server by PUT; the server's own SHA-256 of it matches the row.
+  BOOST_TEST(run.at("file_sha256").at(path).as_string() == sha);
+  BOOST_TEST(run.at("file_sizes").at(path).to_number<std::size_t>() == v.at("size").to_number<std::size_t>());
+  BOOST_TEST(srv.request_log().find("\"method\": \"PUT\", \"path\": \"/storage/" + run_file_key("media001", path)) != std::string::npos);
+  bool listed = false;
+  for (auto& u : run.at("uploaded").as_array()) listed = listed || u.as_string() == path;
+  BOOST_TEST(listed);
+  // A PNG: signature, IHDR with the size, and libpng decodes the original pixels.
+  std::string png = srv.blob(run_file_key("media001", path));
+  BOOST_TEST(wb::sha256_hex(png) == sha);
+  BOOST_REQUIRE(png.size() > 33u);
+  BOOST_TEST(png.substr(0, 8) == std::string("\x89PNG\r\n\x1a\n", 8));
+  BOOST_TEST(png.substr(12, 4) == "IHDR");
+  BOOST_TEST(be32(png, 16) == 7u);
+  BOOST_TEST(be32(png, 20) == 5u);
+  std::uint32_t w = 0, h = 0, c = 0;
+  auto decoded = decode_png(png, w, h, c);
+  BOOST_TEST(c == 3u);
+  for (std::size_t i = 0; i < decoded.size(); ++i)
+    BOOST_REQUIRE_EQUAL(static_cast<int>(decoded[i]), static_cast<int>(i * 37 % 256));
+  BOOST_TEST(run.at("summary").at("samples").at("_type").as_string() == "image-file");
+}
+
+BOOST_AUTO_TEST_CASE(several_images_are_one_images_separated_value_and_png_bytes_pass_unchanged) {
+  Env env;
+  Server srv;
+  TempDir spool("wandb-spool");
+  Trainer t;
+  // A float CHW image (3 x 4 x 6), values in [0, 1] except two clamped ones.
+  std::vector<float> f(3 * 4 * 6);
+  for (std::size_t i = 0; i < f.size(); ++i) f[i] = static_cast<float>(i) / static_cast<float>(f.size());
+  f[1] = 1.5f, f[2] = -0.25f;
+  std::vector<std::int64_t> chw{3, 4, 6};
+  DLTensor fimg = view_of(f, chw, kF32);
+  std::vector<std::uint8_t> gray{0, 50, 100, 150, 200, 250};
+  std::string png = wb::png::encode(gray.data(), 3, 2, 1);
+  {
+    Wandb w(t, base_config(srv, "media002", spool.path().string()));
+    w.ok(w.image("grid", {{&fimg, nullptr, 0, ember::cstr("first")}, {nullptr, png.data(), png.size(), {}}}, 8), "log_image");
+    w.finalize();
+  }
+  json::object run = srv.run("media002");
+  json::object row = row_with(run, "grid");
+  BOOST_REQUIRE(!row.empty());
+  const json::object& v = row.at("grid").as_object();
+  BOOST_TEST(v.at("_type").as_string() == "images/separated");
+  BOOST_TEST(v.at("count").to_number<int>() == 2);
+  BOOST_TEST(v.at("width").to_number<int>() == 6);
+  BOOST_TEST(v.at("height").to_number<int>() == 4);
+  BOOST_TEST(v.at("format").as_string() == "png");
+  auto& caps = v.at("captions").as_array();
+  BOOST_REQUIRE_EQUAL(caps.size(), 2u);
+  BOOST_TEST(caps[0].as_string() == "first");
+  BOOST_TEST(caps[1].is_null());
+  auto& names = v.at("filenames").as_array();
+  BOOST_REQUIRE_EQUAL(names.size(), 2u);
+  const std::string step = std::to_string(row.at("_step").to_number<int>());
+  BOOST_TEST(names[0].as_string() == "media/images/grid_" + step + "_0.png");
+  BOOST_TEST(names[1].as_string() == "media/images/grid_" + step + "_1.png");
+  // The PNG given as bytes is uploaded byte for byte.
+  BOOST_TEST(srv.blob(run_file_key("media002", std::string(names[1].as_string()))) == png);
+  // The float CHW image: channels moved last, values scaled by 255 and rounded, clamped.
+  std::uint32_t w = 0, h = 0, c = 0;
+  auto px = decode_png(srv.blob(run_file_key("media002", std::string(names[0].as_string()))), w, h, c);
+  BOOST_REQUIRE(w == 6u && h == 4u && c == 3u);
+  auto expect = [&](std::size_t y, std::size_t x, std::size_t k) {
+    float val = f[k * 24 + y * 6 + x];
+    return val <= 0 ? 0 : val >= 1 ? 255 : static_cast<int>(std::lround(val * 255.0));
+  };
+  for (std::size_t y = 0; y < 4; ++y)
+    for (std::size_t x = 0; x < 6; ++x)
+      for (std::size_t k = 0; k < 3; ++k) BOOST_REQUIRE_EQUAL(static_cast<int>(px[(y * 6 + x) * 3 + k]), expect(y, x, k));
+  BOOST_TEST(static_cast<int>(px[3]) == 255);  // f[1] = 1.5: pixel (0, 1), channel 0
+  BOOST_TEST(static_cast<int>(px[6]) == 0);    // f[2] = -0.25: pixel (0, 2), channel 0
+}
+
+BOOST_AUTO_TEST_CASE(table_is_a_table_json_run_file_with_a_table_file_row) {
+  Env env;
+  Server srv;
+  TempDir spool("wandb-spool");
+  Trainer t;
+  const std::string columns = R"(["id", "label", "score"])";
+  const std::string rows = R"([[1, "shirt", 0.5], [2, "coat", null], [3, "bag", true]])";
+  {
+    Wandb w(t, base_config(srv, "media003", spool.path().string()));
+    w.ok(w.table("val/preds", columns, rows, 12), "log_table");
+    w.finalize();
+  }
+  json::object run = srv.run("media003");
+  json::object row = row_with(run, "val/preds");
+  BOOST_REQUIRE(!row.empty());
+  const json::object& v = row.at("val/preds").as_object();
+  BOOST_TEST(v.at("_type").as_string() == "table-file");
+  BOOST_TEST(v.at("ncols").to_number<int>() == 3);
+  BOOST_TEST(v.at("nrows").to_number<int>() == 3);
+  const std::string sha(v.at("sha256").as_string()), path(v.at("path").as_string());
+  BOOST_TEST(path == "media/table/val/preds_" + std::to_string(row.at("_step").to_number<int>()) + "_" + sha.substr(0, 20) +
+                         ".table.json");
+  BOOST_TEST(run.at("file_sha256").at(path).as_string() == sha);
+  std::string text = srv.blob(run_file_key("media003", path));
+  BOOST_TEST(text.size() == v.at("size").to_number<std::size_t>());
+  json::value file = json::parse(text);
+  BOOST_TEST(file.at("columns") == json::parse(columns));
+  BOOST_TEST(file.at("data") == json::parse(rows));
+}
+
+BOOST_AUTO_TEST_CASE(histograms_of_one_step_share_a_row_and_count_every_finite_value) {
+  Env env;
+  Server srv;
+  TempDir spool("wandb-spool");
+  Trainer t;
+  std::vector<float> a(1000);
+  for (std::size_t i = 0; i < a.size(); ++i) a[i] = std::sin(static_cast<float>(i)) * 3.0f;
+  a[10] = std::nanf(""), a[20] = std::numeric_limits<float>::infinity();
+  std::vector<std::int64_t> a_shape{10, 100};
+  DLTensor at = view_of(a, a_shape, kF32);
+  std::vector<std::int32_t> b{5, 5, 5};
+  std::vector<std::int64_t> b_shape{3};
+  DLTensor bt = view_of(b, b_shape, kI32);
+  std::vector<float> nan(4, std::nanf(""));
+  std::vector<std::int64_t> nan_shape{4};
+  DLTensor nt = view_of(nan, nan_shape, kF32);
+  {
+    Wandb w(t, base_config(srv, "media004", spool.path().string()));
+    w.ok(w.hist("gradients/w", at, 64, 10), "log_histogram");
+    w.ok(w.hist("gradients/b", bt, 64, 10), "log_histogram");
+    w.ok(w.hist("gradients/nan", nt, 64, 10), "log_histogram");
+    w.ok(w.hist("gradients/w", at, 8, 20), "log_histogram");
+    BOOST_TEST(w.hist("gradients/w", at, 0, 30) == EMBER_E_INVALID);
+    BOOST_TEST(w.error().find("num_bins 0") != std::string::npos, w.error());
+    w.log(20, {{"loss", 0.5}});
+    w.finalize();
+  }
+  json::object run = srv.run("media004");
+  BOOST_TEST(rows_with(run, "gradients/w") == 2u);
+  BOOST_TEST(rows_with(run, "gradients/nan") == 0u);
+  json::object first = row_with(run, "gradients/w");
+  BOOST_TEST(first.contains("gradients/b"));  // same step: one row, as wandb.watch's
+  BOOST_TEST(first.at("trainer/global_step").to_number<int>() == 10);
+  const json::object& h = first.at("gradients/w").as_object();
+  BOOST_TEST(h.at("_type").as_string() == "histogram");
+  auto& values = h.at("values").as_array();
+  auto& bins = h.at("bins").as_array();
+  BOOST_REQUIRE_EQUAL(values.size(), 64u);
+  BOOST_REQUIRE_EQUAL(bins.size(), 65u);
+  std::int64_t sum = 0;
+  for (auto& x : values) sum += x.to_number<std::int64_t>();
+  BOOST_TEST(sum == 998);  // numel minus the NaN and the infinity
+  float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+  for (float x : a)
+    if (std::isfinite(x)) lo = std::min(lo, x), hi = std::max(hi, x);
+  BOOST_TEST(bins.front().to_number<double>() == static_cast<double>(lo));
+  BOOST_TEST(bins.back().to_number<double>() == static_cast<double>(hi));
+  // One distinct value: torch.histc's range [v - 1, v + 1], every value in the middle bin.
+  const json::object& hb = first.at("gradients/b").as_object();
+  BOOST_TEST(hb.at("bins").as_array().front().to_number<double>() == 4.0);
+  BOOST_TEST(hb.at("bins").as_array().back().to_number<double>() == 6.0);
+  BOOST_TEST(hb.at("values").as_array()[32].to_number<int>() == 3);
+  json::object second = row_with(run, "loss");
+  BOOST_TEST(!second.contains("gradients/w"));
+  std::int64_t sum8 = 0;
+  for (auto& r : run.at("history").as_array())
+    if (r.as_object().contains("gradients/w") && r.at("trainer/global_step").to_number<int>() == 20) {
+      BOOST_TEST(r.at("gradients/w").at("values").as_array().size() == 8u);
+      for (auto& x : r.at("gradients/w").at("values").as_array()) sum8 += x.to_number<std::int64_t>();
+    }
+  BOOST_TEST(sum8 == 998);
+}
+
+BOOST_AUTO_TEST_CASE(bad_images_are_refused_naming_key_index_and_the_expected_shapes) {
+  Env env;
+  Server srv;
+  TempDir spool("wandb-spool");
+  Trainer t;
+  std::vector<std::uint8_t> px(2 * 2 * 2 * 2);
+  std::vector<std::int64_t> four{2, 2, 2, 2}, two{2, 2}, five{5, 5, 5};
+  std::vector<std::int32_t> ints(4);
+  std::vector<std::uint8_t> cube(125);
+  DLTensor dims = view_of(px, four, kU8), dtype = view_of(ints, two, kI32), chans = view_of(cube, five, kU8);
+  std::string not_png = "GIF89a....";
+  {
+    Wandb w(t, base_config(srv, "media005", spool.path().string()));
+    BOOST_TEST(w.image("bad", {{&dims, nullptr, 0, {}}}, 1) == EMBER_E_INVALID);
+    std::string e = w.error();
+    BOOST_TEST(e.find("log_image 'bad': image 0 has shape [2, 2, 2, 2] (4 dimensions)") != std::string::npos, e);
+    BOOST_TEST(e.find("expected HW, CHW or HWC with C = 1, 3 or 4") != std::string::npos, e);
+    BOOST_TEST(w.image("bad", {{&chans, nullptr, 0, {}}, {&dtype, nullptr, 0, {}}}, 1) == EMBER_E_INVALID);
+    e = w.error();
+    BOOST_TEST(e.find("image 0 has shape [5, 5, 5]") != std::string::npos, e);
+    BOOST_TEST(w.image("bad", {{&dtype, nullptr, 0, {}}}, 1) == EMBER_E_INVALID);
+    BOOST_TEST(w.error().find("image 0 has dtype int32; expected") != std::string::npos, w.error());
+    BOOST_TEST(w.image("bad", {{nullptr, not_png.data(), not_png.size(), {}}}, 1) == EMBER_E_INVALID);
+    BOOST_TEST(w.error().find("log_image 'bad': image 0: not a readable PNG") != std::string::npos, w.error());
+    BOOST_TEST(w.table("bad", R"(["a", "b"])", R"([[1, 2], [3]])", 1) == EMBER_E_INVALID);
+    BOOST_TEST(w.error().find("log_table 'bad': row 1 is 1 values; expected an array of 2 values") != std::string::npos, w.error());
+    BOOST_TEST(w.table("bad", R"(["a")", R"([])", 1) == EMBER_E_INVALID);
+    BOOST_TEST(w.error().find("columns_json is not valid JSON") != std::string::npos, w.error());
+    w.log(1, {{"loss", 1}});
+    w.finalize();
+  }
+  json::object run = srv.run("media005");
+  BOOST_TEST(rows_with(run, "bad") == 0u);
+  BOOST_TEST(rows_with(run, "loss") == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(offline_media_go_to_files_and_sync_uploads_them) {
+  Env env("");
+  ::unsetenv("WANDB_API_KEY");
+  Server srv;
+  TempDir dir("wandb-offline");
+  Trainer t;
+  std::vector<std::uint8_t> px{0, 64, 128, 255};
+  std::vector<std::int64_t> hw{2, 2};
+  DLTensor img = view_of(px, hw, kU8);
+  {
+    Wandb w(t, R"({"mode": "offline", "project": "proj", "id": "offmedia", "save_dir": ")" + dir.path().string() +
+                   R"(", "base_url": ")" + srv.url() + R"("})");
+    w.log(1, {{"loss", 1}});
+    w.ok(w.image("img", {{&img, nullptr, 0, {}}}, 1), "log_image");
+    w.ok(w.table("tab", R"(["text"])", R"([["hello"]])", 1), "log_table");
+    w.finalize();
+  }
+  BOOST_TEST(srv.state().at("requests").as_array().empty());
+  fs::path run_dir;
+  for (auto& e : fs::directory_iterator(dir.path() / "wandb")) run_dir = e.path();
+  std::vector<std::string> media;
+  for (auto& e : fs::recursive_directory_iterator(run_dir / "files" / "media"))
+    if (e.is_regular_file()) media.push_back(fs::relative(e.path(), run_dir / "files").string());
+  BOOST_REQUIRE_EQUAL(media.size(), 2u);
+  std::set<std::string> listed;
+  std::string img_path;
+  for (auto& r : decode_wandb_file(ember::test::read_file(run_dir / "run-offmedia.wandb"))) {
+    auto d = wb::decode_record(r);
+    if (d.type == wb::kFiles) listed.insert(d.files.begin(), d.files.end());
+    if (d.type == wb::kHistory)
+      for (auto& [k, v] : d.items)
+        if (k == "img") img_path = std::string(json::parse(v).at("path").as_string());
+  }
+  for (auto& m : media) BOOST_TEST(listed.count(m) == 1u, m);
+  BOOST_TEST(fs::exists(run_dir / "files" / img_path));
+
+  wb::ApiOptions o;
+  o.base_url = srv.url();
+  o.api_key = kKey;
+  wb::Api api(o);
+  wb::upload_run(api, wb::read_offline_dir(run_dir));
+  json::object run = srv.run("offmedia");
+  BOOST_TEST(run.at("file_sha256").at(img_path).as_string() == wb::sha256_hex(ember::test::read_file(run_dir / "files" / img_path)));
+  BOOST_TEST(row_with(run, "img").at("img").at("_type").as_string() == "image-file");
+  BOOST_TEST(row_with(run, "tab").at("tab").at("_type").as_string() == "table-file");
+}
+
+BOOST_AUTO_TEST_CASE(media_files_wait_in_the_spool_while_wandb_is_away) {
+  Env env;
+  TempDir spool("wandb-spool");
+  Trainer t;
+  std::vector<std::uint8_t> px{1, 2, 3, 4, 5, 6};
+  std::vector<std::int64_t> hw{2, 3};
+  DLTensor img = view_of(px, hw, kU8);
+  {
+    Wandb w(t, R"({"project": "proj", "id": "spmedia1", "base_url": "http://127.0.0.1:9", "spool_dir": ")" +
+                   spool.path().string() + R"(", "retry_initial_s": 0.05, "retry_max_s": 0.1, "finalize_timeout_s": 0.5})");
+    w.ok(w.image("img", {{&img, nullptr, 0, {}}}, 2), "log_image");
+    w.finalize();
+  }
+  BOOST_TEST(t.joined().find("1 media files") != std::string::npos, t.joined());
+  fs::path dir;
+  for (auto& e : fs::directory_iterator(spool.path())) dir = e.path();
+  std::size_t spooled = 0;
+  for (auto& e : fs::directory_iterator(dir)) spooled += e.path().filename().string().rfind("file-media%2Fimages%2Fimg_0_", 0) == 0;
+  BOOST_TEST(spooled == 1u);
+  // `ember wandb sync DIR` sends it as the run file the row names.
+  Server srv;
+  struct LocalStore : wb::Store {
+    std::optional<std::string> read(const std::string& u) override {
+      if (!fs::exists(u)) return std::nullopt;
+      return ember::test::read_file(u);
+    }
+    void write(const std::string&, std::string_view) override {}
+    std::vector<std::string> list(const std::string& d) override {
+      std::vector<std::string> out;
+      for (auto& e : fs::directory_iterator(d)) out.push_back(e.path().filename().string());
+      std::sort(out.begin(), out.end());
+      return out;
+    }
+    void remove(const std::string&) override {}
+  } store;
+  wb::ApiOptions o;
+  o.base_url = srv.url();
+  o.api_key = kKey;
+  wb::Api api(o);
+  wb::upload_run(api, wb::read_spool_dir(store, dir.string(), nullptr, nullptr));
+  json::object run = srv.run("spmedia1");
+  json::object row = row_with(run, "img");
+  BOOST_REQUIRE(!row.empty());
+  const std::string path(row.at("img").at("path").as_string());
+  BOOST_TEST(run.at("file_sha256").at(path).as_string() == row.at("img").at("sha256").as_string());
 }
 
 BOOST_AUTO_TEST_SUITE_END()
