@@ -396,7 +396,6 @@ class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
   std::string stop_worker() {
     std::unique_lock<std::mutex> lock(mu_);
     if (!worker_.joinable()) return {};
-    work_ = true;  // a last pass even with no new rows: it retries a failed rewrite
     stop_ = true;
     wake_.notify_one();
     lock.unlock();
@@ -407,9 +406,15 @@ class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
 
   void run_worker() {
     std::unique_lock<std::mutex> lock(mu_);
+    bool retried_at_stop = false;
     for (;;) {
       wake_.wait(lock, [&] { return work_ || stop_; });
-      if (!work_) return;
+      if (!work_) {
+        // Stopping with nothing new: done, unless the last pass failed (it may have been the
+        // first try of the last rows); then one more pass before giving up.
+        if (error_.empty() || refused_ || retried_at_stop) return;
+        retried_at_stop = true;
+      }
       work_ = false;
       std::string rows;
       rows.swap(queued_rows_);
@@ -440,7 +445,6 @@ class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
       lock.lock();
       if (!refused) error_ = error;
       refused_ = refused_ || refusal;
-      if (stop_ && !work_) return;
     }
   }
 
