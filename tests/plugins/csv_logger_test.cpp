@@ -107,73 +107,22 @@ bool same_double(double a, double b) {
   return std::memcmp(&a, &b, sizeof a) == 0;
 }
 
-// A backend that counts every call (reads, writes, stats, lists), over process memory, and
-// lets a test wait for the n-th commit of a URL.
-class CountingBackend : public ember::storage::Backend {
- public:
-  std::atomic<int> calls{0};
-  ember::storage::MemoryBackend mem;
-  std::unique_ptr<ember::storage::Reader> open_read(const std::string& u, std::uint64_t o,
-                                                    std::uint64_t l) override {
-    ++calls;
-    return mem.open_read(u, o, l);
-  }
-  std::unique_ptr<ember::storage::Writer> open_write(const std::string& u) override {
-    ++calls;
-    struct W final : ember::storage::Writer {
-      CountingBackend* owner;
-      std::string url;
-      std::unique_ptr<ember::storage::Writer> inner;
-      void write(const void* d, std::size_t n) override { inner->write(d, n); }
-      void commit() override {
-        inner->commit();
-        std::lock_guard<std::mutex> lock(owner->mu_);
-        ++owner->commits_[url];
-        owner->cv_.notify_all();
-      }
-    };
-    auto w = std::make_unique<W>();
-    w->owner = this;
-    w->url = u;
-    w->inner = mem.open_write(u);
-    return w;
-  }
-  // Wait (up to 30 s) until url has been committed n times.
-  bool wait_for_commit(const std::string& url, int n) {
-    std::unique_lock<std::mutex> lock(mu_);
-    return cv_.wait_for(lock, std::chrono::seconds(30), [&] { return commits_[url] >= n; });
-  }
-  std::optional<ember::storage::Stat> stat(const std::string& u) override {
-    ++calls;
-    return mem.stat(u);
-  }
-  std::vector<ember::storage::Stat> list(const std::string& p) override {
-    ++calls;
-    return mem.list(p);
-  }
-  bool remove(const std::string& u) override {
-    ++calls;
-    return mem.remove(u);
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::map<std::string, int> commits_;
-};
-
 // An object store over process memory for the tests of csv_logger's background worker: counts
-// commits per URL and wakes waiters on each, can hold commits at a gate (the worker then sits in
-// a rewrite), and can fail commits. Every wait is for an event, bounded by a deadline.
+// every call and the commits per URL (waking waiters on each), can hold commits at a gate (the
+// worker then sits in a rewrite), and can fail commits. Every wait is for an event, bounded by
+// a deadline.
 class ObjectStore : public ember::storage::Backend {
  public:
   ember::storage::MemoryBackend mem;
+  std::atomic<int> calls{0};  // reads, writes, stats, lists, removes
 
   std::unique_ptr<ember::storage::Reader> open_read(const std::string& u, std::uint64_t o,
                                                     std::uint64_t l) override {
+    ++calls;
     return mem.open_read(u, o, l);
   }
   std::unique_ptr<ember::storage::Writer> open_write(const std::string& u) override {
+    ++calls;
     struct W final : ember::storage::Writer {
       ObjectStore* store;
       std::string url;
@@ -191,9 +140,18 @@ class ObjectStore : public ember::storage::Backend {
     w->inner = mem.open_write(u);
     return w;
   }
-  std::optional<ember::storage::Stat> stat(const std::string& u) override { return mem.stat(u); }
-  std::vector<ember::storage::Stat> list(const std::string& p) override { return mem.list(p); }
-  bool remove(const std::string& u) override { return mem.remove(u); }
+  std::optional<ember::storage::Stat> stat(const std::string& u) override {
+    ++calls;
+    return mem.stat(u);
+  }
+  std::vector<ember::storage::Stat> list(const std::string& p) override {
+    ++calls;
+    return mem.list(p);
+  }
+  bool remove(const std::string& u) override {
+    ++calls;
+    return mem.remove(u);
+  }
 
   // Commits of URLs ending in suffix wait at the gate until open() (or 30 s, noted).
   void close_gate(const std::string& suffix) {
@@ -326,7 +284,7 @@ BOOST_AUTO_TEST_CASE(rows_are_exact_and_parse_back_in_long_format) {
 
 BOOST_AUTO_TEST_CASE(log_metrics_does_no_io_before_flush_logs_every_n_steps) {
   FakeTrainer t;
-  auto backend = std::make_shared<CountingBackend>();
+  auto backend = std::make_shared<ObjectStore>();
   t.urls().add("count", backend);
   Csv csv(t, config("count://runs", "\"flush_logs_every_n_steps\": 5, \"flush_every_seconds\": 0"));
   csv.hparams(R"({"lr": 0.1})");
@@ -335,7 +293,7 @@ BOOST_AUTO_TEST_CASE(log_metrics_does_no_io_before_flush_logs_every_n_steps) {
   csv.log(4, 0, EMBER_STAGE_FIT, {{"loss", 4.0}});
   // The rewrite runs on csv_logger's worker: wait for it to land.
   const std::string url = "count://runs/lightning_logs/version_0/metrics.csv";
-  BOOST_REQUIRE(backend->wait_for_commit(url, 1));
+  BOOST_REQUIRE(backend->wait([&](ObjectStore& s) { return s.commits_locked(url) == 1; }));
   BOOST_TEST(rows_of(t.urls().read_all(url)).size() == 5u);
   BOOST_TEST(t.urls().stat("count://runs/lightning_logs/version_0/hparams.json").has_value());
 
@@ -344,7 +302,7 @@ BOOST_AUTO_TEST_CASE(log_metrics_does_no_io_before_flush_logs_every_n_steps) {
   for (int step = 5; step < 9; ++step) csv.log(step, 0, EMBER_STAGE_FIT, {{"loss", 0.0}});
   BOOST_TEST(backend->calls.load() == after_first);
   csv.log(9, 0, EMBER_STAGE_FIT, {{"loss", 0.0}});
-  BOOST_REQUIRE(backend->wait_for_commit(url, 2));
+  BOOST_REQUIRE(backend->wait([&](ObjectStore& s) { return s.commits_locked(url) == 2; }));
   BOOST_TEST(rows_of(t.urls().read_all(url)).size() == 10u);
   csv.finalize();
 }
@@ -561,35 +519,37 @@ BOOST_AUTO_TEST_CASE(an_unknown_config_key_is_refused_with_a_suggestion) {
 
 // --- the object-store worker (DESIGN, ABI rule 7: hooks do not block on the network) ----------
 
-BOOST_AUTO_TEST_CASE(an_object_store_flush_returns_while_its_rewrite_is_still_in_progress) {
+// A trainer whose obj:// is an ObjectStore, and a csv_logger there that flushes at every step.
+struct ObjectStoreRun {
   FakeTrainer t;
-  auto store = std::make_shared<ObjectStore>();
-  t.urls().add("obj", store);
+  std::shared_ptr<ObjectStore> store = std::make_shared<ObjectStore>();
   const std::string url = "obj://runs/lightning_logs/version_0/metrics.csv";
-  Csv csv(t, config("obj://runs", "\"flush_logs_every_n_steps\": 1, \"flush_every_seconds\": 0"));
+  std::optional<Csv> csv;
+  ObjectStoreRun() {
+    t.urls().add("obj", store);
+    csv.emplace(t, config("obj://runs", "\"flush_logs_every_n_steps\": 1, \"flush_every_seconds\": 0"));
+  }
+};
+
+BOOST_FIXTURE_TEST_CASE(an_object_store_flush_returns_while_its_rewrite_is_still_in_progress, ObjectStoreRun) {
   store->close_gate("metrics.csv");
-  csv.log(0, 0, EMBER_STAGE_FIT, {{"loss", 1.0}});  // due: returns with the rewrite held at the gate
+  csv->log(0, 0, EMBER_STAGE_FIT, {{"loss", 1.0}});  // due: returns with the rewrite held at the gate
   BOOST_TEST(store->commits(url) == 0);
   BOOST_REQUIRE(store->wait([](ObjectStore& s) { return s.at_gate_locked() == 1; }));
-  csv.log(1, 0, EMBER_STAGE_FIT, {{"loss", 0.5}});  // due too, while the worker is busy
+  csv->log(1, 0, EMBER_STAGE_FIT, {{"loss", 0.5}});  // due too, while the worker is busy
   store->open_gate();
-  csv.finalize();
+  csv->finalize();
   BOOST_TEST(!store->gate_timed_out(), "log_metrics waited for the rewrite");
   BOOST_TEST(rows_of(t.urls().read_all(url)).size() == 2u);
 }
 
-BOOST_AUTO_TEST_CASE(flushes_during_a_slow_rewrite_coalesce_and_finalize_writes_every_row) {
-  FakeTrainer t;
-  auto store = std::make_shared<ObjectStore>();
-  t.urls().add("obj", store);
-  const std::string url = "obj://runs/lightning_logs/version_0/metrics.csv";
-  Csv csv(t, config("obj://runs", "\"flush_logs_every_n_steps\": 1, \"flush_every_seconds\": 0"));
+BOOST_FIXTURE_TEST_CASE(flushes_during_a_slow_rewrite_coalesce_and_finalize_writes_every_row, ObjectStoreRun) {
   store->close_gate("metrics.csv");
-  csv.log(0, 0, EMBER_STAGE_FIT, {{"loss", 0.0}});
+  csv->log(0, 0, EMBER_STAGE_FIT, {{"loss", 0.0}});
   BOOST_REQUIRE(store->wait([](ObjectStore& s) { return s.at_gate_locked() == 1; }));
-  for (int step = 1; step < 10; ++step) csv.log(step, 0, EMBER_STAGE_FIT, {{"loss", step * 1.0}});
+  for (int step = 1; step < 10; ++step) csv->log(step, 0, EMBER_STAGE_FIT, {{"loss", step * 1.0}});
   store->open_gate();
-  csv.finalize();
+  csv->finalize();
   // Nine due flushes behind a busy worker are one pending rewrite, not nine.
   BOOST_TEST(store->commits(url) == 2);
   auto rows = rows_of(t.urls().read_all(url));
@@ -597,34 +557,24 @@ BOOST_AUTO_TEST_CASE(flushes_during_a_slow_rewrite_coalesce_and_finalize_writes_
   for (int step = 0; step < 10; ++step) BOOST_TEST(rows[step][0] == std::to_string(step));
 }
 
-BOOST_AUTO_TEST_CASE(a_failed_rewrite_keeps_its_rows_for_the_next_one_and_warns_naming_the_url) {
-  FakeTrainer t;
-  auto store = std::make_shared<ObjectStore>();
-  t.urls().add("obj", store);
-  const std::string url = "obj://runs/lightning_logs/version_0/metrics.csv";
-  Csv csv(t, config("obj://runs", "\"flush_logs_every_n_steps\": 1, \"flush_every_seconds\": 0"));
+BOOST_FIXTURE_TEST_CASE(a_failed_rewrite_keeps_its_rows_for_the_next_one_and_warns_naming_the_url, ObjectStoreRun) {
   store->fail_commits("metrics.csv", 1);
-  csv.log(0, 0, EMBER_STAGE_FIT, {{"loss", 1.0}});
+  csv->log(0, 0, EMBER_STAGE_FIT, {{"loss", 1.0}});
   BOOST_REQUIRE(store->wait([](ObjectStore& s) { return s.failed_locked() == 1; }));
-  csv.log(1, 0, EMBER_STAGE_FIT, {{"loss", 0.5}});
-  csv.finalize();
+  csv->log(1, 0, EMBER_STAGE_FIT, {{"loss", 0.5}});
+  csv->finalize();
   BOOST_TEST(rows_of(t.urls().read_all(url)).size() == 2u, "the failed rewrite's row was not dropped");
   std::string log = t.joined();
   BOOST_TEST(log.find("csv_logger: cannot write " + url) != std::string::npos, log);
   BOOST_TEST(log.find("injected failure") != std::string::npos, log);
 }
 
-BOOST_AUTO_TEST_CASE(finalize_fails_naming_the_url_when_the_last_rewrite_fails) {
-  FakeTrainer t;
-  auto store = std::make_shared<ObjectStore>();
-  t.urls().add("obj", store);
-  const std::string url = "obj://runs/lightning_logs/version_0/metrics.csv";
-  Csv csv(t, config("obj://runs", "\"flush_logs_every_n_steps\": 1, \"flush_every_seconds\": 0"));
+BOOST_FIXTURE_TEST_CASE(finalize_fails_naming_the_url_when_the_last_rewrite_fails, ObjectStoreRun) {
   store->fail_commits("metrics.csv", -1);
-  csv.log(0, 0, EMBER_STAGE_FIT, {{"loss", 1.0}});
-  csv.log(1, 0, EMBER_STAGE_FIT, {{"loss", 0.5}});
-  BOOST_TEST(csv.finalize_status() != EMBER_OK);
-  std::string err = csv.plugin().last_error();
+  csv->log(0, 0, EMBER_STAGE_FIT, {{"loss", 1.0}});
+  csv->log(1, 0, EMBER_STAGE_FIT, {{"loss", 0.5}});
+  BOOST_TEST(csv->finalize_status() != EMBER_OK);
+  std::string err = csv->plugin().last_error();
   BOOST_TEST(err.find("csv_logger: cannot write " + url) != std::string::npos, err);
   BOOST_TEST(err.find("injected failure") != std::string::npos, err);
   BOOST_TEST(!t.urls().stat(url).has_value());
