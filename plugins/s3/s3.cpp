@@ -63,7 +63,7 @@ constexpr const char* kSchema = R"({
     "ca_bundle": {"type": "string", "default": ""},
     "verify_tls": {"type": "boolean", "default": true},
     "max_concurrency": {"type": "integer", "minimum": 1, "maximum": 64, "default": 4},
-    "part_size": {"type": "integer", "minimum": 5242880, "maximum": 5368709120, "default": 8388608},
+    "part_size": {"type": "integer", "minimum": 5242880, "maximum": 5368709120, "default": 16777216},
     "read_chunk_size": {"type": "integer", "minimum": 65536, "default": 8388608},
     "max_attempts": {"type": "integer", "minimum": 1, "maximum": 20, "default": 5},
     "retry_base_ms": {"type": "integer", "minimum": 1, "default": 100},
@@ -81,7 +81,7 @@ struct Settings {
   Credentials config_creds;
   bool verify_tls = true;
   std::size_t max_concurrency = 4;
-  std::size_t part_size = 8 * kMiB;
+  std::size_t part_size = 16 * kMiB;
   std::size_t read_chunk_size = 8 * kMiB;
   int max_attempts = 5;
   int retry_base_ms = 100, retry_max_ms = 20000, timeout_ms = 30000;

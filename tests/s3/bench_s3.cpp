@@ -1,7 +1,8 @@
 // bench_s3: a 512 MiB object up and down against a local s3rver, the s3 plugin vs `aws s3 cp`,
 // alternating (plugin up, aws up, plugin down, aws down) in one run. Prints MB/s, the ratios and
 // the plugin's peak RSS during the upload. Figures only; nothing is asserted.
-//   meson test -C build --benchmark bench_s3        (EMBER_S3_BENCH_MIB=64 for a quick run)
+//   meson test -C build --benchmark bench_s3        (EMBER_S3_BENCH_MIB=64 for a quick run,
+//   EMBER_S3_BENCH_ROUNDS=5 for medians of five alternating rounds)
 // To show how much of an upload is the server's, it also prints how long s3rver took over each
 // CompleteMultipartUpload (from its log), and times a "server floor" upload after aws's: the
 // same bytes as parts of one block hashed once up front, sent as they are — no per-byte work
@@ -128,22 +129,28 @@ double server_floor_upload(const S3rver& server, const std::string& key, std::si
   return seconds_since(t0);
 }
 
-// Seconds s3rver's log says its CompleteMultipartUpload of key took ("…/key?uploadId=… 200 1,698ms";
-// its logger cuts the bucket name short).
-double complete_seconds(const S3rver& server, const std::string& key) {
+// Seconds s3rver's log says each CompleteMultipartUpload of key took ("…/key?uploadId=… 200
+// 1,698ms"; its logger cuts the bucket name short), in order.
+std::vector<double> complete_seconds(const S3rver& server, const std::string& key) {
   std::string log = server.log();
   std::regex line("/" + key + "\\?uploadId=[0-9a-f]+ 200 ([0-9,.]+)(m?s)");
-  double secs = -1;
+  std::vector<double> out;
   for (std::sregex_iterator it(log.begin(), log.end(), line), end; it != end; ++it) {
     std::string n = (*it)[1];
     n.erase(std::remove(n.begin(), n.end(), ','), n.end());
-    secs = std::stod(n) / ((*it)[2] == "ms" ? 1000.0 : 1.0);
+    out.push_back(std::stod(n) / ((*it)[2] == "ms" ? 1000.0 : 1.0));
   }
-  return secs;
+  return out;
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return -1;
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
 }
 
 // The plugin's defaults (plugins/s3/README.md), for the floor upload and the RSS budget.
-constexpr std::size_t kPartSize = 8 << 20;
+constexpr std::size_t kPartSize = 16 << 20;
 constexpr int kConcurrency = 4;
 
 }  // namespace
@@ -159,7 +166,7 @@ int main() try {
     std::ofstream f(dir / "src.bin", std::ios::binary);
     for (std::size_t i = 0; i < mib; ++i) f.write(block.data(), static_cast<std::streamsize>(block.size()));
   }
-  // Defaults (8 MiB parts, 4 in flight) unless EMBER_S3_BENCH_CONFIG adds keys, e.g.
+  // Defaults (16 MiB parts, 4 in flight) unless EMBER_S3_BENCH_CONFIG adds keys, e.g.
   // '"max_concurrency": 8'.
   const char* extra = std::getenv("EMBER_S3_BENCH_CONFIG");
   S3Urls s3(local_config(server.endpoint(), extra ? extra : ""));
@@ -188,7 +195,6 @@ int main() try {
   };
   const char* base_so = std::getenv("EMBER_S3_BENCH_BASELINE_SO");
   std::unique_ptr<S3Urls> base;
-  double base_up = 0, base_down = 0;
   if (base_so && *base_so) {
     std::string own = require_env("EMBER_S3_SO");
     ::setenv("EMBER_S3_SO", base_so, 1);
@@ -196,51 +202,81 @@ int main() try {
     ::setenv("EMBER_S3_SO", own.c_str(), 1);
   }
 
-  // 1. plugin up (the baseline first, when there is one)
-  if (base) base_up = upload(*base, "s3://bench/baseline.bin");
-  double rss_before = rss_mib();
-  reset_peak();
-  double plugin_up = upload(s3, "s3://bench/plugin.bin");
-  double peak = peak_rss_mib();
+  // EMBER_S3_BENCH_ROUNDS=N repeats the alternating sequence N times and prints medians (and
+  // each round's ratios): on a shared machine one round's ratio moves with the load.
+  const char* rounds_env = std::getenv("EMBER_S3_BENCH_ROUNDS");
+  const int rounds = rounds_env && *rounds_env ? std::max(1, std::stoi(rounds_env)) : 1;
+  std::vector<double> plugin_up, aws_up, floor_up, base_up, plugin_down, aws_down, base_down;
+  // Peak RSS is taken in the first round only: later rounds start with what the downloads'
+  // threads left in malloc's arenas.
+  const double rss_before = rss_mib();
+  double peak = 0;
+  for (int round = 0; round < rounds; ++round) {
+    // 1. plugin up (the baseline first, when there is one)
+    if (base) base_up.push_back(upload(*base, "s3://bench/baseline.bin"));
+    if (round == 0) reset_peak();
+    plugin_up.push_back(upload(s3, "s3://bench/plugin.bin"));
+    if (round == 0) peak = peak_rss_mib();
 
-  // 2. aws up
-  auto t0 = std::chrono::steady_clock::now();
-  aws(server, dir, {"s3", "cp", (dir / "src.bin").string(), "s3://bench/aws.bin"});
-  double aws_up = seconds_since(t0);
+    // 2. aws up
+    auto t0 = std::chrono::steady_clock::now();
+    aws(server, dir, {"s3", "cp", (dir / "src.bin").string(), "s3://bench/aws.bin"});
+    aws_up.push_back(seconds_since(t0));
 
-  // 2b. the server's floor, with the plugin's default part size and concurrency
-  double floor_up = server_floor_upload(server, "floor.bin", bytes, kPartSize, kConcurrency);
+    // 2b. the server's floor, with the plugin's default part size and concurrency
+    floor_up.push_back(server_floor_upload(server, "floor.bin", bytes, kPartSize, kConcurrency));
 
-  // 3. plugin down (the baseline first, when there is one)
-  if (base) base_down = download(*base, "s3://bench/aws.bin");
-  double plugin_down = download(s3, "s3://bench/aws.bin");
+    // 3. plugin down (the baseline first, when there is one)
+    if (base) base_down.push_back(download(*base, "s3://bench/aws.bin"));
+    plugin_down.push_back(download(s3, "s3://bench/aws.bin"));
 
-  // 4. aws down
-  t0 = std::chrono::steady_clock::now();
-  aws(server, dir, {"s3", "cp", "s3://bench/plugin.bin", (dir / "dst.bin").string()});
-  double aws_down = seconds_since(t0);
-  if (std::filesystem::file_size(dir / "dst.bin") != bytes) throw std::runtime_error("aws download has the wrong size");
+    // 4. aws down
+    t0 = std::chrono::steady_clock::now();
+    aws(server, dir, {"s3", "cp", "s3://bench/plugin.bin", (dir / "dst.bin").string()});
+    aws_down.push_back(seconds_since(t0));
+    if (std::filesystem::file_size(dir / "dst.bin") != bytes) throw std::runtime_error("aws download has the wrong size");
+  }
+  auto ratios = [&](const std::vector<double>& num, const std::vector<double>& den) {
+    std::string out;
+    for (std::size_t i = 0; i < num.size(); ++i) {
+      char buf[16];
+      std::snprintf(buf, sizeof buf, " %.2f", num[i] / den[i]);
+      out += buf;
+    }
+    return out;
+  };
 
-  std::printf("bench_s3: %zu MiB against s3rver %s (plugin config extra: %s)\n", mib, server.endpoint().c_str(),
-              extra ? extra : "none: part_size 8 MiB, max_concurrency 4");
-  std::printf("  upload   plugin %8.1f MB/s (%6.2f s)   aws s3 cp %8.1f MB/s (%6.2f s)   plugin/aws %.2fx\n", mb / plugin_up,
-              plugin_up, mb / aws_up, aws_up, aws_up / plugin_up);
+  std::printf("bench_s3: %zu MiB against s3rver %s (plugin config extra: %s), %d round(s)%s\n", mib, server.endpoint().c_str(),
+              extra ? extra : "none: part_size 16 MiB, max_concurrency 4", rounds, rounds > 1 ? ", medians" : "");
+  std::printf("  upload   plugin %8.1f MB/s (%6.2f s)   aws s3 cp %8.1f MB/s (%6.2f s)   plugin/aws %.2fx\n",
+              mb / median(plugin_up), median(plugin_up), mb / median(aws_up), median(aws_up), median(aws_up) / median(plugin_up));
   std::printf("  download plugin %8.1f MB/s (%6.2f s)   aws s3 cp %8.1f MB/s (%6.2f s)   plugin/aws %.2fx\n",
-              mb / plugin_down, plugin_down, mb / aws_down, aws_down, aws_down / plugin_down);
+              mb / median(plugin_down), median(plugin_down), mb / median(aws_down), median(aws_down),
+              median(aws_down) / median(plugin_down));
   std::printf("  upload   server floor %6.1f MB/s (%6.2f s)   floor/aws %.2fx: a client with no per-byte work, about the most any client reaches here\n",
-              mb / floor_up, floor_up, aws_up / floor_up);
+              mb / median(floor_up), median(floor_up), median(aws_up) / median(floor_up));
   std::printf("  s3rver CompleteMultipartUpload (rereads, MD5s and rewrites the object): plugin %.2f s, aws %.2f s, floor %.2f s",
-              complete_seconds(server, "plugin.bin"), complete_seconds(server, "aws.bin"), complete_seconds(server, "floor.bin"));
-  if (base) std::printf(", baseline %.2f s", complete_seconds(server, "baseline.bin"));
+              median(complete_seconds(server, "plugin.bin")), median(complete_seconds(server, "aws.bin")),
+              median(complete_seconds(server, "floor.bin")));
+  if (base) std::printf(", baseline %.2f s", median(complete_seconds(server, "baseline.bin")));
   std::printf("\n");
   if (base) {
     std::printf("  baseline %s\n", base_so);
-    std::printf("  upload   baseline %6.1f MB/s (%6.2f s)   baseline/aws %.2fx\n", mb / base_up, base_up, aws_up / base_up);
-    std::printf("  download baseline %6.1f MB/s (%6.2f s)   baseline/aws %.2fx\n", mb / base_down, base_down,
-                aws_down / base_down);
+    std::printf("  upload   baseline %6.1f MB/s (%6.2f s)   baseline/aws %.2fx\n", mb / median(base_up), median(base_up),
+                median(aws_up) / median(base_up));
+    std::printf("  download baseline %6.1f MB/s (%6.2f s)   baseline/aws %.2fx\n", mb / median(base_down), median(base_down),
+                median(aws_down) / median(base_down));
   }
-  std::printf("  plugin upload peak RSS %.1f MiB (process RSS before %.1f MiB; budget with the defaults 64 + %d x %zu = %zu MiB)\n",
-              peak, rss_before, kConcurrency, kPartSize >> 20, 64 + kConcurrency * (kPartSize >> 20));
+  if (rounds > 1) {
+    std::printf("  per round: upload plugin/aws%s; floor/aws%s", ratios(aws_up, plugin_up).c_str(), ratios(aws_up, floor_up).c_str());
+    if (base) std::printf("; baseline/aws%s", ratios(aws_up, base_up).c_str());
+    std::printf("; download plugin/aws%s", ratios(aws_down, plugin_down).c_str());
+    if (base) std::printf("; baseline/aws%s", ratios(aws_down, base_down).c_str());
+    std::printf("\n");
+  }
+  std::printf("  plugin upload peak RSS %.1f MiB%s (process RSS before %.1f MiB; budget with the defaults 64 + %d x %zu = %zu MiB)\n",
+              peak, rounds > 1 ? " in the first round" : "", rss_before, kConcurrency, kPartSize >> 20,
+              64 + kConcurrency * (kPartSize >> 20));
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "bench_s3: %s\n", e.what());
