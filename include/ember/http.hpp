@@ -65,10 +65,12 @@ struct Options {
   std::chrono::milliseconds timeout{30000};
 };
 
+// body is borrowed: the bytes must stay alive until send returns. They are written from where
+// they are, never copied (a multi-MiB upload part goes to the socket from the caller's buffer).
 struct Request {
   std::string method, target;
   std::vector<std::pair<std::string, std::string>> headers;
-  std::string body;
+  std::string_view body;
 };
 
 inline bool iequals(std::string_view a, std::string_view b) {

@@ -12,6 +12,14 @@
 // (bare path or file://) is appended to with O_APPEND, and fsync'ed at finalize. An object store
 // has no append, so there the whole object is rewritten atomically at each flush, at most once
 // every flush_every_seconds: that bounds the quadratic cost of rewriting by time.
+//
+// Object-store I/O (the version lookup, reading an existing file, every rewrite, hparams.json)
+// runs on a background worker, never on the training thread (DESIGN, ABI rule 7): a flush
+// hands the new rows over and returns. The hand-over is a queue of at most one pending
+// rewrite — rows flushed while a rewrite is in progress join the next one, which writes
+// everything anyway. A failed rewrite keeps every row (it is logged as a warning and tried
+// again at the next flush); finalize waits for the worker, makes the last rewrite with all rows
+// and fails, naming the URL, if that one fails.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -24,14 +32,17 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <condition_variable>
 #include <cstring>
 #include <ember/plugin.hpp>
 #include <ember/plugin_config.hpp>
 #include <ember/plugin_io.hpp>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -176,7 +187,6 @@ class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
 
   ~CsvLogger() override {
     // A host that never called finalize still gets the buffered rows, best effort.
-    if (pending_.empty() && !hparams_dirty_ && fd_ < 0) return;
     try {
       if (!pending_.empty() || hparams_dirty_) {
         log(EMBER_LOG_WARN, "destroyed with unflushed rows and no finalize; flushing them now");
@@ -186,6 +196,7 @@ class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
       log(EMBER_LOG_ERROR, e.what());
     } catch (...) {
     }
+    if (std::string err = stop_worker(); !err.empty()) log(EMBER_LOG_ERROR, err);
     if (fd_ >= 0) ::close(fd_);
   }
 
@@ -235,6 +246,7 @@ class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
 
   void finalize(std::string_view /*status*/) override {
     flush();
+    if (std::string err = stop_worker(); !err.empty()) throw std::runtime_error(err);
     if (fd_ >= 0) {
       if (::fsync(fd_) != 0) {
         int err = errno;
@@ -280,7 +292,7 @@ class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
 
   // --- where the files go --------------------------------------------------------------------
   bool local_known_or_local() const {
-    if (resolved_) return local_;
+    if (save_dir_resolved_) return local_;
     // Not resolved yet: decide from the configured save_dir (default_root_dir is resolved at the
     // first flush; until then treat it as local so the first flush is never delayed).
     return !save_dir_ || is_local(*save_dir_);
@@ -305,26 +317,32 @@ class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
     return acc.max + 1;
   }
 
-  void resolve() {
-    if (resolved_) return;
-    std::string save_dir;
-    if (save_dir_) {
-      save_dir = *save_dir_;
-    } else {
+  // Where save_dir is ([train-thread]: the default comes from the trainer state), and so
+  // whether the files are local.
+  void resolve_save_dir() {
+    if (save_dir_resolved_) return;
+    if (!save_dir_) {
       ember_trainer_state_t st{};
       st.struct_size = sizeof st;
       if (host().get_state(host().ctx, &st) != EMBER_OK)
         throw_error("config key save_dir is not set and the trainer state is unavailable: " +
                     host_error(host()));
-      save_dir = std::string(view(st.default_root_dir));
-      if (save_dir.empty()) save_dir = ".";
+      save_dir_ = std::string(view(st.default_root_dir));
+      if (save_dir_->empty()) save_dir_ = ".";
     }
-    std::string root = join_url(save_dir, name_);
+    local_ = is_local(*save_dir_);
+    save_dir_resolved_ = true;
+  }
+
+  // The version directory and the file URLs: lists save_dir/name for the next version, so for
+  // an object store this runs on the worker.
+  void resolve() {
+    if (resolved_) return;
+    std::string root = join_url(*save_dir_, name_);
     std::string version = version_ ? *version_ : "version_" + std::to_string(next_version(root));
     log_dir_ = join_url(root, version);
     metrics_url_ = join_url(log_dir_, "metrics.csv");
     hparams_url_ = join_url(log_dir_, "hparams.json");
-    local_ = is_local(metrics_url_);
     resolved_ = true;
     log(EMBER_LOG_INFO, "writing metrics to " + metrics_url_);
   }
@@ -332,21 +350,135 @@ class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
   // --- flushing ------------------------------------------------------------------------------
   void flush() {
     if (pending_.empty() && !hparams_dirty_) return;
-    resolve();
-    if (hparams_dirty_) {
-      write_object(host(), hparams_url_, json::serialize(hparams_) + "\n", kId);
-      hparams_dirty_ = false;
+    resolve_save_dir();
+    const bool rows = !pending_.empty();
+    if (local_) {
+      resolve();
+      if (hparams_dirty_) {
+        write_object(host(), hparams_url_, json::serialize(hparams_) + "\n", kId);
+        hparams_dirty_ = false;
+      }
+      if (rows) append_local();
+    } else {
+      hand_to_worker();
     }
-    if (!pending_.empty()) {
-      if (local_)
-        append_local();
-      else
-        rewrite_remote();
+    if (rows) {
       last_write_ = Clock::now();
       wrote_once_ = true;
     }
     waiting_ = false;
     flush_mark_ = last_step_;
+  }
+
+  // --- the object-store worker ----------------------------------------------------------------
+  // [train-thread]: queue the new rows (and hparams.json) for the worker and wake it. A refusal
+  // the worker met (a foreign metrics.csv) is reported here, on the training thread.
+  void hand_to_worker() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (refused_) throw std::runtime_error(error_);
+    if (queued_rows_.empty())
+      queued_rows_.swap(pending_);
+    else
+      queued_rows_ += pending_;
+    pending_.clear();
+    if (hparams_dirty_) {
+      queued_hparams_ = json::serialize(hparams_) + "\n";
+      hparams_dirty_ = false;
+    }
+    work_ = true;
+    if (!worker_.joinable()) worker_ = std::thread([this] { run_worker(); });
+    wake_.notify_one();
+  }
+
+  // Wait until the worker has written everything handed to it (one more attempt if the last
+  // one failed), stop it, and return the error of that last attempt ("" when it succeeded, or
+  // when there is no worker running).
+  std::string stop_worker() {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!worker_.joinable()) return {};
+    stop_ = true;
+    wake_.notify_one();
+    lock.unlock();
+    worker_.join();
+    lock.lock();
+    return error_;
+  }
+
+  void run_worker() {
+    std::unique_lock<std::mutex> lock(mu_);
+    bool retried_at_stop = false;
+    for (;;) {
+      wake_.wait(lock, [&] { return work_ || stop_; });
+      if (!work_) {
+        // Stopping with nothing new: done, unless the last pass failed (it may have been the
+        // first try of the last rows); then one more pass before giving up.
+        if (error_.empty() || refused_ || retried_at_stop) return;
+        retried_at_stop = true;
+      }
+      work_ = false;
+      std::string rows;
+      rows.swap(queued_rows_);
+      std::optional<std::string> hparams;
+      hparams.swap(queued_hparams_);
+      const bool refused = refused_;
+      lock.unlock();
+      std::string error;
+      bool refusal = false;
+      if (!refused) {
+        try {
+          write_remote(std::move(rows), std::move(hparams));
+        } catch (const Refusal& e) {
+          error = e.what(), refusal = true;
+        } catch (const std::exception& e) {
+          error = e.what();
+        } catch (...) {
+          error = std::string(kId) + ": unknown error writing to " + *save_dir_;
+        }
+      }
+      if (!error.empty() && (failures_++ == 0 || refusal))
+        log(EMBER_LOG_WARN, error + (refusal ? "" : "; the rows are kept and written again at the next flush"));
+      if (error.empty() && failures_ > 0 && !refused) {
+        log(EMBER_LOG_INFO, "wrote " + metrics_url_ + " again after " + std::to_string(failures_) +
+                                " failed attempt(s)");
+        failures_ = 0;
+      }
+      lock.lock();
+      if (!refused) error_ = error;
+      refused_ = refused_ || refusal;
+    }
+  }
+
+  // [worker]: add rows to the object and rewrite it; whatever fails is kept for the next pass.
+  void write_remote(std::string rows, std::optional<std::string> hparams) {
+    unwritten_rows_ += rows;
+    if (hparams) unwritten_hparams_ = std::move(hparams);
+    resolve();
+    if (unwritten_hparams_) {
+      write_object(host(), hparams_url_, *unwritten_hparams_, kId);
+      unwritten_hparams_.reset();
+    }
+    if (!remote_started_) {
+      if (stat(metrics_url_)) {
+        all_ = read_all(metrics_url_);
+        try {
+          check_existing(all_.substr(0, kHeader.size()));
+        } catch (const std::exception& e) {
+          throw Refusal(e.what());
+        }
+        if (!all_.empty() && all_.back() != '\n') all_ += '\n';
+      }
+      if (all_.empty()) all_ = kHeader;
+      remote_started_ = true;
+    }
+    if (!unwritten_rows_.empty()) {
+      all_ += unwritten_rows_;
+      unwritten_rows_.clear();
+      metrics_unwritten_ = true;
+    }
+    if (metrics_unwritten_) {
+      write_object(host(), metrics_url_, all_, kId);
+      metrics_unwritten_ = false;
+    }
   }
 
   // An existing metrics.csv (a version chosen by the user, a resumed run) is continued if it is
@@ -391,21 +523,6 @@ class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
     }
   }
 
-  void rewrite_remote() {
-    if (!remote_started_) {
-      if (stat(metrics_url_)) {
-        all_ = read_all(metrics_url_);
-        check_existing(all_.substr(0, kHeader.size()));
-        if (!all_.empty() && all_.back() != '\n') all_ += '\n';
-      }
-      if (all_.empty()) all_ = kHeader;
-      remote_started_ = true;
-    }
-    all_ += pending_;
-    pending_.clear();
-    write_object(host(), metrics_url_, all_, kId);
-  }
-
   // Config.
   std::optional<std::string> save_dir_;
   std::string name_ = "lightning_logs";
@@ -414,13 +531,13 @@ class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
   double flush_seconds_ = 5;
   Clock::duration flush_interval_{};
 
-  // Where, resolved at the first flush.
-  bool resolved_ = false, local_ = true;
+  // Where, resolved at the first flush (for an object store the URLs by the worker).
+  bool save_dir_resolved_ = false, resolved_ = false, local_ = true;
   std::string log_dir_, metrics_url_, hparams_url_;
 
-  // Rows not yet written; for an object store also everything written so far.
-  std::string pending_, all_;
-  bool remote_started_ = false, header_checked_ = false;
+  // Rows not yet flushed.
+  std::string pending_;
+  bool header_checked_ = false;
   int fd_ = -1;
   json::object hparams_;
   bool hparams_dirty_ = false;
@@ -429,6 +546,26 @@ class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
   std::int64_t flush_mark_ = -1, last_step_ = -1;
   bool waiting_ = false, wrote_once_ = false;
   Clock::time_point waiting_since_{}, last_write_{};
+
+  // The object-store worker. Guarded by mu_: the queue (rows and hparams.json handed over and
+  // not yet taken), work_/stop_, and what the last pass reported.
+  struct Refusal : std::runtime_error {
+    using std::runtime_error::runtime_error;
+  };
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::thread worker_;
+  std::string queued_rows_;
+  std::optional<std::string> queued_hparams_;
+  bool work_ = false, stop_ = false;
+  std::string error_;     // the last pass's failure, "" after a pass that wrote everything
+  bool refused_ = false;  // the existing metrics.csv is not ours: nothing more is written
+  // The worker's own: the object's whole content as last written (or to be), and what a
+  // failed pass left to write.
+  std::string all_, unwritten_rows_;
+  std::optional<std::string> unwritten_hparams_;
+  bool remote_started_ = false, metrics_unwritten_ = false;
+  int failures_ = 0;
 };
 
 }  // namespace

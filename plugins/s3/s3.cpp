@@ -9,9 +9,12 @@
 // Writes stream: bytes fill one part buffer; each full part is uploaded in the background
 // (multipart upload, at most max_concurrency parts in flight, so memory is bounded by
 // (max_concurrency + 1) x part_size); an object smaller than one part is one PutObject at commit.
-// commit completes the upload and checks the final size; closing without commit aborts it.
+// Every PutObject and UploadPart carries its checksum (x-amz-checksum-crc32c by default,
+// Content-MD5 with checksum "md5"), which S3 verifies; commit completes the upload (listing
+// each part's checksum) and checks the final size; closing without commit aborts it.
 // Reads stream: ranged GETs of read_chunk_size, up to max_concurrency prefetched.
 #include "aws_config.hpp"
+#include "checksum.hpp"
 #include "sigv4.hpp"
 
 #include <ember/http.hpp>
@@ -60,23 +63,25 @@ constexpr const char* kSchema = R"({
     "ca_bundle": {"type": "string", "default": ""},
     "verify_tls": {"type": "boolean", "default": true},
     "max_concurrency": {"type": "integer", "minimum": 1, "maximum": 64, "default": 4},
-    "part_size": {"type": "integer", "minimum": 5242880, "maximum": 5368709120, "default": 8388608},
+    "part_size": {"type": "integer", "minimum": 5242880, "maximum": 5368709120, "default": 16777216},
     "read_chunk_size": {"type": "integer", "minimum": 65536, "default": 8388608},
     "max_attempts": {"type": "integer", "minimum": 1, "maximum": 20, "default": 5},
     "retry_base_ms": {"type": "integer", "minimum": 1, "default": 100},
     "retry_max_ms": {"type": "integer", "minimum": 1, "default": 20000},
     "timeout_ms": {"type": "integer", "minimum": 1, "default": 30000},
     "max_keys": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1000},
-    "dot_segments": {"type": "string", "enum": ["refuse", "allow"], "default": "refuse"}
+    "dot_segments": {"type": "string", "enum": ["refuse", "allow"], "default": "refuse"},
+    "checksum": {"type": "string", "enum": ["crc32c", "md5"], "default": "crc32c"}
   }
 })";
 
 struct Settings {
   std::string endpoint_url, region, addressing_style = "auto", profile, ca_bundle, dot_segments = "refuse";
+  Checksum checksum = Checksum::crc32c;
   Credentials config_creds;
   bool verify_tls = true;
   std::size_t max_concurrency = 4;
-  std::size_t part_size = 8 * kMiB;
+  std::size_t part_size = 16 * kMiB;
   std::size_t read_chunk_size = 8 * kMiB;
   int max_attempts = 5;
   int retry_base_ms = 100, retry_max_ms = 20000, timeout_ms = 30000;
@@ -111,6 +116,8 @@ struct Settings {
     str("session_token", s.config_creds.session_token);
     str("ca_bundle", s.ca_bundle);
     str("dot_segments", s.dot_segments);
+    std::string checksum = "crc32c";
+    str("checksum", checksum);
     if (const auto* x = o.if_contains("verify_tls")) s.verify_tls = x->as_bool();
     num("max_concurrency", s.max_concurrency, 1);
     num("part_size", s.part_size, static_cast<std::int64_t>(5 * kMiB));
@@ -124,6 +131,9 @@ struct Settings {
       throw std::runtime_error("s3 config: addressing_style: expected auto, path or virtual, not '" + s.addressing_style + "'");
     if (s.dot_segments != "refuse" && s.dot_segments != "allow")
       throw std::runtime_error("s3 config: dot_segments: expected refuse or allow, not '" + s.dot_segments + "'");
+    if (checksum != "crc32c" && checksum != "md5")
+      throw std::runtime_error("s3 config: checksum: expected crc32c or md5, not '" + checksum + "'");
+    s.checksum = checksum == "md5" ? Checksum::md5 : Checksum::crc32c;
     return s;
   }
 };
@@ -244,9 +254,10 @@ class Service {
     std::string method;
     Params query;
     Params headers;             // beyond host / x-amz-*: Range, Content-MD5, Content-Type...
-    std::string body;
+    std::string_view body;      // borrowed until call returns
     std::vector<int> accept;    // non-2xx statuses handed back instead of thrown
     std::string shown_url{};    // the URL messages name, when not loc's (a listed prefix)
+    std::string payload_hash{}; // hex SHA-256 of body when the caller already has it
   };
 
   // Sign, send, retry; returns a 2xx answer or one listed in accept, else throws S3Error.
@@ -263,12 +274,14 @@ class Service {
     bool default_port = (endpoint_.scheme == "https" && endpoint_.port == "443") ||
                         (endpoint_.scheme == "http" && endpoint_.port == "80");
     if (!default_port) host_header += ":" + endpoint_.port;
-    const std::string payload_hash = c.body.empty() ? std::string(kEmptySha256) : sha256_hex(c.body);
+    const std::string payload_hash = !c.payload_hash.empty() ? c.payload_hash
+                                     : c.body.empty()         ? std::string(kEmptySha256)
+                                                              : sha256_hex(c.body);
 
     http::Request req;
     req.method = c.method;
     req.target = path + (query.empty() ? "" : "?" + query);
-    req.body = std::move(c.body);
+    req.body = c.body;
 
     std::string last;
     std::mt19937_64 rng(std::random_device{}());
@@ -481,7 +494,10 @@ class Reader final : public ember_file {
   std::deque<std::future<std::string>> pending_;
 };
 
-// Atomic streaming write; see the file comment.
+// Atomic streaming write; see the file comment. Each part's checksum and signed SHA-256 are
+// computed on the part's own worker thread, in one pass over its buffer, so the writer's
+// thread only copies bytes in; finished part buffers are reused (no fresh pages to fault in
+// and zero for every part), and at most max_concurrency + 1 of them exist at once.
 class Writer final : public ember_file {
  public:
   Writer(Service& s, Location loc) : s_(s), loc_(std::move(loc)) {
@@ -497,7 +513,7 @@ class Writer final : public ember_file {
     if (committed_) throw S3Error("cannot write to " + loc_.url() + ": already committed", EMBER_E_INVALID);
     if (failed_) throw S3Error("cannot write to " + loc_.url() + ": an earlier part failed: " + failure_, EMBER_E_IO);
     while (n) {
-      if (buf_.capacity() < part_size_) buf_.reserve(part_size_);
+      if (buf_.capacity() < part_size_) take_buffer();
       std::size_t take = std::min(n, part_size_ - buf_.size());
       buf_.append(p, take);
       p += take;
@@ -511,9 +527,11 @@ class Writer final : public ember_file {
     if (committed_) return;
     try {
       if (upload_id_.empty()) {
-        std::string md5 = md5_base64(buf_);
-        s_.call({"PutObject", &loc_, "PUT", {}, {{"Content-MD5", md5}, {"Content-Type", "application/octet-stream"}}, std::move(buf_), {}});
-        buf_ = std::string();
+        BodyDigests d = body_digests(buf_, s_.settings().checksum);
+        Service::Call c{"PutObject", &loc_, "PUT", {},
+                        {{d.header_name, d.header_value}, {"Content-Type", "application/octet-stream"}}, buf_, {}};
+        c.payload_hash = d.sha256_hex;
+        check_echoed_checksum(s_.call(std::move(c)), d, "PutObject");
       } else {
         if (!buf_.empty()) ship_part();
         while (!inflight_.empty()) {
@@ -531,10 +549,15 @@ class Writer final : public ember_file {
       throw;
     }
     committed_ = true;
+    release_buffers();
     verify_size();
   }
 
  private:
+  struct Part {
+    std::string etag, checksum;  // checksum: the crc32c part checksum, for CompleteMultipartUpload
+  };
+
   void fail(const std::string& why) {
     if (!failed_) failure_ = why;
     failed_ = true;
@@ -550,6 +573,35 @@ class Writer final : public ember_file {
       }
     }
     inflight_.clear();
+  }
+
+  // buf_ becomes an empty buffer of part_size_ capacity: a finished part's, else a new one.
+  void take_buffer() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!spare_.empty()) {
+        buf_.swap(spare_.back());
+        spare_.pop_back();
+      }
+    }
+    buf_.clear();
+    if (buf_.capacity() < part_size_) buf_.reserve(part_size_);
+  }
+
+  void release_buffers() {
+    buf_ = std::string();
+    std::lock_guard<std::mutex> lock(mu_);
+    spare_.clear();
+  }
+
+  // A server that verified the checksum may echo it; one that disagrees with ours is an error.
+  void check_echoed_checksum(const http::Response& r, const BodyDigests& d, const std::string& what) const {
+    if (d.header_name == "Content-MD5") return;
+    std::string echoed = r.header(d.header_name);
+    if (!echoed.empty() && echoed != d.header_value)
+      throw S3Error("S3 " + what + " " + loc_.url() + ": the server's " + d.header_name + " is " + echoed +
+                        ", the data's is " + d.header_value + s_.context(),
+                    EMBER_E_IO);
   }
 
   void ship_part() {
@@ -572,21 +624,36 @@ class Writer final : public ember_file {
     std::string body;
     body.swap(buf_);
     inflight_.push_back(std::async(std::launch::async, [this, number, b = std::move(body)]() mutable {
-      std::string md5 = md5_base64(b);
+      // The buffer goes back to the pool however the upload ends.
+      struct Recycle {
+        Writer& w;
+        std::string& b;
+        ~Recycle() {
+          std::lock_guard<std::mutex> lock(w.mu_);
+          w.spare_.push_back(std::move(b));
+        }
+      } recycle{*this, b};
+      const std::string what = "UploadPart part " + std::to_string(number) + " of";
+      BodyDigests d = body_digests(b, s_.settings().checksum);
       Service::Call c{"UploadPart", &loc_, "PUT",
                       {{"partNumber", std::to_string(number)}, {"uploadId", upload_id_}},
-                      {{"Content-MD5", md5}}, std::move(b), {}};
+                      {{d.header_name, d.header_value}}, b, {}};
+      c.payload_hash = d.sha256_hex;
       http::Response r = s_.call(std::move(c));
+      check_echoed_checksum(r, d, what);
       std::string etag = r.header("ETag");
       if (etag.empty())
         throw S3Error("S3 UploadPart " + loc_.url() + " part " + std::to_string(number) + ": the answer has no ETag" + s_.context(), EMBER_E_IO);
       std::lock_guard<std::mutex> lock(mu_);
-      etags_[number] = etag;
+      parts_[number] = Part{etag, s_.settings().checksum == Checksum::crc32c ? d.header_value : std::string()};
     }));
   }
 
   void create() {
-    http::Response r = s_.call({"CreateMultipartUpload", &loc_, "POST", {{"uploads", ""}}, {{"Content-Type", "application/octet-stream"}}, "", {}});
+    Params h{{"Content-Type", "application/octet-stream"}};
+    // Every part then carries x-amz-checksum-crc32c, and S3 checks each one.
+    if (s_.settings().checksum == Checksum::crc32c) h.emplace_back("x-amz-checksum-algorithm", "CRC32C");
+    http::Response r = s_.call({"CreateMultipartUpload", &loc_, "POST", {{"uploads", ""}}, h, "", {}});
     upload_id_ = parse_xml(r.body).get<std::string>("InitiateMultipartUploadResult.UploadId", "");
     if (upload_id_.empty())
       throw S3Error("S3 CreateMultipartUpload " + loc_.url() + ": the answer has no UploadId" + s_.context(), EMBER_E_IO);
@@ -596,8 +663,11 @@ class Writer final : public ember_file {
     std::string xml = "<CompleteMultipartUpload>";
     {
       std::lock_guard<std::mutex> lock(mu_);
-      for (const auto& kv : etags_)
-        xml += "<Part><PartNumber>" + std::to_string(kv.first) + "</PartNumber><ETag>" + xml_escape(kv.second) + "</ETag></Part>";
+      for (const auto& kv : parts_) {
+        xml += "<Part><PartNumber>" + std::to_string(kv.first) + "</PartNumber><ETag>" + xml_escape(kv.second.etag) + "</ETag>";
+        if (!kv.second.checksum.empty()) xml += "<ChecksumCRC32C>" + kv.second.checksum + "</ChecksumCRC32C>";
+        xml += "</Part>";
+      }
     }
     xml += "</CompleteMultipartUpload>";
     http::Response r = s_.call({"CompleteMultipartUpload", &loc_, "POST", {{"uploadId", upload_id_}}, {{"Content-Type", "application/xml"}}, xml, {}});
@@ -638,8 +708,9 @@ class Writer final : public ember_file {
   int next_part_ = 1;
   bool committed_ = false, failed_ = false;
   std::deque<std::future<void>> inflight_;
-  std::mutex mu_;
-  std::map<int, std::string> etags_;
+  std::mutex mu_;                  // guards parts_ and spare_, which part workers fill
+  std::map<int, Part> parts_;
+  std::vector<std::string> spare_;  // buffers of finished parts, for the next ones
 };
 
 class S3Plugin final : public plugin::Plugin {

@@ -6,6 +6,9 @@
 #include <boost/test/unit_test.hpp>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
+#include <map>
+#include <mutex>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -104,11 +107,15 @@ bool same_double(double a, double b) {
   return std::memcmp(&a, &b, sizeof a) == 0;
 }
 
-// A backend that counts every call (reads, writes, stats, lists), over process memory.
-class CountingBackend : public ember::storage::Backend {
+// An object store over process memory for the tests of csv_logger's background worker: counts
+// every call and the commits per URL (waking waiters on each), can hold commits at a gate (the
+// worker then sits in a rewrite), and can fail commits. Every wait is for an event, bounded by
+// a deadline.
+class ObjectStore : public ember::storage::Backend {
  public:
-  std::atomic<int> calls{0};
   ember::storage::MemoryBackend mem;
+  std::atomic<int> calls{0};  // reads, writes, stats, lists, removes
+
   std::unique_ptr<ember::storage::Reader> open_read(const std::string& u, std::uint64_t o,
                                                     std::uint64_t l) override {
     ++calls;
@@ -116,7 +123,22 @@ class CountingBackend : public ember::storage::Backend {
   }
   std::unique_ptr<ember::storage::Writer> open_write(const std::string& u) override {
     ++calls;
-    return mem.open_write(u);
+    struct W final : ember::storage::Writer {
+      ObjectStore* store;
+      std::string url;
+      std::unique_ptr<ember::storage::Writer> inner;
+      void write(const void* d, std::size_t n) override { inner->write(d, n); }
+      void commit() override {
+        store->before_commit(url);
+        inner->commit();
+        store->after_commit(url);
+      }
+    };
+    auto w = std::make_unique<W>();
+    w->store = this;
+    w->url = u;
+    w->inner = mem.open_write(u);
+    return w;
   }
   std::optional<ember::storage::Stat> stat(const std::string& u) override {
     ++calls;
@@ -130,6 +152,82 @@ class CountingBackend : public ember::storage::Backend {
     ++calls;
     return mem.remove(u);
   }
+
+  // Commits of URLs ending in suffix wait at the gate until open() (or 30 s, noted).
+  void close_gate(const std::string& suffix) {
+    std::lock_guard<std::mutex> lock(mu_);
+    gate_ = suffix;
+  }
+  void open_gate() {
+    std::lock_guard<std::mutex> lock(mu_);
+    gate_.reset();
+    cv_.notify_all();
+  }
+  // The next n commits of URLs ending in suffix throw (-1: all of them).
+  void fail_commits(const std::string& suffix, int n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    fail_suffix_ = suffix;
+    fail_left_ = n;
+  }
+  int commits(const std::string& url) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return commits_[url];
+  }
+  int failed() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return failed_;
+  }
+  bool gate_timed_out() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return gate_timed_out_;
+  }
+  // Wait until pred() (called with the lock held) holds; false after 30 s.
+  template <class Pred>
+  bool wait(Pred pred) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(30), [&] { return pred(*this); });
+  }
+  // For wait(): the number of commits waiting at the gate, and counters without locking.
+  int at_gate_locked() const { return at_gate_; }
+  int failed_locked() const { return failed_; }
+  int commits_locked(const std::string& url) const {
+    auto it = commits_.find(url);
+    return it == commits_.end() ? 0 : it->second;
+  }
+
+ private:
+  static bool ends_with(const std::string& s, const std::string& suffix) {
+    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  }
+  void before_commit(const std::string& url) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (gate_ && ends_with(url, *gate_)) {
+      ++at_gate_;
+      cv_.notify_all();
+      if (!cv_.wait_for(lock, std::chrono::seconds(30), [&] { return !gate_; })) gate_timed_out_ = true;
+      --at_gate_;
+    }
+    if (fail_left_ != 0 && ends_with(url, fail_suffix_)) {
+      if (fail_left_ > 0) --fail_left_;
+      ++failed_;
+      cv_.notify_all();
+      throw ember::RuntimeError("cannot commit " + url + ": injected failure");
+    }
+  }
+  void after_commit(const std::string& url) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++commits_[url];
+    cv_.notify_all();
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::optional<std::string> gate_;
+  bool gate_timed_out_ = false;
+  int at_gate_ = 0;
+  std::string fail_suffix_;
+  int fail_left_ = 0, failed_ = 0;
+  std::map<std::string, int> commits_;
 };
 
 std::string config(const std::string& save_dir, const std::string& more = "") {
@@ -186,16 +284,17 @@ BOOST_AUTO_TEST_CASE(rows_are_exact_and_parse_back_in_long_format) {
 
 BOOST_AUTO_TEST_CASE(log_metrics_does_no_io_before_flush_logs_every_n_steps) {
   FakeTrainer t;
-  auto backend = std::make_shared<CountingBackend>();
+  auto backend = std::make_shared<ObjectStore>();
   t.urls().add("count", backend);
   Csv csv(t, config("count://runs", "\"flush_logs_every_n_steps\": 5, \"flush_every_seconds\": 0"));
   csv.hparams(R"({"lr": 0.1})");
   for (int step = 0; step < 4; ++step) csv.log(step, 0, EMBER_STAGE_FIT, {{"loss", step * 1.0}});
   BOOST_TEST(backend->calls.load() == 0, "no storage call before the first flush is due");
   csv.log(4, 0, EMBER_STAGE_FIT, {{"loss", 4.0}});
-  BOOST_TEST(backend->calls.load() > 0);
-  auto rows = rows_of(t.urls().read_all("count://runs/lightning_logs/version_0/metrics.csv"));
-  BOOST_TEST(rows.size() == 5u);
+  // The rewrite runs on csv_logger's worker: wait for it to land.
+  const std::string url = "count://runs/lightning_logs/version_0/metrics.csv";
+  BOOST_REQUIRE(backend->wait([&](ObjectStore& s) { return s.commits_locked(url) == 1; }));
+  BOOST_TEST(rows_of(t.urls().read_all(url)).size() == 5u);
   BOOST_TEST(t.urls().stat("count://runs/lightning_logs/version_0/hparams.json").has_value());
 
   // The next flush is due 5 steps after the last one.
@@ -203,10 +302,8 @@ BOOST_AUTO_TEST_CASE(log_metrics_does_no_io_before_flush_logs_every_n_steps) {
   for (int step = 5; step < 9; ++step) csv.log(step, 0, EMBER_STAGE_FIT, {{"loss", 0.0}});
   BOOST_TEST(backend->calls.load() == after_first);
   csv.log(9, 0, EMBER_STAGE_FIT, {{"loss", 0.0}});
-  BOOST_TEST(backend->calls.load() > after_first);
-  BOOST_TEST(
-      rows_of(t.urls().read_all("count://runs/lightning_logs/version_0/metrics.csv")).size() ==
-      10u);
+  BOOST_REQUIRE(backend->wait([&](ObjectStore& s) { return s.commits_locked(url) == 2; }));
+  BOOST_TEST(rows_of(t.urls().read_all(url)).size() == 10u);
   csv.finalize();
 }
 
@@ -273,19 +370,22 @@ BOOST_AUTO_TEST_CASE(version_is_the_next_free_version_n) {
   }
 }
 
-BOOST_AUTO_TEST_CASE(memory_scheme_gets_every_row_in_each_atomic_rewrite) {
+BOOST_AUTO_TEST_CASE(object_store_gets_every_row_in_each_atomic_rewrite) {
   FakeTrainer t;
-  const std::string url = "memory://runs/lightning_logs/version_0/metrics.csv";
+  auto store = std::make_shared<ObjectStore>();
+  t.urls().add("obj", store);
+  const std::string url = "obj://runs/lightning_logs/version_0/metrics.csv";
   {
-    Csv csv(t,
-            config("memory://runs", "\"flush_logs_every_n_steps\": 2, \"flush_every_seconds\": 0"));
+    Csv csv(t, config("obj://runs", "\"flush_logs_every_n_steps\": 2, \"flush_every_seconds\": 0"));
     csv.log(0, 0, EMBER_STAGE_FIT, {{"loss", 0.5}});
     BOOST_TEST(!t.urls().stat(url).has_value());
     csv.log(1, 0, EMBER_STAGE_FIT, {{"loss", 0.25}});
+    BOOST_REQUIRE(store->wait([&](ObjectStore& s) { return s.commits_locked(url) == 1; }));
     auto first = rows_of(t.urls().read_all(url));
     BOOST_REQUIRE_EQUAL(first.size(), 2u);
     csv.log(2, 0, EMBER_STAGE_FIT, {{"loss", 0.125}, {"new_key", 7.0}});
     csv.log(3, 0, EMBER_STAGE_FIT, {{"loss", 0.0625}});
+    BOOST_REQUIRE(store->wait([&](ObjectStore& s) { return s.commits_locked(url) == 2; }));
     auto second = rows_of(t.urls().read_all(url));
     BOOST_REQUIRE_EQUAL(second.size(), 5u);
     BOOST_TEST(
@@ -293,22 +393,24 @@ BOOST_AUTO_TEST_CASE(memory_scheme_gets_every_row_in_each_atomic_rewrite) {
     BOOST_TEST(second[3][3] == "new_key");
     csv.finalize();
   }
-  Csv next(t, config("memory://runs"));
+  Csv next(t, config("obj://runs"));
   next.log(0, 0, EMBER_STAGE_FIT, {{"loss", 1.0}});
   next.finalize();
-  BOOST_TEST(t.urls().stat("memory://runs/lightning_logs/version_1/metrics.csv").has_value());
+  BOOST_TEST(t.urls().stat("obj://runs/lightning_logs/version_1/metrics.csv").has_value());
 }
 
 BOOST_AUTO_TEST_CASE(object_store_rewrites_at_most_every_flush_every_seconds) {
   FakeTrainer t;
-  const std::string url = "memory://slow/lightning_logs/version_0/metrics.csv";
-  Csv csv(
-      t, config("memory://slow", "\"flush_logs_every_n_steps\": 1, \"flush_every_seconds\": 3600"));
+  auto store = std::make_shared<ObjectStore>();
+  t.urls().add("obj", store);
+  const std::string url = "obj://slow/lightning_logs/version_0/metrics.csv";
+  Csv csv(t, config("obj://slow", "\"flush_logs_every_n_steps\": 1, \"flush_every_seconds\": 3600"));
   csv.log(0, 0, EMBER_STAGE_FIT, {{"loss", 1.0}});
+  BOOST_REQUIRE(store->wait([&](ObjectStore& s) { return s.commits_locked(url) == 1; }));
   BOOST_TEST(rows_of(t.urls().read_all(url)).size() == 1u, "the first due flush is not delayed");
   for (int step = 1; step < 4; ++step) csv.log(step, 0, EMBER_STAGE_FIT, {{"loss", 1.0}});
-  BOOST_TEST(rows_of(t.urls().read_all(url)).size() == 1u, "rewrites are throttled");
-  csv.finalize();
+  csv.finalize();  // joins the worker: every rewrite it was given is done
+  BOOST_TEST(store->commits(url) == 2, "rewrites are throttled: the first and finalize's");
   BOOST_TEST(rows_of(t.urls().read_all(url)).size() == 4u, "finalize writes everything");
 }
 
@@ -413,4 +515,82 @@ BOOST_AUTO_TEST_CASE(an_unknown_config_key_is_refused_with_a_suggestion) {
     BOOST_TEST(msg.find("flush_every_n_steps") != std::string::npos, msg);
     BOOST_TEST(msg.find("flush_logs_every_n_steps") != std::string::npos, msg);
   }
+}
+
+// --- the object-store worker (DESIGN, ABI rule 7: hooks do not block on the network) ----------
+
+// A trainer whose obj:// is an ObjectStore, and a csv_logger there that flushes at every step.
+struct ObjectStoreRun {
+  FakeTrainer t;
+  std::shared_ptr<ObjectStore> store = std::make_shared<ObjectStore>();
+  const std::string url = "obj://runs/lightning_logs/version_0/metrics.csv";
+  std::optional<Csv> csv;
+  ObjectStoreRun() {
+    t.urls().add("obj", store);
+    csv.emplace(t, config("obj://runs", "\"flush_logs_every_n_steps\": 1, \"flush_every_seconds\": 0"));
+  }
+};
+
+BOOST_FIXTURE_TEST_CASE(an_object_store_flush_returns_while_its_rewrite_is_still_in_progress, ObjectStoreRun) {
+  store->close_gate("metrics.csv");
+  csv->log(0, 0, EMBER_STAGE_FIT, {{"loss", 1.0}});  // due: returns with the rewrite held at the gate
+  BOOST_TEST(store->commits(url) == 0);
+  BOOST_REQUIRE(store->wait([](ObjectStore& s) { return s.at_gate_locked() == 1; }));
+  csv->log(1, 0, EMBER_STAGE_FIT, {{"loss", 0.5}});  // due too, while the worker is busy
+  store->open_gate();
+  csv->finalize();
+  BOOST_TEST(!store->gate_timed_out(), "log_metrics waited for the rewrite");
+  BOOST_TEST(rows_of(t.urls().read_all(url)).size() == 2u);
+}
+
+BOOST_FIXTURE_TEST_CASE(flushes_during_a_slow_rewrite_coalesce_and_finalize_writes_every_row, ObjectStoreRun) {
+  store->close_gate("metrics.csv");
+  csv->log(0, 0, EMBER_STAGE_FIT, {{"loss", 0.0}});
+  BOOST_REQUIRE(store->wait([](ObjectStore& s) { return s.at_gate_locked() == 1; }));
+  for (int step = 1; step < 10; ++step) csv->log(step, 0, EMBER_STAGE_FIT, {{"loss", step * 1.0}});
+  store->open_gate();
+  csv->finalize();
+  // Nine due flushes behind a busy worker are one pending rewrite, not nine.
+  BOOST_TEST(store->commits(url) == 2);
+  auto rows = rows_of(t.urls().read_all(url));
+  BOOST_REQUIRE_EQUAL(rows.size(), 10u);
+  for (int step = 0; step < 10; ++step) BOOST_TEST(rows[step][0] == std::to_string(step));
+}
+
+BOOST_FIXTURE_TEST_CASE(a_failed_rewrite_keeps_its_rows_for_the_next_one_and_warns_naming_the_url, ObjectStoreRun) {
+  store->fail_commits("metrics.csv", 1);
+  csv->log(0, 0, EMBER_STAGE_FIT, {{"loss", 1.0}});
+  BOOST_REQUIRE(store->wait([](ObjectStore& s) { return s.failed_locked() == 1; }));
+  csv->log(1, 0, EMBER_STAGE_FIT, {{"loss", 0.5}});
+  csv->finalize();
+  BOOST_TEST(rows_of(t.urls().read_all(url)).size() == 2u, "the failed rewrite's row was not dropped");
+  std::string log = t.joined();
+  BOOST_TEST(log.find("csv_logger: cannot write " + url) != std::string::npos, log);
+  BOOST_TEST(log.find("injected failure") != std::string::npos, log);
+}
+
+BOOST_FIXTURE_TEST_CASE(finalize_fails_naming_the_url_when_the_last_rewrite_fails, ObjectStoreRun) {
+  store->fail_commits("metrics.csv", -1);
+  csv->log(0, 0, EMBER_STAGE_FIT, {{"loss", 1.0}});
+  csv->log(1, 0, EMBER_STAGE_FIT, {{"loss", 0.5}});
+  BOOST_TEST(csv->finalize_status() != EMBER_OK);
+  std::string err = csv->plugin().last_error();
+  BOOST_TEST(err.find("csv_logger: cannot write " + url) != std::string::npos, err);
+  BOOST_TEST(err.find("injected failure") != std::string::npos, err);
+  BOOST_TEST(!t.urls().stat(url).has_value());
+}
+
+BOOST_AUTO_TEST_CASE(a_foreign_metrics_file_in_an_object_store_is_refused_naming_the_url) {
+  FakeTrainer t;
+  auto store = std::make_shared<ObjectStore>();
+  t.urls().add("obj", store);
+  const std::string url = "obj://runs/lightning_logs/old/metrics.csv";
+  t.urls().put_atomic(url, "epoch,loss\n0,1.5\n");
+  Csv csv(t, config("obj://runs", "\"version\": \"old\", \"flush_logs_every_n_steps\": 1"));
+  csv.log(0, 0, EMBER_STAGE_FIT, {{"loss", 1.0}});
+  BOOST_TEST(csv.finalize_status() != EMBER_OK);
+  std::string err = csv.plugin().last_error();
+  BOOST_TEST(err.find("csv_logger") != std::string::npos, err);
+  BOOST_TEST(err.find(url) != std::string::npos, err);
+  BOOST_TEST(t.urls().read_all(url) == "epoch,loss\n0,1.5\n");
 }

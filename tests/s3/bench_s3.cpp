@@ -1,16 +1,29 @@
 // bench_s3: a 512 MiB object up and down against a local s3rver, the s3 plugin vs `aws s3 cp`,
 // alternating (plugin up, aws up, plugin down, aws down) in one run. Prints MB/s, the ratios and
 // the plugin's peak RSS during the upload. Figures only; nothing is asserted.
-//   meson test -C build --benchmark bench_s3        (EMBER_S3_BENCH_MIB=64 for a quick run)
+//   meson test -C build --benchmark bench_s3        (EMBER_S3_BENCH_MIB=64 for a quick run,
+//   EMBER_S3_BENCH_ROUNDS=5 for medians of five alternating rounds)
+// To show how much of an upload is the server's, it also prints how long s3rver took over each
+// CompleteMultipartUpload (from its log), and times a "server floor" upload after aws's: the
+// same bytes as parts of one block hashed once up front, sent as they are — no per-byte work
+// in the client but the socket's copy, i.e. the best any client can do against this server.
 // EMBER_S3_BENCH_BASELINE_SO=/path/to/an/older/s3.so adds that build's upload and download to the
 // same run (baseline up before plugin up, baseline down before plugin down), for before/after
 // figures against the same server and the same aws run.
+#include "checksum.hpp"
 #include "s3_fixture.hpp"
+#include "sigv4.hpp"
 
+#include <ember/http.hpp>
+
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <fstream>
 #include <iostream>
+#include <regex>
 
 using namespace ember::test;
 
@@ -49,6 +62,97 @@ ProcessResult aws(const S3rver& s, const TempDir& dir, const std::vector<std::st
   return r;
 }
 
+// A multipart upload of total bytes as parts of one pseudo-random block of part bytes, whose
+// SHA-256 and CRC-32C are computed once, on conc connections; returns the seconds it took.
+double server_floor_upload(const S3rver& server, const std::string& key, std::size_t total, std::size_t part, int conc) {
+  namespace s3 = ember::s3;
+  const std::string block = pattern_bytes(part, 7);
+  const std::string sha = s3::sha256_hex(block);
+  const std::string crc = s3::crc32c_base64(s3::crc32c(block));
+  const std::string host = "127.0.0.1:" + server.port(), path = "/bench/" + key;
+  const s3::Credentials creds{"S3RVER", "unused", ""};
+  auto send = [&](ember::http::Client& c, const char* method, const s3::Params& query, s3::Params headers,
+                  std::string_view body, const std::string& hash) {
+    std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char date[32];
+    std::strftime(date, sizeof date, "%Y%m%dT%H%M%SZ", &tm);
+    std::string q = s3::canonical_query(query);
+    headers.emplace_back("host", host);
+    headers.emplace_back("x-amz-content-sha256", hash);
+    headers.emplace_back("x-amz-date", date);
+    s3::SigningInput in{method, path, q, headers, hash};
+    headers.emplace_back("Authorization", s3::sign(creds, "us-east-1", "s3", date, in).authorization);
+    auto r = c.send({method, path + "?" + q, headers, body});
+    if (r.status != 200) throw std::runtime_error(std::string("floor upload: ") + method + " " + path + "?" + q + ": HTTP " + std::to_string(r.status));
+    return r;
+  };
+  const std::size_t parts = (total + part - 1) / part;
+  auto t0 = std::chrono::steady_clock::now();
+  ember::http::Client c0("http", "127.0.0.1", server.port());
+  auto r = send(c0, "POST", {{"uploads", ""}}, {}, "", s3::kEmptySha256);
+  std::smatch m;
+  if (!std::regex_search(r.body, m, std::regex("<UploadId>([^<]+)</UploadId>"))) throw std::runtime_error("floor upload: no UploadId");
+  const std::string id = m[1];
+  std::vector<std::string> etags(parts + 1);
+  std::atomic<std::size_t> next{1};
+  std::vector<std::thread> threads;
+  std::exception_ptr failure;
+  std::mutex mu;
+  for (int i = 0; i < conc; ++i)
+    threads.emplace_back([&] {
+      try {
+        ember::http::Client c("http", "127.0.0.1", server.port());
+        for (std::size_t n; (n = next++) <= parts;) {
+          std::string_view body(block.data(), n < parts ? part : total - (parts - 1) * part);
+          // The last part is shorter: its hashes are computed here (small).
+          bool full = body.size() == part;
+          auto pr = send(c, "PUT", {{"partNumber", std::to_string(n)}, {"uploadId", id}},
+                         {{"x-amz-checksum-crc32c", full ? crc : s3::crc32c_base64(s3::crc32c(body))}}, body,
+                         full ? sha : s3::sha256_hex(body));
+          std::lock_guard<std::mutex> lock(mu);
+          etags[n] = pr.header("ETag");
+        }
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mu);
+        failure = std::current_exception();
+      }
+    });
+  for (auto& t : threads) t.join();
+  if (failure) std::rethrow_exception(failure);
+  std::string xml = "<CompleteMultipartUpload>";
+  for (std::size_t n = 1; n <= parts; ++n)
+    xml += "<Part><PartNumber>" + std::to_string(n) + "</PartNumber><ETag>" + etags[n] + "</ETag></Part>";
+  xml += "</CompleteMultipartUpload>";
+  send(c0, "POST", {{"uploadId", id}}, {}, xml, s3::sha256_hex(xml));
+  return seconds_since(t0);
+}
+
+// Seconds s3rver's log says each CompleteMultipartUpload of key took ("…/key?uploadId=… 200
+// 1,698ms"; its logger cuts the bucket name short), in order.
+std::vector<double> complete_seconds(const S3rver& server, const std::string& key) {
+  std::string log = server.log();
+  std::regex line("/" + key + "\\?uploadId=[0-9a-f]+ 200 ([0-9,.]+)(m?s)");
+  std::vector<double> out;
+  for (std::sregex_iterator it(log.begin(), log.end(), line), end; it != end; ++it) {
+    std::string n = (*it)[1];
+    n.erase(std::remove(n.begin(), n.end(), ','), n.end());
+    out.push_back(std::stod(n) / ((*it)[2] == "ms" ? 1000.0 : 1.0));
+  }
+  return out;
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return -1;
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+// The plugin's defaults (plugins/s3/README.md), for the floor upload and the RSS budget.
+constexpr std::size_t kPartSize = 16 << 20;
+constexpr int kConcurrency = 4;
+
 }  // namespace
 
 int main() try {
@@ -62,7 +166,7 @@ int main() try {
     std::ofstream f(dir / "src.bin", std::ios::binary);
     for (std::size_t i = 0; i < mib; ++i) f.write(block.data(), static_cast<std::streamsize>(block.size()));
   }
-  // Defaults (8 MiB parts, 4 in flight) unless EMBER_S3_BENCH_CONFIG adds keys, e.g.
+  // Defaults (16 MiB parts, 4 in flight) unless EMBER_S3_BENCH_CONFIG adds keys, e.g.
   // '"max_concurrency": 8'.
   const char* extra = std::getenv("EMBER_S3_BENCH_CONFIG");
   S3Urls s3(local_config(server.endpoint(), extra ? extra : ""));
@@ -91,7 +195,6 @@ int main() try {
   };
   const char* base_so = std::getenv("EMBER_S3_BENCH_BASELINE_SO");
   std::unique_ptr<S3Urls> base;
-  double base_up = 0, base_down = 0;
   if (base_so && *base_so) {
     std::string own = require_env("EMBER_S3_SO");
     ::setenv("EMBER_S3_SO", base_so, 1);
@@ -99,42 +202,81 @@ int main() try {
     ::setenv("EMBER_S3_SO", own.c_str(), 1);
   }
 
-  // 1. plugin up (the baseline first, when there is one)
-  if (base) base_up = upload(*base, "s3://bench/baseline.bin");
-  double rss_before = rss_mib();
-  reset_peak();
-  double plugin_up = upload(s3, "s3://bench/plugin.bin");
-  double peak = peak_rss_mib();
+  // EMBER_S3_BENCH_ROUNDS=N repeats the alternating sequence N times and prints medians (and
+  // each round's ratios): on a shared machine one round's ratio moves with the load.
+  const char* rounds_env = std::getenv("EMBER_S3_BENCH_ROUNDS");
+  const int rounds = rounds_env && *rounds_env ? std::max(1, std::stoi(rounds_env)) : 1;
+  std::vector<double> plugin_up, aws_up, floor_up, base_up, plugin_down, aws_down, base_down;
+  // Peak RSS is taken in the first round only: later rounds start with what the downloads'
+  // threads left in malloc's arenas.
+  const double rss_before = rss_mib();
+  double peak = 0;
+  for (int round = 0; round < rounds; ++round) {
+    // 1. plugin up (the baseline first, when there is one)
+    if (base) base_up.push_back(upload(*base, "s3://bench/baseline.bin"));
+    if (round == 0) reset_peak();
+    plugin_up.push_back(upload(s3, "s3://bench/plugin.bin"));
+    if (round == 0) peak = peak_rss_mib();
 
-  // 2. aws up
-  auto t0 = std::chrono::steady_clock::now();
-  aws(server, dir, {"s3", "cp", (dir / "src.bin").string(), "s3://bench/aws.bin"});
-  double aws_up = seconds_since(t0);
+    // 2. aws up
+    auto t0 = std::chrono::steady_clock::now();
+    aws(server, dir, {"s3", "cp", (dir / "src.bin").string(), "s3://bench/aws.bin"});
+    aws_up.push_back(seconds_since(t0));
 
-  // 3. plugin down (the baseline first, when there is one)
-  if (base) base_down = download(*base, "s3://bench/aws.bin");
-  double plugin_down = download(s3, "s3://bench/aws.bin");
+    // 2b. the server's floor, with the plugin's default part size and concurrency
+    floor_up.push_back(server_floor_upload(server, "floor.bin", bytes, kPartSize, kConcurrency));
 
-  // 4. aws down
-  t0 = std::chrono::steady_clock::now();
-  aws(server, dir, {"s3", "cp", "s3://bench/plugin.bin", (dir / "dst.bin").string()});
-  double aws_down = seconds_since(t0);
-  if (std::filesystem::file_size(dir / "dst.bin") != bytes) throw std::runtime_error("aws download has the wrong size");
+    // 3. plugin down (the baseline first, when there is one)
+    if (base) base_down.push_back(download(*base, "s3://bench/aws.bin"));
+    plugin_down.push_back(download(s3, "s3://bench/aws.bin"));
 
-  std::printf("bench_s3: %zu MiB against s3rver %s (plugin config extra: %s)\n", mib, server.endpoint().c_str(),
-              extra ? extra : "none: part_size 8 MiB, max_concurrency 4");
-  std::printf("  upload   plugin %8.1f MB/s (%6.2f s)   aws s3 cp %8.1f MB/s (%6.2f s)   plugin/aws %.2fx\n", mb / plugin_up,
-              plugin_up, mb / aws_up, aws_up, aws_up / plugin_up);
+    // 4. aws down
+    t0 = std::chrono::steady_clock::now();
+    aws(server, dir, {"s3", "cp", "s3://bench/plugin.bin", (dir / "dst.bin").string()});
+    aws_down.push_back(seconds_since(t0));
+    if (std::filesystem::file_size(dir / "dst.bin") != bytes) throw std::runtime_error("aws download has the wrong size");
+  }
+  auto ratios = [&](const std::vector<double>& num, const std::vector<double>& den) {
+    std::string out;
+    for (std::size_t i = 0; i < num.size(); ++i) {
+      char buf[16];
+      std::snprintf(buf, sizeof buf, " %.2f", num[i] / den[i]);
+      out += buf;
+    }
+    return out;
+  };
+
+  std::printf("bench_s3: %zu MiB against s3rver %s (plugin config extra: %s), %d round(s)%s\n", mib, server.endpoint().c_str(),
+              extra ? extra : "none: part_size 16 MiB, max_concurrency 4", rounds, rounds > 1 ? ", medians" : "");
+  std::printf("  upload   plugin %8.1f MB/s (%6.2f s)   aws s3 cp %8.1f MB/s (%6.2f s)   plugin/aws %.2fx\n",
+              mb / median(plugin_up), median(plugin_up), mb / median(aws_up), median(aws_up), median(aws_up) / median(plugin_up));
   std::printf("  download plugin %8.1f MB/s (%6.2f s)   aws s3 cp %8.1f MB/s (%6.2f s)   plugin/aws %.2fx\n",
-              mb / plugin_down, plugin_down, mb / aws_down, aws_down, aws_down / plugin_down);
+              mb / median(plugin_down), median(plugin_down), mb / median(aws_down), median(aws_down),
+              median(aws_down) / median(plugin_down));
+  std::printf("  upload   server floor %6.1f MB/s (%6.2f s)   floor/aws %.2fx: a client with no per-byte work, about the most any client reaches here\n",
+              mb / median(floor_up), median(floor_up), median(aws_up) / median(floor_up));
+  std::printf("  s3rver CompleteMultipartUpload (rereads, MD5s and rewrites the object): plugin %.2f s, aws %.2f s, floor %.2f s",
+              median(complete_seconds(server, "plugin.bin")), median(complete_seconds(server, "aws.bin")),
+              median(complete_seconds(server, "floor.bin")));
+  if (base) std::printf(", baseline %.2f s", median(complete_seconds(server, "baseline.bin")));
+  std::printf("\n");
   if (base) {
     std::printf("  baseline %s\n", base_so);
-    std::printf("  upload   baseline %6.1f MB/s (%6.2f s)   baseline/aws %.2fx\n", mb / base_up, base_up, aws_up / base_up);
-    std::printf("  download baseline %6.1f MB/s (%6.2f s)   baseline/aws %.2fx\n", mb / base_down, base_down,
-                aws_down / base_down);
+    std::printf("  upload   baseline %6.1f MB/s (%6.2f s)   baseline/aws %.2fx\n", mb / median(base_up), median(base_up),
+                median(aws_up) / median(base_up));
+    std::printf("  download baseline %6.1f MB/s (%6.2f s)   baseline/aws %.2fx\n", mb / median(base_down), median(base_down),
+                median(aws_down) / median(base_down));
   }
-  std::printf("  plugin upload peak RSS %.1f MiB (process RSS before %.1f MiB; budget 64 + 4 x 8 = 96 MiB)\n", peak,
-              rss_before);
+  if (rounds > 1) {
+    std::printf("  per round: upload plugin/aws%s; floor/aws%s", ratios(aws_up, plugin_up).c_str(), ratios(aws_up, floor_up).c_str());
+    if (base) std::printf("; baseline/aws%s", ratios(aws_up, base_up).c_str());
+    std::printf("; download plugin/aws%s", ratios(aws_down, plugin_down).c_str());
+    if (base) std::printf("; baseline/aws%s", ratios(aws_down, base_down).c_str());
+    std::printf("\n");
+  }
+  std::printf("  plugin upload peak RSS %.1f MiB%s (process RSS before %.1f MiB; budget with the defaults 64 + %d x %zu = %zu MiB)\n",
+              peak, rounds > 1 ? " in the first round" : "", rss_before, kConcurrency, kPartSize >> 20,
+              64 + kConcurrency * (kPartSize >> 20));
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "bench_s3: %s\n", e.what());

@@ -1,24 +1,36 @@
 #!/usr/bin/python3
 """An HTTP/1.1 proxy for the s3 fault tests: forwards to an S3 server, and injects faults.
 
-Usage: fault_proxy.py UPSTREAM_PORT SCHEDULE.json
+Usage: fault_proxy.py UPSTREAM_PORT SCHEDULE.json [--checksums]
 
 Prints "listening on 127.0.0.1:PORT" once ready, then one line per request:
 "REQ <n> <METHOD> <target> -> <action>".
 
+--checksums: check request checksums as S3 does, since s3rver ignores them. A Content-MD5 or
+x-amz-checksum-crc32c that does not match the body is answered 400 BadDigest; a verified one
+prints "SUM <n> <header> ok". An upload created with x-amz-checksum-algorithm CRC32C must have
+a crc32c on every part and list each part's checksum in CompleteMultipartUpload
+(ChecksumCRC32C), equal to the one its UploadPart carried, else 400 InvalidRequest/InvalidPart;
+a Complete that passes prints "SUM <n> ChecksumCRC32C ok". The CRC-32C here is a plain bitwise reference
+implementation, independent of the plugin's.
+
 The schedule is a JSON list of rules, tried in order; the first that matches a request and has
 times left acts on it (no match: forward).
   {"method": "PUT", "query": "partNumber", "path": "part-of-path",   # all optional
-   "action": "status" | "reset" | "slow",
+   "action": "status" | "reset" | "slow" | "corrupt",
    "times": 2,                 # how many requests it acts on; -1 = forever
    "skip": 0,                  # let this many matching requests through first
    "status": 503, "code": "SlowDown", "message": "Please reduce your request rate.",
    "delay": 2.0}               # "slow": wait this long before forwarding
-"reset" closes the connection with an RST before answering.
+"reset" closes the connection with an RST before answering; "corrupt" flips one bit of the
+request body in transit, then forwards it (to the checks above, with --checksums).
 """
+import base64
+import hashlib
 import http.client
 import http.server
 import json
+import re
 import socket
 import struct
 import sys
@@ -28,8 +40,72 @@ import time
 UPSTREAM = int(sys.argv[1])
 with open(sys.argv[2]) as f:
     RULES = json.load(f)
+CHECKSUMS = "--checksums" in sys.argv[3:]
 LOCK = threading.Lock()
 COUNTER = [0]
+# uploadId -> {part number: ChecksumCRC32C}, for uploads created with the CRC32C algorithm.
+CRC_UPLOADS = {}
+
+
+def _crc32c_table():
+    table = []
+    for b in range(256):
+        c = b
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+CRC32C_TABLE = _crc32c_table()
+
+
+def crc32c_base64(data):
+    crc = 0xFFFFFFFF
+    table = CRC32C_TABLE
+    for b in data:
+        crc = (crc >> 8) ^ table[(crc ^ b) & 0xFF]
+    return base64.b64encode((crc ^ 0xFFFFFFFF).to_bytes(4, "big")).decode()
+
+
+def query_param(target, name):
+    m = re.search(r"[?&]" + name + r"=([^&]*)", target)
+    return m.group(1) if m else None
+
+
+def check_checksums(n, method, target, headers, body):
+    """None when the request passes S3's checksum checks, else (code, message)."""
+    sent_md5 = headers.get("Content-MD5")
+    if sent_md5 is not None:
+        if sent_md5 != base64.b64encode(hashlib.md5(body).digest()).decode():
+            return "BadDigest", "The Content-MD5 you specified did not match what we received."
+        print("SUM %d Content-MD5 ok" % n, flush=True)
+    sent_crc = headers.get("x-amz-checksum-crc32c")
+    if sent_crc is not None:
+        if sent_crc != crc32c_base64(body):
+            return "BadDigest", "The CRC32C you specified did not match the calculated checksum."
+        print("SUM %d x-amz-checksum-crc32c ok" % n, flush=True)
+    upload = query_param(target, "uploadId")
+    with LOCK:
+        parts = CRC_UPLOADS.get(upload)
+    if parts is None:
+        return None
+    if method == "PUT" and query_param(target, "partNumber"):
+        if sent_crc is None:
+            return "InvalidRequest", "The upload was created using a crc32c checksum; this part has none."
+        with LOCK:
+            parts[int(query_param(target, "partNumber"))] = sent_crc
+    elif method == "POST":
+        listed = re.findall(r"<Part>(.*?)</Part>", body.decode(errors="replace"), re.S)
+        for part in listed:
+            number = re.search(r"<PartNumber>(\d+)</PartNumber>", part)
+            crc = re.search(r"<ChecksumCRC32C>([^<]*)</ChecksumCRC32C>", part)
+            if not number or not crc or parts.get(int(number.group(1))) != crc.group(1):
+                return "InvalidPart", "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not have matched the part's entity tag."
+        if len(listed) != len(parts):
+            return "InvalidPart", "The list of parts does not match the uploaded parts."
+        print("SUM %d ChecksumCRC32C ok" % n, flush=True)
+    return None
 
 
 def choose(method, target):
@@ -68,6 +144,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         n, rule = choose(self.command, self.path)
         action = rule["action"] if rule else "forward"
         print("REQ %d %s %s -> %s" % (n, self.command, self.path, action), flush=True)
+        if action == "corrupt" and body:
+            body = body[:len(body) // 2] + bytes([body[len(body) // 2] ^ 0x01]) + body[len(body) // 2 + 1:]
+        if CHECKSUMS:
+            refused = check_checksums(n, self.command, self.path, self.headers, body)
+            if refused:
+                print("BAD %d %s" % (n, refused[0]), flush=True)
+                rule, action = {"status": 400, "code": refused[0], "message": refused[1]}, "status"
         if action == "reset":
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.connection.close()
@@ -101,6 +184,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                      headers=headers)
         res = conn.getresponse()
         data = res.read()
+        if (CHECKSUMS and self.command == "POST" and query_param(self.path, "uploads") is not None
+                and (self.headers.get("x-amz-checksum-algorithm") or "").upper() == "CRC32C"):
+            m = re.search(rb"<UploadId>([^<]+)</UploadId>", data)
+            if m:
+                with LOCK:
+                    CRC_UPLOADS[m.group(1).decode()] = {}
         try:
             self.send_response(res.status, res.reason)
             for k, v in res.getheaders():

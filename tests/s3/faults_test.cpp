@@ -22,39 +22,15 @@ S3rver& server() {
 
 const char* kSecret = "fault-secret-NEVER-SHOWN";
 
-// The proxy with a schedule (a JSON list of rules; see fault_proxy.py).
-class Proxy {
+// The proxy in front of this suite's s3rver, and a plugin config for it.
+class Proxy : public FaultProxy {
  public:
-  explicit Proxy(const std::string& rules) : dir_("ember-s3-proxy") {
-    write_file(dir_ / "rules.json", rules);
-    std::string script = require_env("EMBER_S3_TEST_DIR") + "/fault_proxy.py";
-    proc_ = std::make_unique<Background>(
-        std::vector<std::string>{"/usr/bin/python3", script, server().port(), (dir_ / "rules.json").string()},
-        std::map<std::string, std::string>{}, dir_ / "proxy.log");
-    port_ = proc_->wait_for(R"(listening on [0-9.]+:([0-9]+))");
-  }
-  std::string endpoint() const { return "http://127.0.0.1:" + port_; }
-  std::string log() const { return proc_->read_log(); }
-  // How many requests got this action ("status", "reset", "slow", "forward") and matched re.
-  int count(const std::string& action, const std::string& re = ".*") const {
-    std::regex line("REQ [0-9]+ (.*) -> " + action);
-    std::regex want(re);
-    int n = 0;
-    std::string text = log();
-    for (std::sregex_iterator it(text.begin(), text.end(), line), end; it != end; ++it)
-      if (std::regex_search((*it)[1].str(), want)) ++n;
-    return n;
-  }
+  explicit Proxy(const std::string& rules, bool checksums = false) : FaultProxy(server().port(), rules, checksums) {}
   // Config for the plugin through this proxy: fast backoff, the secret to look for.
   std::string config(const std::string& extra = "") const {
     return R"({"endpoint_url": ")" + endpoint() + R"(", "access_key_id": "S3RVER", "secret_access_key": ")" + kSecret +
            R"(", "retry_base_ms": 5, "retry_max_ms": 50, "part_size": 5242880)" + (extra.empty() ? "" : ", " + extra) + "}";
   }
-
- private:
-  TempDir dir_;
-  std::unique_ptr<Background> proc_;
-  std::string port_;
 };
 
 void upload(ember::storage::UrlSpace& urls, const std::string& url, const std::string& data) {
@@ -181,4 +157,54 @@ BOOST_DATA_TEST_CASE(auth_and_region_errors_are_one_line_with_code_bucket_key_en
   }
   // Not retried: one request per operation (the GET of a read and of a stat's fallback included).
   BOOST_TEST(proxy.count("status") <= 6, proxy.log());
+}
+
+// s3rver ignores checksums; the proxy checks them as S3 does.
+BOOST_AUTO_TEST_CASE(every_part_and_put_carries_a_crc32c_that_matches_and_complete_lists_them) {
+  Proxy proxy("[]", /*checksums=*/true);
+  S3Urls s3(proxy.config());
+  const std::string small = pattern_bytes(1000, 5), big = pattern_bytes(11 * 1024 * 1024 + 3, 6);
+  s3.urls.put_atomic("s3://faulty/crc/small", small);
+  upload(s3.urls, "s3://faulty/crc/big", big);  // 3 parts of 5 MiB, 5 MiB, 1 MiB + 3
+  BOOST_TEST(proxy.verified("x-amz-checksum-crc32c") == 4, proxy.log());
+  BOOST_TEST(proxy.verified("ChecksumCRC32C") == 1, proxy.log());  // the Complete
+  BOOST_TEST(proxy.verified("Content-MD5") == 0, proxy.log());
+  BOOST_TEST(proxy.refused() == 0, proxy.log());
+  BOOST_TEST((s3.urls.read_all("s3://faulty/crc/big") == big));
+  BOOST_TEST((s3.urls.read_all("s3://faulty/crc/small") == small));
+}
+
+BOOST_AUTO_TEST_CASE(checksum_md5_sends_content_md5_instead) {
+  Proxy proxy("[]", /*checksums=*/true);
+  S3Urls s3(proxy.config(R"("checksum": "md5")"));
+  const std::string big = pattern_bytes(6 * 1024 * 1024, 7);
+  s3.urls.put_atomic("s3://faulty/md5/small", "tiny");
+  upload(s3.urls, "s3://faulty/md5/big", big);
+  BOOST_TEST(proxy.verified("Content-MD5") == 3, proxy.log());
+  BOOST_TEST(proxy.verified("x-amz-checksum-crc32c") == 0, proxy.log());
+  BOOST_TEST(proxy.verified("ChecksumCRC32C") == 0, proxy.log());
+  BOOST_TEST(proxy.refused() == 0, proxy.log());
+  BOOST_TEST((s3.urls.read_all("s3://faulty/md5/big") == big));
+}
+
+BOOST_AUTO_TEST_CASE(a_part_corrupted_in_transit_is_refused_and_the_upload_aborted) {
+  Proxy proxy(R"([{"method": "PUT", "query": "partNumber=2", "action": "corrupt", "times": 1}])", /*checksums=*/true);
+  S3Urls s3(proxy.config());
+  s3.urls.put_atomic("s3://faulty/corrupt/ckpt", "previous");
+  std::string e = error_of([&] { upload(s3.urls, "s3://faulty/corrupt/ckpt", pattern_bytes(11 * 1024 * 1024, 8)); });
+  BOOST_TEST(contains(e, "UploadPart"), e);
+  BOOST_TEST(contains(e, "s3://faulty/corrupt/ckpt"), e);
+  BOOST_TEST(contains(e, "BadDigest"), e);
+  BOOST_TEST(proxy.refused() == 1, proxy.log());
+  BOOST_TEST(proxy.count("forward", "^DELETE .*uploadId=") == 1, proxy.log());
+  BOOST_TEST(s3.urls.read_all("s3://faulty/corrupt/ckpt") == "previous");
+}
+
+BOOST_AUTO_TEST_CASE(a_put_corrupted_in_transit_is_refused) {
+  Proxy proxy(R"([{"method": "PUT", "action": "corrupt", "times": 1}])", /*checksums=*/true);
+  S3Urls s3(proxy.config());
+  std::string e = error_of([&] { s3.urls.put_atomic("s3://faulty/corrupt/small", pattern_bytes(4096, 9)); });
+  BOOST_TEST(contains(e, "PutObject"), e);
+  BOOST_TEST(contains(e, "BadDigest"), e);
+  BOOST_TEST(!s3.urls.stat("s3://faulty/corrupt/small"));
 }

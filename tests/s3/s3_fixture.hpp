@@ -391,6 +391,49 @@ class S3rver {
   std::string port_;
 };
 
+// tests/s3/fault_proxy.py in front of the S3 server on upstream_port, acting on a schedule of
+// faults (a JSON list of rules; see the script); with checksums, it also checks request
+// checksums as S3 does. Stopped on destruction.
+class FaultProxy {
+ public:
+  FaultProxy(const std::string& upstream_port, const std::string& rules, bool checksums = false) : dir_("ember-s3-proxy") {
+    write_file(dir_ / "rules.json", rules);
+    std::string script = require_env("EMBER_S3_TEST_DIR") + "/fault_proxy.py";
+    std::vector<std::string> argv{"/usr/bin/python3", script, upstream_port, (dir_ / "rules.json").string()};
+    if (checksums) argv.push_back("--checksums");
+    proc_ = std::make_unique<Background>(argv, std::map<std::string, std::string>{}, dir_ / "proxy.log");
+    port_ = proc_->wait_for(R"(listening on [0-9.]+:([0-9]+))");
+  }
+  std::string endpoint() const { return "http://127.0.0.1:" + port_; }
+  std::string log() const { return proc_->read_log(); }
+  // How many requests got this action ("status", "reset", "slow", "corrupt", "forward") and
+  // matched re.
+  int count(const std::string& action, const std::string& re = ".*") const {
+    return lines("REQ [0-9]+ (.*) -> " + action, re);
+  }
+  // How many requests carried this checksum header ("Content-MD5", "x-amz-checksum-crc32c")
+  // and it matched the body (with checksums).
+  int verified(const std::string& header) const { return lines("SUM [0-9]+ (.*) ok", "^" + header + "$"); }
+  // How many requests the checksum checks refused.
+  int refused() const { return lines("BAD [0-9]+ (.*)", ".*"); }
+
+ private:
+  // Lines matching line_re whose group 1 matches re.
+  int lines(const std::string& line_re, const std::string& re) const {
+    std::regex line(line_re);
+    std::regex want(re);
+    int n = 0;
+    std::string text = log();
+    for (std::sregex_iterator it(text.begin(), text.end(), line), end; it != end; ++it)
+      if (std::regex_search((*it)[1].str(), want)) ++n;
+    return n;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<Background> proc_;
+  std::string port_;
+};
+
 // A UrlSpace with s3:// served by the built plugin (EMBER_S3_SO) configured with config_json,
 // registered the way Session registers a storage plugin (ember::register_storage).
 struct S3Urls {

@@ -160,3 +160,59 @@ BOOST_AUTO_TEST_CASE(fit_into_a_missing_bucket_names_bucket_and_code) {
   BOOST_TEST(!contains(r.err, kSecret), r.err);
   BOOST_TEST(list_dir(cwd.path()).empty(), joined(list_dir(cwd.path())));
 }
+
+namespace {
+
+// (step, epoch, stage, name) of every row of a metrics.csv, in order; values left out.
+std::vector<std::string> row_keys(const std::string& csv) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start < csv.size()) {
+    std::size_t end = csv.find('\n', start);
+    std::string line = csv.substr(start, end - start);
+    out.push_back(line.substr(0, line.rfind(',')));
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+// csv_logger writes to S3 from its own thread: a rewrite of metrics.csv that fails (every
+// attempt answered 500) costs a warning naming the URL, not the run and not a row — the run's
+// metrics.csv has the same rows as a run without the fault.
+BOOST_AUTO_TEST_CASE(csv_logger_on_s3_loses_no_row_when_a_rewrite_fails) {
+  TempDir cwd("ember-s3-trainer-cwd"), home("ember-s3-trainer-home"), conf("ember-s3-trainer-conf");
+  // The first metrics.csv rewrite fails both of its attempts; the next one passes.
+  FaultProxy proxy(server().port(), R"([{"method": "PUT", "path": "metrics.csv", "action": "status", "status": 500,
+                                         "code": "InternalError", "times": 2}])");
+  auto config_for = [&](const std::string& endpoint, const std::string& root) {
+    auto cfg = run_config(endpoint);
+    auto& s3 = cfg["plugins"].as_object()["storage"].as_array()[0].as_object()["config"].as_object();
+    s3["max_attempts"] = 2, s3["retry_base_ms"] = 5, s3["retry_max_ms"] = 20;
+    auto& trainer = cfg["trainer"].as_object();
+    trainer["default_root_dir"] = root;
+    trainer["limit_train_batches"] = 10;
+    trainer["limit_val_batches"] = 2;
+    trainer["log_every_n_steps"] = 2;
+    std::string path = (conf / (root.substr(root.rfind('/') + 1) + ".json")).string();
+    write_file(path, json::serialize(cfg));
+    return path;
+  };
+  auto clean = ember_cli({"fit", "--config", config_for(server().endpoint(), "s3://runs/clean")}, cwd, home);
+  BOOST_REQUIRE_MESSAGE(clean.exit_code == 0, clean.describe());
+  auto faulty = ember_cli({"fit", "--config", config_for(proxy.endpoint(), "s3://runs/faulty")}, cwd, home);
+  BOOST_REQUIRE_MESSAGE(faulty.exit_code == 0, faulty.describe());
+  BOOST_TEST(proxy.count("status", "metrics.csv") == 2, proxy.log());
+
+  const std::string url = "s3://runs/faulty/lightning_logs/version_0/metrics.csv";
+  std::string output = faulty.out + faulty.err;
+  BOOST_TEST(contains(output, "cannot write " + url), output);
+  BOOST_TEST(contains(output, "InternalError"), output);
+  S3Urls s3(local_config(server().endpoint()));
+  auto want = row_keys(s3.urls.read_all("s3://runs/clean/lightning_logs/version_0/metrics.csv"));
+  auto got = row_keys(s3.urls.read_all(url));
+  BOOST_TEST(want.size() > 5u);
+  BOOST_TEST(got == want, "rows of the faulted run:\n" << joined(got) << "\nexpected:\n" << joined(want));
+}
