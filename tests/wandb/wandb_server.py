@@ -33,6 +33,7 @@ import gzip
 import hashlib
 import json
 import math
+import random
 import re
 import socket
 import sys
@@ -65,6 +66,11 @@ INPUT_FIELDS = {
                                     "artifactManifestID"],
     "UseArtifactInput": ["entityName", "projectName", "runName", "artifactID", "usedAs"],
 }
+# Words for the display names the server gives unnamed runs.
+ADJECTIVES = ["amber", "brisk", "calm", "dusty", "eager", "fiery", "gentle", "hazy", "icy", "jolly",
+              "lucky", "misty", "noble", "quiet", "rosy", "silent", "sunny", "vivid", "wild", "young"]
+NOUNS = ["bird", "brook", "cloud", "dawn", "dream", "field", "firefly", "forest", "glade", "haze",
+         "lake", "meadow", "moon", "pine", "river", "sea", "snow", "star", "sun", "wave"]
 FEATURES = ["LARGE_FILENAMES", "ARTIFACT_TAGS", "CLIENT_IDS",
             "USE_ARTIFACT_WITH_ENTITY_AND_PROJECT_INFORMATION"]
 
@@ -520,6 +526,11 @@ class Handler(BaseHTTPRequestHandler):
                              ("program", "program"), ("tags", "tags")):
             if v.get(k_var) is not None:
                 r[k_run] = v[k_var]
+        if inserted and not r["displayName"]:
+            # W&B names a run that came without a display name ("adjective-noun-N", N its number
+            # in the project) and answers with it; clients show it (the JS SDK's run.name).
+            n = sum(1 for k in self.st.runs if k[:2] == (r["entity"], r["project"]))
+            r["displayName"] = "%s-%s-%d" % (random.choice(ADJECTIVES), random.choice(NOUNS), n)
         if v.get("config") is not None:
             r["config"] = v["config"]
         if v.get("summaryMetrics") is not None:
