@@ -20,6 +20,7 @@
 #include <sstream>
 #include <thread>
 
+#include "wandb_console.hpp"
 #include "wandb_proto.hpp"
 
 namespace ember::wandb {
@@ -618,17 +619,25 @@ struct RunData {
   RunMeta meta;
   std::string config_json;  // wrapped config as JSON text; empty: none
   std::map<std::int64_t, std::string> history, events;  // line offset -> JSON line
+  std::map<std::int64_t, std::string> output;            // line offset -> output.log wire line
   std::string summary_json;                              // empty: none
   std::optional<int> exit_code;
   std::map<std::string, std::string> files;  // run files to upload (config.yaml, ...)
 };
 
-// UpsertBucket, run files, file_stream history/events/summary in batches of at most 10000 lines,
-// then complete/exitcode when the run had exited. Each request retried per W&B's policy.
+// UpsertBucket, run files (output.log made from the console lines unless there is one),
+// file_stream history/events/console/summary in batches of at most 10000 lines, then
+// complete/exitcode when the run had exited. Each request retried per W&B's policy.
 inline RunRef upload_run(Api& api, const RunData& d) {
   const std::string* cfg = d.config_json.empty() ? nullptr : &d.config_json;
   RunRef run = api.retry([&] { return upsert_bucket(api, d.meta, cfg, true); });
-  for (const auto& [name, bytes] : d.files) upload_run_file(api, run, name, bytes);
+  std::map<std::string, std::string> files = d.files;
+  if (!d.output.empty() && !files.count("output.log")) {
+    std::string text;
+    for (const auto& kv : d.output) text.append(console_text(kv.second)).push_back('\n');
+    files["output.log"] = std::move(text);
+  }
+  for (const auto& [name, bytes] : files) upload_run_file(api, run, name, bytes);
   auto batches = [&](const char* file, const std::map<std::int64_t, std::string>& lines) {
     auto it = lines.begin();
     while (it != lines.end()) {
@@ -650,6 +659,7 @@ inline RunRef upload_run(Api& api, const RunData& d) {
   };
   batches("wandb-history.jsonl", d.history);
   batches("wandb-events.jsonl", d.events);
+  batches("output.log", d.output);
   if (d.history.empty() && !d.summary_json.empty()) {
     std::string body = json::serialize(json::object{
         {"files", json::object{{"wandb-summary.json", json::object{{"offset", 0}, {"content", json::array{json::string(d.summary_json)}}}}}},
@@ -658,7 +668,7 @@ inline RunRef upload_run(Api& api, const RunData& d) {
   }
   if (d.exit_code) {
     json::array uploaded;
-    for (const auto& f : d.files) uploaded.emplace_back(f.first);
+    for (const auto& f : files) uploaded.emplace_back(f.first);
     std::string body = json::serialize(
         json::object{{"complete", true}, {"exitcode", *d.exit_code}, {"dropped", 0}, {"uploaded", uploaded}});
     api.retry([&] { return api.file_stream(run.entity, run.project, run.run_id, body); });
@@ -683,7 +693,8 @@ inline std::string join_url(std::string a, std::string_view b) {
 }
 
 // Spool layout, one directory per run:  meta.json (RunMeta, base_url, config, pid),
-// hist-<offset>.jsonl / events-<offset>.jsonl (zero-padded: lexical order = offset order),
+// hist-<offset>.jsonl / events-<offset>.jsonl / output-<offset>.jsonl (console wire lines; one
+// line each, zero-padded offsets: lexical order = offset order),
 // summary.json, exit.json ({"exitcode": N}) once the run ended.
 inline std::string spool_segment_name(const char* kind, std::int64_t offset) {
   char buf[64];
@@ -728,6 +739,7 @@ inline RunData read_spool_dir(Store& store, const std::string& dir, std::vector<
     };
     load("hist", d.history);
     load("events", d.events);
+    load("output", d.output);
   }
   if (auto s = store.read(join_url(dir, "summary.json"))) {
     d.summary_json = *s;
@@ -790,6 +802,9 @@ inline RunData read_offline_dir(const std::filesystem::path& dir) {
         for (const auto& [k, v] : r.items) summary[k] = parse_line(v);
         break;
       case kExit: d.exit_code = r.exit_code; break;
+      case kOutputRaw:
+        if (auto l = decode_output_raw(rec)) d.output[static_cast<std::int64_t>(d.output.size())] = console_wire_line(*l);
+        break;
       default: break;
     }
   }

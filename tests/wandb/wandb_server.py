@@ -12,9 +12,11 @@ first line of stdout so that a test can start it and read where it is.
 
 Everything it receives is appended as JSON lines to --log (one object per request). Control:
   POST /_control {"fail": {"status": 503, "count": N, "path_regex": "...", "op_regex": "..."},
-                  "stall_seconds": S, "reset": N, "api_key": "...", "clear": true}
+                  "stall_seconds": S, "hold": true|false, "reset": N, "api_key": "...", "clear": true}
       fail:   the next N matching requests get that status (rules accumulate; "fail": null clears)
       stall:  every later request waits S seconds before it is handled (0 turns it off)
+      hold:   every later request waits until "hold": false (no timeout); /_wait?cond=held
+              tells when a client is blocked in one, so a test knows where the client is
       reset:  the next N requests have their connection closed without a response
                   "sink": true}
       sink:   file_stream history lines are counted (run "sunk_rows", "sunk_last_offset"), not
@@ -23,7 +25,8 @@ Everything it receives is appended as JSON lines to --log (one object per reques
   GET /_wait?cond=C[&run=NAME][&n=N][&timeout=S]   blocks until the condition holds (200
               {"ok": true}) or S seconds pass (default 20; 408 with the state's request count).
               C: history (run has >= N history rows), complete (run completed), injected (>= N
-              injected failures), requests (>= N requests recorded), sunk (run sunk >= N rows).
+              injected failures), requests (>= N requests recorded), sunk (run sunk >= N rows),
+              held (>= N requests are being held).
               Every recorded request wakes the waiters: a test waits with one request, no polling.
 """
 
@@ -104,6 +107,8 @@ class State:
         self.clear()
         self.fail_rules = []
         self.stall = 0.0
+        self.hold = False
+        self.held = 0           # requests waiting for "hold": false
         self.resets = 0
 
     def clear(self):
@@ -216,6 +221,12 @@ class Handler(BaseHTTPRequestHandler):
         if stall > 0:
             time.sleep(stall)
         with st.lock:
+            if st.hold:
+                st.held += 1
+                st.changed.notify_all()
+                while st.hold:
+                    st.changed.wait()
+                st.held -= 1
             if st.resets > 0:
                 st.resets -= 1
                 reset = True
@@ -335,6 +346,9 @@ class Handler(BaseHTTPRequestHandler):
                                               "op_regex": r.get("op_regex")})
             if "stall_seconds" in c:
                 st.stall = float(c["stall_seconds"])
+            if "hold" in c:
+                st.hold = bool(c["hold"])
+                st.changed.notify_all()
             if "reset" in c:
                 st.resets = int(c["reset"])
             if "api_key" in c:
@@ -357,6 +371,8 @@ class Handler(BaseHTTPRequestHandler):
             return sum(1 for q in st.requests if q.get("injected")) >= n
         if cond == "requests":
             return len(st.requests) >= n
+        if cond == "held":
+            return st.held >= n
         raise ValueError("unknown condition %r" % cond)
 
     def wait(self, q):
