@@ -42,6 +42,7 @@ using wb::Clock;
 
 constexpr const char* kId = "wandb";
 constexpr const char* kStepMetric = "trainer/global_step";
+constexpr std::size_t kConsoleLogMax = 64u << 20;  // the run file output.log; file_stream has every line
 
 constexpr const char* kSchema = R"JSON({
   "type": "object",
@@ -78,7 +79,9 @@ constexpr const char* kSchema = R"JSON({
     "max_queue_mb": {"type": "number", "exclusiveMinimum": 0, "default": 256, "description": "rows kept in memory before spooling"},
     "verify_tls": {"type": "boolean", "default": true},
     "ca_file": {"type": ["string", "null"]},
-    "sync_spool_on_start": {"type": "boolean", "default": true, "description": "send runs left in the spool by earlier processes"}
+    "sync_spool_on_start": {"type": "boolean", "default": true, "description": "send runs left in the spool by earlier processes"},
+    "console": {"type": ["string", "null"], "enum": ["auto", "redirect", "off", null],
+                "description": "capture stdout/stderr into the run's output.log (teed: the terminal still gets everything); env WANDB_CONSOLE; default auto"}
   }
 })JSON";
 
@@ -430,6 +433,9 @@ class WandbLogger final : public ember::plugin::Plugin,
     if (auto* v = o.if_contains("verify_tls"); v && v->is_bool()) verify_tls_ = v->as_bool();
     ca_file_ = s("ca_file", nullptr);
     if (auto* v = o.if_contains("sync_spool_on_start"); v && v->is_bool()) sync_spool_ = v->as_bool();
+    console_mode_ = s("console", "WANDB_CONSOLE", "auto");
+    if (console_mode_ != "auto" && console_mode_ != "redirect" && console_mode_ != "off")
+      config_error("config key console (or WANDB_CONSOLE): expected auto, redirect or off, got '" + console_mode_ + "'");
 
     // Looked up in every mode: the wandb:// scheme (resume from an artifact) reads with it even
     // when this logger is offline, disabled or on a rank > 0.
@@ -813,6 +819,7 @@ class WandbLogger final : public ember::plugin::Plugin,
                                " for `ember wandb sync`");
       net_disabled_ = "no API key";
     }
+    start_console();
     worker_ = std::thread([this] { run_worker(); });
   }
 
@@ -858,6 +865,7 @@ class WandbLogger final : public ember::plugin::Plugin,
   void finish(std::string_view status) {
     hand_over_checkpoints();
     if (started_ && !pending_hist_.items.empty()) flush_histograms();
+    if (console_) console_->stop();  // every captured line is queued before the worker's last drain
     {
       std::lock_guard<std::mutex> lk(mu_);
       if (finishing_) return;
@@ -868,6 +876,7 @@ class WandbLogger final : public ember::plugin::Plugin,
       cv_.notify_one();
     }
     if (worker_.joinable()) worker_.join();
+    report_console();
     if (!report_.empty()) {
       std::string r = report_;
       report_.clear();
@@ -999,6 +1008,7 @@ class WandbLogger final : public ember::plugin::Plugin,
       if (offline_) offline_history(line, step);
       history_.push(line);
     }
+    if (console_) take_console();
     return cfg_changed;
   }
 
@@ -1203,7 +1213,7 @@ class WandbLogger final : public ember::plugin::Plugin,
       const bool past_deadline = finishing && now >= deadline_;
       if (past_deadline) break;
       if (!net_disabled_.empty()) {
-        if (history_.mem_bytes + events_.mem_bytes + media_bytes_ > 0 && (finishing || now - last_spill_ > std::chrono::seconds(2))) spill();
+        if (history_.mem_bytes + events_.mem_bytes + media_bytes_ + output_.mem_bytes > 0 && (finishing || now - last_spill_ > std::chrono::seconds(2))) spill();
         if (finishing) break;
         continue;
       }
@@ -1271,10 +1281,11 @@ class WandbLogger final : public ember::plugin::Plugin,
     send_media_files();
     send_spooled(history_);
     send_spooled(events_);
+    send_spooled(output_);
     auto now = Clock::now();
     bool due = finishing || now - last_post_ >= std::chrono::duration<double>(post_interval()) ||
                history_.mem_bytes > (4u << 20);
-    while (due && (!history_.lines.empty() || !events_.lines.empty())) {
+    while (due && (!history_.lines.empty() || !events_.lines.empty() || !output_.lines.empty())) {
       post_lines();
       if (!finishing && history_.mem_bytes < (4u << 20)) break;
     }
@@ -1306,6 +1317,10 @@ class WandbLogger final : public ember::plugin::Plugin,
       wb::upload_run_file(*api_, *run_, "config.yaml", wb::config_yaml(wb::wrap_config(full_config())));
       uploaded_.push_back("wandb-summary.json");
       uploaded_.push_back("config.yaml");
+      if (!console_log_.empty()) {
+        wb::upload_run_file(*api_, *run_, "output.log", console_log_);
+        uploaded_.push_back("output.log");
+      }
       finish_stage_ = 2;
     }
     if (finish_stage_ == 2) {
@@ -1366,6 +1381,7 @@ class WandbLogger final : public ember::plugin::Plugin,
     wb::ResumeBase base = wb::resume_base(b);
     base_history_ = base.history_lines;
     base_events_ = base.events_lines;
+    base_output_ = base.log_lines;
     starting_step_ = base.next_step;
     runtime_offset_ = base.runtime;
     shift_until_ = history_.next;
@@ -1390,7 +1406,7 @@ class WandbLogger final : public ember::plugin::Plugin,
   void heartbeat() { post(json::object{{"complete", false}, {"failed", false}, {"dropped", 0}, {"uploaded", json::array{}}}); }
 
   std::int64_t wire(const Stream& s, std::int64_t local) const {
-    return local + (&s == &history_ ? base_history_ : base_events_);
+    return local + (&s == &history_ ? base_history_ : &s == &events_ ? base_events_ : base_output_);
   }
 
   // Post up to 10000 lines of each stream from memory, with the full summary. The body is written
@@ -1419,6 +1435,8 @@ class WandbLogger final : public ember::plugin::Plugin,
     std::size_t ne = std::min<std::size_t>(events_.lines.size(), 10000);
     if (nh) nh = chunk(history_, nh);
     if (ne) ne = chunk(events_, ne);
+    std::size_t no = std::min<std::size_t>(output_.lines.size(), 10000);
+    if (no) no = chunk(output_, no);
     body += "\"wandb-summary.json\": {\"offset\": 0, \"content\": [";
     wb::append_json_string(body, summary_text(false));
     body += "]}}, \"dropped\": 0}";
@@ -1429,6 +1447,7 @@ class WandbLogger final : public ember::plugin::Plugin,
     };
     pop(history_, nh);
     pop(events_, ne);
+    pop(output_, no);
   }
 
   // The oldest spooled segments first, so the server receives lines in order.
@@ -1457,7 +1476,7 @@ class WandbLogger final : public ember::plugin::Plugin,
     last_spill_ = Clock::now();
     try {
       bool any = false;
-      for (Stream* s : {&history_, &events_}) {
+      for (Stream* s : {&history_, &events_, &output_}) {
         if (s->lines.empty()) continue;
         std::string text;
         text.reserve(s->mem_bytes + s->lines.size());
@@ -1498,6 +1517,7 @@ class WandbLogger final : public ember::plugin::Plugin,
     meta["hostname"] = meta_.host;
     meta["history_base"] = base_history_;
     meta["events_base"] = base_events_;
+    meta["output_base"] = base_output_;
     // Offsets in the segments are local; a run that asked to resume but has not reached W&B yet
     // does not know where it continues: `sync` asks the server. Lines below shift_until were
     // numbered before that answer and need step_shift and runtime_shift added.
@@ -1515,6 +1535,7 @@ class WandbLogger final : public ember::plugin::Plugin,
     spill();
     std::int64_t rows = history_.pending();
     std::int64_t events = events_.pending();
+    std::int64_t output = output_.pending();
     try {
       write_spool_meta();
       store_->write(wb::join_url(spool_dir_, "summary.json"), summary_text(true));
@@ -1529,8 +1550,9 @@ class WandbLogger final : public ember::plugin::Plugin,
     if (!my_jobs_.empty()) lost_art = "; " + std::to_string(my_jobs_.size()) + " model artifact upload(s) were not done";
     std::string files = spooled_files_.empty() ? "" : std::to_string(spooled_files_.size()) + " media files, ";
     report_ = "not sent (" + why + "): " + std::to_string(rows) + " history rows, " + std::to_string(events) +
-              " system-metric rows, " + files + "the summary and the exit code" + lost_art + ". They are kept in " + spool_dir_ +
-              " and sent at the next start of a wandb logger with spool_dir " + spool_root_ + ", or by `ember wandb sync " +
+              " system-metric rows, " + std::to_string(output) + " console lines, " + files + "the summary and the exit code" +
+              lost_art + ". They are kept in " + spool_dir_ + " and sent at the next start of a wandb logger with spool_dir " +
+              spool_root_ + ", or by `ember wandb sync " +
               spool_dir_ + "`";
   }
 
@@ -1658,6 +1680,44 @@ class WandbLogger final : public ember::plugin::Plugin,
     for (const auto& [st, u] : order) log_checkpoint(u, st, ix);
   }
 
+  // ---- console capture (wandb_console.hpp) -------------------------------------------------------
+  // The training thread starts it with the run and stops it in finish(); the worker takes the lines.
+  void start_console() {
+    if (console_mode_ == "off") return;
+    wb::ConsoleCapture::Options co;
+    co.max_queue_bytes = max_queue_bytes_;
+    std::string why;
+    console_ = wb::ConsoleCapture::start(co, why);
+    if (!console_) say(console_mode_ == "redirect" ? EMBER_LOG_WARN : EMBER_LOG_INFO, "console not captured: " + why);
+  }
+
+  // Lines become file_stream "output.log" lines (online) or OutputRawRecords (offline); online,
+  // their text is also kept for the run file output.log, up to kConsoleLogMax.
+  void take_console() {
+    console_lines_.clear();
+    console_->take(console_lines_);
+    for (const auto& l : console_lines_) {
+      if (offline_) {
+        write_record(wb::output_raw_record(l));
+        continue;
+      }
+      output_.push(wb::console_wire_line(l));
+      if (console_log_.size() + l.text.size() < kConsoleLogMax) console_log_.append(l.text).push_back('\n');
+      else console_log_cut_ = true;
+    }
+  }
+
+  void report_console() {
+    if (!console_) return;
+    if (auto d = console_->dropped_lines())
+      log(EMBER_LOG_WARN, "console: " + std::to_string(d) + " of " + std::to_string(console_->captured_lines()) +
+                              " captured lines dropped (not sent to W&B; the terminal got them): they came faster than the "
+                              "worker took them, past max_queue_mb=" + wb::number_text(static_cast<double>(max_queue_bytes_) / (1 << 20)));
+    if (console_log_cut_)
+      log(EMBER_LOG_WARN, "console: the run file output.log stops at " + std::to_string(kConsoleLogMax >> 20) +
+                              " MiB; file_stream carried every line");
+  }
+
   // ---- offline ----------------------------------------------------------------------------------
   void run_offline() {
     std::string root = save_dir_.empty() ? (env("TMPDIR").empty() ? std::string("/tmp") : env("TMPDIR")) : save_dir_;
@@ -1762,6 +1822,7 @@ class WandbLogger final : public ember::plugin::Plugin,
 
   // Config.
   bool online_ = false, offline_ = false, silent_ = false, verify_tls_ = true, sync_spool_ = true;
+  std::string console_mode_ = "auto";
   wb::RunMeta meta_;
   std::string resume_, save_dir_, base_url_, prefix_, artifact_name_, spool_root_, spool_dir_, ca_file_;
   std::string api_key_, netrc_path_;
@@ -1799,6 +1860,8 @@ class WandbLogger final : public ember::plugin::Plugin,
   Clock::time_point deadline_{};
   std::thread worker_;
   std::string report_;  // set by the worker before it ends; read after join
+  // Started by the training thread before the worker, stopped in finish(); take() is thread-safe.
+  std::unique_ptr<wb::ConsoleCapture> console_;
 
   // Worker only.
   std::string spare_rows_, post_body_;
@@ -1807,7 +1870,7 @@ class WandbLogger final : public ember::plugin::Plugin,
   std::optional<wb::RunRef> run_;
   json::object cfg_config_;
   wb::Summary summary_;
-  Stream history_{"wandb-history.jsonl", "hist"}, events_{"wandb-events.jsonl", "events"};
+  Stream history_{"wandb-history.jsonl", "hist"}, events_{"wandb-events.jsonl", "events"}, output_{"output.log", "output"};
   std::deque<ArtifactJob> my_jobs_;
   std::deque<std::pair<std::string, std::string>> media_files_;    // (run file path, bytes) to upload
   std::deque<std::pair<std::string, std::string>> spooled_files_;  // (run file path, spool URL)
@@ -1817,8 +1880,12 @@ class WandbLogger final : public ember::plugin::Plugin,
   bool down_ = false, completed_ = false, config_changed_ = false, spool_synced_ = false, meta_written_ = false,
        spill_warned_ = false, in_artifact_ = false;
   int failures_ = 0, finish_stage_ = 0;
-  std::int64_t starting_step_ = 0, base_history_ = 0, base_events_ = 0, stats_lines_ = 0, shift_until_ = 0;
+  std::int64_t starting_step_ = 0, base_history_ = 0, base_events_ = 0, base_output_ = 0, stats_lines_ = 0,
+               shift_until_ = 0;
   bool resume_checked_ = false;  // RunResumeStatus answered (or no resume was asked)
+  std::vector<wb::ConsoleLine> console_lines_;
+  std::string console_log_;
+  bool console_log_cut_ = false;
   double runtime_offset_ = 0, last_cpu_s_ = 0;
   Clock::time_point backoff_until_{}, last_post_{}, last_config_{}, last_stats_{}, last_spill_{};
   // Offline.

@@ -20,6 +20,7 @@
 #include <sstream>
 #include <thread>
 
+#include "wandb_console.hpp"
 #include "wandb_proto.hpp"
 
 namespace ember::wandb {
@@ -353,7 +354,7 @@ inline json::value resume_status(Api& api, const RunMeta& m) {
 // Where a resumed run continues (from RunResumeStatus's bucket): after the server's history and
 // events lines, at the _step after its last history row, with _runtime going on from that row's.
 struct ResumeBase {
-  std::int64_t history_lines = 0, events_lines = 0, next_step = 0;
+  std::int64_t history_lines = 0, events_lines = 0, log_lines = 0, next_step = 0;
   double runtime = 0;
 };
 inline ResumeBase resume_base(const json::object& bucket) {
@@ -364,6 +365,7 @@ inline ResumeBase resume_base(const json::object& bucket) {
   };
   r.history_lines = count("historyLineCount");
   r.events_lines = count("eventsLineCount");
+  r.log_lines = count("logLineCount");
   if (auto* tail = bucket.if_contains("historyTail"); tail && tail->is_string()) {
     try {
       json::value arr = json::parse(tail->as_string());
@@ -682,6 +684,7 @@ struct RunData {
   RunMeta meta;
   std::string config_json;  // wrapped config as JSON text; empty: none
   std::map<std::int64_t, std::string> history, events;  // line offset -> JSON line
+  std::map<std::int64_t, std::string> output;            // line offset -> output.log wire line
   std::string summary_json;                              // empty: none
   std::optional<int> exit_code;
   std::map<std::string, std::string> files;  // run files to upload (config.yaml, ...)
@@ -691,8 +694,9 @@ struct RunData {
   bool base_unknown = false;
 };
 
-// UpsertBucket, run files, file_stream history/events/summary in batches of at most 10000 lines,
-// then complete/exitcode when the run had exited. Each request retried per W&B's policy.
+// UpsertBucket, run files (output.log made from the console lines unless there is one),
+// file_stream history/events/console/summary in batches of at most 10000 lines, then
+// complete/exitcode when the run had exited. Each request retried per W&B's policy.
 inline RunRef upload_run(Api& api, RunData d) {
   if (d.base_unknown && !d.resume.empty()) {
     json::value b = api.retry([&] { return resume_status(api, d.meta); });
@@ -704,16 +708,25 @@ inline RunRef upload_run(Api& api, RunData d) {
       ResumeBase base = resume_base(b.as_object());
       std::map<std::int64_t, std::string> h, e;
       for (auto& [k, line] : d.history) h[k + base.history_lines] = shift_history_line(line, base.next_step, base.runtime);
+      std::map<std::int64_t, std::string> o;
       for (auto& [k, line] : d.events) e[k + base.events_lines] = std::move(line);
+      for (auto& [k, line] : d.output) o[k + base.log_lines] = std::move(line);
       d.history.swap(h);
       d.events.swap(e);
+      d.output.swap(o);
       if (!d.summary_json.empty()) d.summary_json = shift_history_line(d.summary_json, base.next_step, base.runtime);
     }
     d.base_unknown = false;
   }
   const std::string* cfg = d.config_json.empty() ? nullptr : &d.config_json;
   RunRef run = api.retry([&] { return upsert_bucket(api, d.meta, cfg, true); });
-  for (const auto& [name, bytes] : d.files) upload_run_file(api, run, name, bytes);
+  std::map<std::string, std::string> files = d.files;
+  if (!d.output.empty() && !files.count("output.log")) {
+    std::string text;
+    for (const auto& kv : d.output) text.append(console_text(kv.second)).push_back('\n');
+    files["output.log"] = std::move(text);
+  }
+  for (const auto& [name, bytes] : files) upload_run_file(api, run, name, bytes);
   auto batches = [&](const char* file, const std::map<std::int64_t, std::string>& lines) {
     auto it = lines.begin();
     while (it != lines.end()) {
@@ -735,6 +748,7 @@ inline RunRef upload_run(Api& api, RunData d) {
   };
   batches("wandb-history.jsonl", d.history);
   batches("wandb-events.jsonl", d.events);
+  batches("output.log", d.output);
   if (d.history.empty() && !d.summary_json.empty()) {
     std::string body = json::serialize(json::object{
         {"files", json::object{{"wandb-summary.json", json::object{{"offset", 0}, {"content", json::array{json::string(d.summary_json)}}}}}},
@@ -743,7 +757,7 @@ inline RunRef upload_run(Api& api, RunData d) {
   }
   if (d.exit_code) {
     json::array uploaded;
-    for (const auto& f : d.files) uploaded.emplace_back(f.first);
+    for (const auto& f : files) uploaded.emplace_back(f.first);
     std::string body = json::serialize(
         json::object{{"complete", true}, {"exitcode", *d.exit_code}, {"dropped", 0}, {"uploaded", uploaded}});
     api.retry([&] { return api.file_stream(run.entity, run.project, run.run_id, body); });
@@ -768,7 +782,8 @@ inline std::string join_url(std::string a, std::string_view b) {
 }
 
 // Spool layout, one directory per run:  meta.json (RunMeta, base_url, config, pid),
-// hist-<offset>.jsonl / events-<offset>.jsonl (zero-padded: lexical order = offset order),
+// hist-<offset>.jsonl / events-<offset>.jsonl / output-<offset>.jsonl (console wire lines; one
+// line each, zero-padded offsets: lexical order = offset order),
 // summary.json, exit.json ({"exitcode": N}) once the run ended.
 inline std::string spool_segment_name(const char* kind, std::int64_t offset) {
   char buf[64];
@@ -837,6 +852,7 @@ inline RunData read_spool_dir(Store& store, const std::string& dir, std::vector<
     };
     load("hist", d.history);
     load("events", d.events);
+    load("output", d.output);
     if (std::string path = spooled_file_path(name); !path.empty())
       if (auto bytes = store.read(join_url(dir, name))) {
         d.files[path] = std::move(*bytes);
@@ -862,16 +878,20 @@ inline RunData read_spool_dir(Store& store, const std::string& dir, std::vector<
     d.base_unknown = true;
     return d;
   }
-  const std::int64_t hb = num("history_base"), eb = num("events_base"), shift_until = num("shift_until");
+  const std::int64_t hb = num("history_base"), eb = num("events_base"), ob = num("output_base");
+  const std::int64_t shift_until = num("shift_until");
   const std::int64_t step_shift = num("step_shift");
   double rt_shift = 0;
   if (auto* v = meta.if_contains("runtime_shift"); v && v->is_number()) rt_shift = v->to_number<double>();
   std::map<std::int64_t, std::string> h, ev;
   for (auto& [k, line] : d.history)
     h[k + hb] = k < shift_until ? shift_history_line(line, step_shift, rt_shift) : std::move(line);
+  std::map<std::int64_t, std::string> out;
   for (auto& [k, line] : d.events) ev[k + eb] = std::move(line);
+  for (auto& [k, line] : d.output) out[k + ob] = std::move(line);
   d.history.swap(h);
   d.events.swap(ev);
+  d.output.swap(out);
   return d;
 }
 
@@ -926,6 +946,9 @@ inline RunData read_offline_dir(const std::filesystem::path& dir) {
         for (const auto& [k, v] : r.items) summary[k] = parse_line(v);
         break;
       case kExit: d.exit_code = r.exit_code; break;
+      case kOutputRaw:
+        if (auto l = decode_output_raw(rec)) d.output[static_cast<std::int64_t>(d.output.size())] = console_wire_line(*l);
+        break;
       case kFiles:
         for (const auto& f : r.files) listed.push_back(f);
         break;

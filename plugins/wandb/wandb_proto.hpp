@@ -460,7 +460,7 @@ class Reader {
 // Record oneof field numbers (wandb_internal.proto).
 enum RecordType : int {
   kHistory = 2, kSummary = 3, kOutput = 4, kConfig = 5, kFiles = 6, kStats = 7, kArtifact = 8,
-  kTelemetry = 11, kMetric = 12, kRun = 17, kExit = 18, kFinal = 20, kHeader = 21, kFooter = 22
+  kTelemetry = 11, kMetric = 12, kOutputRaw = 13, kRun = 17, kExit = 18, kFinal = 20, kHeader = 21, kFooter = 22
 };
 
 using Items = std::vector<std::pair<std::string, std::string>>;  // key, value_json

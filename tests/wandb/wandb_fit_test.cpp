@@ -28,18 +28,12 @@ std::string plugins() { return ember::test::require_env("EMBER_BUILD_ROOT") + "/
 
 // The child inherits this process's environment: the key goes there, and nothing W&B-related
 // from the outside leaks in.
-struct Env {
-  Env() {
-    ::setenv("WANDB_API_KEY", kKey.c_str(), 1);
-    ::setenv("WANDB_SILENT", "false", 1);
-    for (const char* v : {"WANDB_MODE", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_RUN_ID", "WANDB_BASE_URL", "WANDB_DIR",
-                          "WANDB_RESUME", "WANDB_NAME", "WANDB_TAGS", "RANK", "LOCAL_RANK"})
-      ::unsetenv(v);
-  }
+struct Env : ember::test::wandb::CleanEnv {
+  Env() { ::setenv("WANDB_SILENT", "false", 1); }
 };
 
 json::object fit_config(const std::string& root, const Server& srv, const std::string& run_id, const std::string& spool,
-                        int max_epochs) {
+                        int max_epochs, bool progress_bar = false) {
   json::object wandb{{"project", "fmnist"},
                      {"id", run_id},
                      {"base_url", srv.url()},
@@ -57,7 +51,7 @@ json::object fit_config(const std::string& root, const Server& srv, const std::s
                     {"limit_train_batches", 20},
                     {"limit_val_batches", 5},
                     {"default_root_dir", root},
-                    {"enable_progress_bar", false},
+                    {"enable_progress_bar", progress_bar},
                     {"log_every_n_steps", 5},
                     {"watch", json::object{{"log", "all"}, {"log_freq", 10}}},
                     {"logger", json::array{json::object{{"plugin", "wandb"}, {"config", wandb}}}},
@@ -99,7 +93,9 @@ BOOST_AUTO_TEST_CASE(fit_logs_history_summary_config_and_model_artifact_then_res
   Env env;
   Server srv;
   TempDir dir("wandb-fit"), spool("wandb-fit-spool");
-  auto r = ember_fit(dir, fit_config((dir.path() / "run1").string(), srv, "fit00001", spool.path().string(), 2), "run1.json");
+  // With the progress bar: its plain lines (stderr, not a terminal here) are console output.
+  auto r = ember_fit(dir, fit_config((dir.path() / "run1").string(), srv, "fit00001", spool.path().string(), 2, true),
+                     "run1.json");
   BOOST_REQUIRE_MESSAGE(r.exit_code == 0, r.describe());
   BOOST_TEST(r.out.find("fit done: epoch 2, global_step 40") != std::string::npos, r.describe());
   BOOST_TEST(r.describe().find(kKey) == std::string::npos);
@@ -194,7 +190,31 @@ BOOST_AUTO_TEST_CASE(fit_logs_history_summary_config_and_model_artifact_then_res
 
   BOOST_TEST(run.at("complete").as_bool());
   BOOST_TEST(run.at("exitcode").to_number<int>() == 0);
-  BOOST_TEST(run.at("uploaded").as_array().size() >= 3u);
+  BOOST_TEST(run.at("uploaded").as_array().size() >= 4u);
+
+  // Console capture: the progress bar's lines and the host's log lines (stderr) are output.log
+  // lines marked ERROR, in the order the terminal (the child's stderr) shows them, which still
+  // has them all; the run file output.log holds their text.
+  std::size_t at[2] = {0, 0};
+  bool epoch_line = false, validation_line = false;
+  std::string first;
+  for (const auto& l : run.at("output").as_array()) {
+    std::string line(l.as_string());
+    const bool err = line.rfind("ERROR ", 0) == 0;
+    const std::size_t ts = err ? 6 : 0;
+    BOOST_REQUIRE_MESSAGE(line.size() > ts + 27 && line[ts + 10] == 'T' && line[ts + 26] == ' ', line);
+    std::string text = line.substr(ts + 27);
+    if (first.empty()) first = text;
+    if (err && text.rfind("Epoch 2/2", 0) == 0) epoch_line = true;
+    if (err && text.rfind("validation:", 0) == 0) validation_line = true;
+    const std::string& terminal = err ? r.err : r.out;
+    std::size_t p = terminal.find(text + "\n", at[err]);
+    BOOST_TEST(p != std::string::npos, "'" << text << "' is not on the terminal in this order");
+    if (p != std::string::npos) at[err] = p + text.size();
+  }
+  BOOST_TEST(epoch_line, json::serialize(run.at("output")));
+  BOOST_TEST(validation_line);
+  BOOST_TEST(run.at("files").at("output.log").as_string().find(first + "\n") == 0u);
 
   // Resume from W&B: the best checkpoint through wandb://, in a new run with max_epochs 3.
   const std::string url = "wandb://ember-test/fmnist/model-fit00001:best";

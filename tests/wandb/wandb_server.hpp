@@ -10,6 +10,7 @@
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 #include <chrono>
+#include <cstdlib>
 #include <ember/http.hpp>
 #include <stdexcept>
 #include <string>
@@ -21,6 +22,17 @@ namespace ember::test::wandb {
 namespace json = boost::json;
 
 inline const std::string kKey = "0123456789abcdef0123456789abcdef01234567";  // 40 chars, test only
+
+// The environment of a wandb test (and of the processes it starts): the given key in
+// WANDB_API_KEY, and none of the outside world's W&B settings or launcher ranks.
+struct CleanEnv {
+  explicit CleanEnv(const std::string& key = kKey) {
+    ::setenv("WANDB_API_KEY", key.c_str(), 1);
+    for (const char* v : {"WANDB_MODE", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_RUN_ID", "WANDB_BASE_URL", "WANDB_DIR",
+                          "WANDB_RESUME", "WANDB_NAME", "WANDB_TAGS", "WANDB_CONSOLE", "RANK", "LOCAL_RANK"})
+      ::unsetenv(v);
+  }
+};
 
 // wandb_server.py as a child process; the port comes from its first stdout line.
 class Server {

@@ -12,9 +12,11 @@ first line of stdout so that a test can start it and read where it is.
 
 Everything it receives is appended as JSON lines to --log (one object per request). Control:
   POST /_control {"fail": {"status": 503, "count": N, "path_regex": "...", "op_regex": "..."},
-                  "stall_seconds": S, "reset": N, "api_key": "...", "clear": true}
+                  "stall_seconds": S, "hold": true|false, "reset": N, "api_key": "...", "clear": true}
       fail:   the next N matching requests get that status (rules accumulate; "fail": null clears)
       stall:  every later request waits S seconds before it is handled (0 turns it off)
+      hold:   every later request waits until "hold": false (no timeout); /_wait?cond=held
+              tells when a client is blocked in one, so a test knows where the client is
       reset:  the next N requests have their connection closed without a response
                   "sink": true}
       sink:   file_stream history lines are counted (run "sunk_rows", "sunk_last_offset"), not
@@ -25,7 +27,8 @@ Everything it receives is appended as JSON lines to --log (one object per reques
   GET /_wait?cond=C[&run=NAME][&n=N][&timeout=S]   blocks until the condition holds (200
               {"ok": true}) or S seconds pass (default 20; 408 with the state's request count).
               C: history (run has >= N history rows), complete (run completed), injected (>= N
-              injected failures), requests (>= N requests recorded), sunk (run sunk >= N rows).
+              injected failures), requests (>= N requests recorded), sunk (run sunk >= N rows),
+              held (>= N requests are being held).
               Every recorded request wakes the waiters: a test waits with one request, no polling.
 """
 
@@ -35,6 +38,7 @@ import gzip
 import hashlib
 import json
 import math
+import random
 import re
 import socket
 import sys
@@ -67,6 +71,11 @@ INPUT_FIELDS = {
                                     "artifactManifestID"],
     "UseArtifactInput": ["entityName", "projectName", "runName", "artifactID", "usedAs"],
 }
+# Words for the display names the server gives unnamed runs.
+ADJECTIVES = ["amber", "brisk", "calm", "dusty", "eager", "fiery", "gentle", "hazy", "icy", "jolly",
+              "lucky", "misty", "noble", "quiet", "rosy", "silent", "sunny", "vivid", "wild", "young"]
+NOUNS = ["bird", "brook", "cloud", "dawn", "dream", "field", "firefly", "forest", "glade", "haze",
+         "lake", "meadow", "moon", "pine", "river", "sea", "snow", "star", "sun", "wave"]
 FEATURES = ["LARGE_FILENAMES", "ARTIFACT_TAGS", "CLIENT_IDS",
             "USE_ARTIFACT_WITH_ENTITY_AND_PROJECT_INFORMATION"]
 
@@ -100,6 +109,8 @@ class State:
         self.clear()
         self.fail_rules = []
         self.stall = 0.0
+        self.hold = False
+        self.held = 0           # requests waiting for "hold": false
         self.resets = 0
 
     def clear(self):
@@ -212,6 +223,12 @@ class Handler(BaseHTTPRequestHandler):
         if stall > 0:
             time.sleep(stall)
         with st.lock:
+            if st.hold:
+                st.held += 1
+                st.changed.notify_all()
+                while st.hold:
+                    st.changed.wait()
+                st.held -= 1
             if st.resets > 0:
                 st.resets -= 1
                 reset = True
@@ -331,6 +348,9 @@ class Handler(BaseHTTPRequestHandler):
                                               "op_regex": r.get("op_regex")})
             if "stall_seconds" in c:
                 st.stall = float(c["stall_seconds"])
+            if "hold" in c:
+                st.hold = bool(c["hold"])
+                st.changed.notify_all()
             if "reset" in c:
                 st.resets = int(c["reset"])
             if "api_key" in c:
@@ -353,6 +373,8 @@ class Handler(BaseHTTPRequestHandler):
             return sum(1 for q in st.requests if q.get("injected")) >= n
         if cond == "requests":
             return len(st.requests) >= n
+        if cond == "held":
+            return st.held >= n
         raise ValueError("unknown condition %r" % cond)
 
     def wait(self, q):
@@ -524,6 +546,11 @@ class Handler(BaseHTTPRequestHandler):
                              ("program", "program"), ("tags", "tags")):
             if v.get(k_var) is not None:
                 r[k_run] = v[k_var]
+        if inserted and not r["displayName"]:
+            # W&B names a run that came without a display name ("adjective-noun-N", N its number
+            # in the project) and answers with it; clients show it (the JS SDK's run.name).
+            n = sum(1 for k in self.st.runs if k[:2] == (r["entity"], r["project"]))
+            r["displayName"] = "%s-%s-%d" % (random.choice(ADJECTIVES), random.choice(NOUNS), n)
         if v.get("config") is not None:
             r["config"] = v["config"]
         if v.get("summaryMetrics") is not None:

@@ -45,14 +45,7 @@ std::shared_ptr<ember::PluginLibrary> lib() {
 // FakeTrainer's log is thread-safe: the plugin's worker logs too.
 using Trainer = FakeTrainer;
 
-struct Env {
-  explicit Env(const std::string& key = kKey) {
-    ::setenv("WANDB_API_KEY", key.c_str(), 1);
-    for (const char* v : {"WANDB_MODE", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_RUN_ID", "WANDB_BASE_URL", "WANDB_DIR",
-                          "WANDB_RESUME", "WANDB_NAME", "WANDB_TAGS", "RANK", "LOCAL_RANK"})
-      ::unsetenv(v);
-  }
-};
+using Env = ember::test::wandb::CleanEnv;
 
 class Wandb {
  public:
