@@ -673,10 +673,18 @@ class WandbLogger final : public ember::plugin::Plugin,
 
   wb::Api storage_api() {
     if (api_key_.empty())
-      throw StorageError(EMBER_E_INVALID,
-                         "wandb: reading wandb:// needs a W&B API key: set WANDB_API_KEY or add 'machine " +
-                             ember::http::Url::parse(base_url_).host + " login user password KEY' to " +
-                             (netrc_path_.empty() ? std::string("~/.netrc") : netrc_path_) + " (or $NETRC)");
+      throw StorageError(EMBER_E_INVALID, "wandb: reading wandb:// needs a W&B API key: " + key_hint());
+    return wb::Api(api_options(5));
+  }
+
+  // Where a key is looked for, for the messages that say none was found.
+  std::string key_hint() const {
+    return "set WANDB_API_KEY or add 'machine " + ember::http::Url::parse(base_url_).host + " login user password KEY' to " +
+           (netrc_path_.empty() ? std::string("~/.netrc") : netrc_path_) + " (or $NETRC)";
+  }
+
+  // The HTTP and retry settings from the config, for the worker's Api and the wandb:// reader's.
+  wb::ApiOptions api_options(int max_attempts) const {
     wb::ApiOptions ao;
     ao.base_url = base_url_;
     ao.api_key = api_key_;
@@ -685,8 +693,8 @@ class WandbLogger final : public ember::plugin::Plugin,
     ao.http.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(http_timeout_ * 1000));
     ao.retry_initial_s = retry_initial_;
     ao.retry_max_s = retry_max_;
-    ao.max_attempts = 5;
-    return wb::Api(ao);
+    ao.max_attempts = max_attempts;
+    return ao;
   }
 
   // Which file of the artifact a URL without /FILE means.
@@ -813,9 +821,7 @@ class WandbLogger final : public ember::plugin::Plugin,
     t0_ = Clock::now();
     start_unix_ = unix_now();
     if (online_ && api_key_.empty()) {
-      say(EMBER_LOG_ERROR, "no W&B API key: set WANDB_API_KEY or add 'machine " + ember::http::Url::parse(base_url_).host +
-                               " login user password KEY' to " + (netrc_path_.empty() ? std::string("~/.netrc") : netrc_path_) +
-                               " (or $NETRC); mode offline needs no key. Rows are kept in " + spool_dir_ +
+      say(EMBER_LOG_ERROR, "no W&B API key: " + key_hint() + "; mode offline needs no key. Rows are kept in " + spool_dir_ +
                                " for `ember wandb sync`");
       net_disabled_ = "no API key";
     }
@@ -1185,15 +1191,7 @@ class WandbLogger final : public ember::plugin::Plugin,
 
   // ---- online ---------------------------------------------------------------------------------
   void run_online() {
-    wb::ApiOptions ao;
-    ao.base_url = base_url_;
-    ao.api_key = api_key_;
-    ao.http.verify_tls = verify_tls_;
-    ao.http.ca_file = ca_file_;
-    ao.http.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(http_timeout_ * 1000));
-    ao.retry_initial_s = retry_initial_;
-    ao.retry_max_s = retry_max_;
-    ao.max_attempts = 3;  // inner retries (artifact steps, run files); the loop retries the rest
+    wb::ApiOptions ao = api_options(3);  // inner retries (artifact steps, run files); the loop retries the rest
     ao.wait = [this](Clock::time_point t) { return wait_until(t); };
     api_ = std::make_unique<wb::Api>(ao);
     store_ = std::make_unique<HostStore>(host());
