@@ -384,6 +384,14 @@ inline ResumeBase resume_base(const json::object& bucket) {
   return r;
 }
 
+// Lines keyed by local offset, moved to start `by` lines later (after what the server has).
+inline void move_offsets(std::map<std::int64_t, std::string>& lines, std::int64_t by) {
+  if (by == 0) return;
+  std::map<std::int64_t, std::string> moved;
+  for (auto& [k, line] : lines) moved.emplace_hint(moved.end(), k + by, std::move(line));
+  lines.swap(moved);
+}
+
 // A history line (or the summary) rendered before the resume base was known: its _step and
 // _runtime (the last occurrences: the plugin writes them at the end of every row) moved on.
 inline std::string shift_history_line(std::string_view line, std::int64_t step, double runtime) {
@@ -706,14 +714,10 @@ inline RunRef upload_run(Api& api, RunData d) {
       throw ApiError(Failure::fatal, 0, "resume='never' but run " + d.meta.run_id + " already exists");
     if (b.is_object()) {
       ResumeBase base = resume_base(b.as_object());
-      std::map<std::int64_t, std::string> h, e;
-      for (auto& [k, line] : d.history) h[k + base.history_lines] = shift_history_line(line, base.next_step, base.runtime);
-      std::map<std::int64_t, std::string> o;
-      for (auto& [k, line] : d.events) e[k + base.events_lines] = std::move(line);
-      for (auto& [k, line] : d.output) o[k + base.log_lines] = std::move(line);
-      d.history.swap(h);
-      d.events.swap(e);
-      d.output.swap(o);
+      for (auto& kv : d.history) kv.second = shift_history_line(kv.second, base.next_step, base.runtime);
+      move_offsets(d.history, base.history_lines);
+      move_offsets(d.events, base.events_lines);
+      move_offsets(d.output, base.log_lines);
       if (!d.summary_json.empty()) d.summary_json = shift_history_line(d.summary_json, base.next_step, base.runtime);
     }
     d.base_unknown = false;
@@ -883,15 +887,11 @@ inline RunData read_spool_dir(Store& store, const std::string& dir, std::vector<
   const std::int64_t step_shift = num("step_shift");
   double rt_shift = 0;
   if (auto* v = meta.if_contains("runtime_shift"); v && v->is_number()) rt_shift = v->to_number<double>();
-  std::map<std::int64_t, std::string> h, ev;
-  for (auto& [k, line] : d.history)
-    h[k + hb] = k < shift_until ? shift_history_line(line, step_shift, rt_shift) : std::move(line);
-  std::map<std::int64_t, std::string> out;
-  for (auto& [k, line] : d.events) ev[k + eb] = std::move(line);
-  for (auto& [k, line] : d.output) out[k + ob] = std::move(line);
-  d.history.swap(h);
-  d.events.swap(ev);
-  d.output.swap(out);
+  for (auto it = d.history.begin(); it != d.history.end() && it->first < shift_until; ++it)
+    it->second = shift_history_line(it->second, step_shift, rt_shift);
+  move_offsets(d.history, hb);
+  move_offsets(d.events, eb);
+  move_offsets(d.output, ob);
   return d;
 }
 

@@ -1,7 +1,7 @@
 // wandb: the built plugin (.so) driven in-process by the plugin fixture against the W&B-protocol
 // test server (tests/wandb/wandb_server.py, started per test on a free loopback port). No sleeps
-// as synchronisation: finalize is synchronous, and mid-run conditions are awaited by polling the
-// server's /_state with a bounded loop.
+// as synchronisation: finalize is synchronous, and mid-run conditions are awaited with one blocking
+// GET /_wait on the server.
 #define BOOST_TEST_MODULE wandb
 #include <signal.h>
 #include <sys/wait.h>
