@@ -275,6 +275,16 @@ BOOST_AUTO_TEST_CASE(kill_9_mid_write_leaves_a_partial_temp_file_and_the_previou
     execv(args[0], args.data());
     _exit(127);
   }
+  // A failed check below must not leave the trainer running or frozen.
+  struct Reaper {
+    pid_t pid;
+    bool reaped = false;
+    ~Reaper() {
+      if (reaped) return;
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+  } reaper{pid};
   // A partial checkpoint: bytes written, but no zip end-of-central-directory record yet (the
   // writer streams the zip in order and writes that record last).
   auto partial = [](const fs::path& p) {
@@ -307,7 +317,8 @@ BOOST_AUTO_TEST_CASE(kill_9_mid_write_leaves_a_partial_temp_file_and_the_previou
     if (!temp_written) continue;
     BOOST_REQUIRE(kill(pid, SIGSTOP) == 0);
     siginfo_t info{};
-    BOOST_REQUIRE(waitid(P_PID, pid, &info, WSTOPPED) == 0);  // frozen from here on
+    BOOST_REQUIRE(waitid(P_PID, pid, &info, WSTOPPED | WEXITED) == 0);  // frozen from here on
+    if (info.si_code != CLD_STOPPED) reaper.reaped = true;  // WEXITED reaped it
     BOOST_REQUIRE_MESSAGE(info.si_code == CLD_STOPPED, "the trainer exited before a write was caught mid-way");
     ++stops;
     // Only once a whole save is done (index and last.ckpt exist), so there is a previous state.
@@ -325,6 +336,7 @@ BOOST_AUTO_TEST_CASE(kill_9_mid_write_leaves_a_partial_temp_file_and_the_previou
   }
   int status = 0;
   waitpid(pid, &status, 0);
+  reaper.reaped = true;
   close(fd);
   BOOST_REQUIRE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 
