@@ -148,9 +148,8 @@ std::vector<TemplatePart> parse_template(const std::string& tmpl) {
       spec = field.substr(colon + 1), field.resize(colon), has_spec = true;
     if (field.empty())
       throw std::invalid_argument("config key filename: '" + tmpl + "' has a field without a name");
-    if (field.find_first_of("{/\\") != std::string::npos)
-      throw std::invalid_argument("config key filename: field name '" + field + "' in '" + tmpl +
-                                  "' holds '{', '/' or '\\'");
+    if (field.find('{') != std::string::npos)
+      throw std::invalid_argument("config key filename: field name '" + field + "' in '" + tmpl + "' holds a '{'");
     parts.back().field = field;
     if (has_spec) parts.back().spec = parse_spec(spec, field, tmpl);
     parts.emplace_back();
