@@ -298,7 +298,7 @@ class ModelCheckpoint : public ember::plugin::Plugin,
     return join_url(root, "checkpoints");
   }
 
-    // "{epoch}-{val_loss:.2f}" -> "epoch=3-val_loss=0.52" (auto_insert_metric_name).
+  // "{epoch}-{val_loss:.2f}" -> "epoch=3-val_loss=0.52" (auto_insert_metric_name).
   std::string format_name(const ember_hook_args_t& a) {
     std::string out;
     for (const auto& part : filename_parts_) {
