@@ -17,6 +17,7 @@
 #include "../support/run_process.hpp"
 #include "needs_tools.hpp"
 #include "plugin_fixture.hpp"
+#include "wandb_api.hpp"
 #include "wandb_server.hpp"
 
 namespace fs = std::filesystem;
@@ -177,6 +178,29 @@ BOOST_AUTO_TEST_CASE(the_decoder_refuses_a_damaged_file, *boost::unit_test::prec
   r = decode(run_dir);
   BOOST_TEST(r.exit_code == 1);
   BOOST_TEST(r.err.find("exactly one") != std::string::npos, r.err);
+}
+
+// KNOWN PLUGIN DEFECT, kept visible as an expected failure (the plugin is another helper's):
+// `ember wandb sync` (plugins/wandb/wandb_api.hpp, read_offline_dir, case kStats) turns a
+// StatsRecord into a wandb-events.jsonl line of its items only. W&B's sender (send_stats) adds
+// _wandb: true, _timestamp (the record's timestamp) and _runtime to every such line, and the
+// plugin does so online (sample_stats); synced system metrics have neither time key. The strict
+// server notes such lines in the run's "warnings". When the plugin is fixed this case passes.
+BOOST_AUTO_TEST_CASE(synced_offline_system_metrics_carry_runtime_and_timestamp, *boost::unit_test::expected_failures(1)) {
+  TempDir dir("wandb-records");
+  fs::path run_dir = offline_run(dir, "rec00003");
+  ember::test::wandb::CleanEnv env;
+  Server srv;
+  ember::wandb::ApiOptions o;
+  o.base_url = srv.url();
+  o.api_key = kKey;
+  ember::wandb::Api api(o);
+  ember::wandb::upload_run(api, ember::wandb::read_offline_dir(run_dir));
+  json::object run = srv.run("rec00003");
+  BOOST_REQUIRE(!run.empty());
+  BOOST_REQUIRE(!run.at("events").as_array().empty());  // the offline run has a stats record
+  BOOST_TEST(run.at("history").as_array().size() == 2000u);
+  BOOST_TEST(run.at("warnings").as_array().empty(), json::serialize(run.at("warnings")));
 }
 
 BOOST_AUTO_TEST_CASE(checkpoint_artifacts_pass_the_servers_independent_digest_and_md5_check) {

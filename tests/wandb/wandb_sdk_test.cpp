@@ -160,5 +160,5 @@ BOOST_AUTO_TEST_CASE(js_sdk_with_a_wrong_key_stops_at_the_viewer_401, *boost::un
 
 BOOST_AUTO_TEST_SUITE_END()
 
-// A run whose every case was skipped (no node, no package) exits 77: meson SKIP, not OK.
+// A run with skipped cases (no node, no package) exits 77: meson SKIP, not OK.
 int main(int argc, char* argv[]) { return ember::test::tools::main_with_skip(argc, argv, "wandb_sdk"); }

@@ -42,7 +42,9 @@ Strict where the real service is (shared/wandb-protocol.md); a refusal is a 4xx 
                 append-only: an offset past the lines stored is a gap (400), lines resent at an
                 offset already stored must be the same (409); every history/events line parses as
                 a JSON object (NaN/Infinity tokens allowed) with a numeric _runtime and
-                _timestamp, and history lines an int _step above the previous line's (400).
+                _timestamp, and history lines an int _step above the previous line's (400); an
+                events line without _runtime/_timestamp is accepted but noted in the run's
+                "warnings" (W&B's clients always send them; the notes do not say it is refused).
   storage PUT   only to a key this server handed out as an upload URL (403); an artifact file or
                 manifest whose MD5 is not the one declared for it is 400 (BadDigest).
   artifacts     CreateArtifact needs a hex MD5 digest (400); CommitArtifact (which gives the
@@ -233,7 +235,8 @@ class State:
                  "host": None, "program": None, "upserts": [],
                  "history": {}, "events": {}, "output": {}, "summary": None,
                  "complete": False, "exitcode": None, "uploaded": [], "files": {},
-                 "file_stream_posts": 0, "used_artifacts": [], "sunk_rows": 0, "sunk_last_offset": -1}
+                 "file_stream_posts": 0, "used_artifacts": [], "sunk_rows": 0, "sunk_last_offset": -1,
+                 "warnings": []}
             self.runs[key] = r
         return r
 
@@ -682,7 +685,13 @@ class Handler(BaseHTTPRequestHandler):
             if not isinstance(obj, dict):
                 raise BadRequest(400, "%s: %s line %d is not a JSON object: %r" % (where, fname, n, line[:80]))
             for k in ("_runtime", "_timestamp"):
-                if not is_number(obj.get(k)):
+                if k not in obj and not history:
+                    # W&B's senders add both to every events line (send_stats), but nothing says
+                    # the service refuses one without: noted in the run's "warnings", not refused.
+                    w = "%s line without %s" % (fname, k)
+                    if w not in r["warnings"]:
+                        r["warnings"].append(w)
+                elif not is_number(obj.get(k)):
                     raise BadRequest(400, "%s: %s line %d needs a number %s, got %s" % (
                         where, fname, n, k, json.dumps(finite(obj.get(k)))))
             if history:

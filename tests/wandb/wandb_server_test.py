@@ -228,8 +228,15 @@ class FileStream(ServerCase):
     def test_events_lines_need_runtime_and_timestamp_and_summary_an_object(self):
         self.srv.upsert("fs3")
         ev = lambda *lines: self.srv.stream("fs3", {"wandb-events.jsonl": {"offset": 0, "content": list(lines)}})
-        self.assertRefused(ev(json.dumps({"system.cpu": 3})), 400, ["_runtime"])
+        self.assertRefused(ev(json.dumps({"system.cpu": 3, "_runtime": "2", "_timestamp": 1.8e9})), 400, ["_runtime"])
+        self.assertRefused(ev("{"), 400, ["not a JSON object"])
         self.assertEqual(ev(json.dumps({"system.cpu": 3, "_wandb": True, "_runtime": 2, "_timestamp": 1.8e9}))[0], 200)
+        r = [r for r in self.srv.state()["runs"] if r["name"] == "fs3"][0]
+        self.assertEqual(r["warnings"], [])
+        self.srv.stream("fs3", {"wandb-events.jsonl": {"offset": 1, "content": [json.dumps({"system.cpu": 3})]}})
+        r = [r for r in self.srv.state()["runs"] if r["name"] == "fs3"][0]
+        self.assertEqual(r["warnings"], ["wandb-events.jsonl line without _runtime",
+                                         "wandb-events.jsonl line without _timestamp"])
         self.assertRefused(self.srv.stream("fs3", {"wandb-summary.json": {"offset": 0, "content": ["7"]}}),
                            400, ["summary"])
 
