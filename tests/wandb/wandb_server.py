@@ -392,7 +392,11 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         if path == "/_control" and self.command == "POST":
-            return self.control(json.loads(body or b"{}"))
+            try:
+                c = json.loads(body or b"{}")
+            except ValueError as e:
+                return self.reply(400, {"errors": [{"message": "/_control: the body is not JSON (%s)" % e}]})
+            return self.control(c)
         if path == "/_state":
             with self.st.lock:
                 return self.reply(200, self.dump())

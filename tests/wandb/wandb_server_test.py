@@ -137,6 +137,9 @@ class GraphQL(ServerCase):
     def test_a_bad_body_without_a_key_is_still_401(self):
         self.assertEqual(self.srv.request("POST", "/graphql", b"{", auth=False)[0], 401)
 
+    def test_a_control_body_that_is_not_json_is_400(self):
+        self.assertRefused(self.srv.request("POST", "/_control", b"{", auth=False), 400, ["not JSON"])
+
     def test_an_unknown_operation_is_400(self):
         self.assertRefused(self.srv.gql("query NoSuchThing { x }"), 400, ["NoSuchThing"])
 
