@@ -23,7 +23,9 @@ Everything it receives is appended as JSON lines to --log (one object per reques
               parsed or logged: the throughput figure then measures the client, not this server
   GET /_state   what it stored (runs, history, summary, files, artifacts) and a request summary;
               run files also by SHA-256 (file_sha256) and size (file_sizes), as binary files
-              (PNG) do not survive the text of "files"; GET /storage/<key> returns the bytes
+              (PNG) do not survive the text of "files"; GET /storage/<key> returns the bytes;
+              a committed artifact's "verified" holds what this server computed itself (manifest
+              digest, file MD5s), a run's "warnings" what it accepted but W&B's clients never send
   GET /_wait?cond=C[&run=NAME][&n=N][&timeout=S]   blocks until the condition holds (200
               {"ok": true}) or S seconds pass (default 20; 408 with the state's request count).
               C: history (run has >= N history rows), complete (run completed), injected (>= N
