@@ -5,20 +5,22 @@
 // calls Trainer::request_interrupt from a handler or thread of its own.
 //
 // What a stop signal does (Lightning 2.x's SIGTERM path, at every batch boundary):
-//   first SIGINT or SIGTERM: the handler only records it; the trainer notices at the next batch
-//     boundary (after the batch's on_train_batch_end and its logged row), sets should_stop and
-//     raises Interrupted, which takes the failure path: every on_exception, loggers finalized
-//     with "interrupted" (rows flushed, spools written), teardown; then the stack unwinds, so a
-//     storage writer that was never committed aborts its upload in its destructor.
+//   first SIGINT or SIGTERM: the handler records it (and says so on stderr); the trainer notices
+//     at the next batch boundary (after the batch's on_train_batch_end and its logged row), sets
+//     should_stop and raises Interrupted, which takes the failure path: every on_exception,
+//     loggers finalized with "interrupted" (rows flushed, spools written), teardown; then the
+//     stack unwinds, so a storage writer that was never committed aborts its upload.
 //   second SIGINT or SIGTERM: the default action (the process ends at once, no cleanup).
 #pragma once
 
 #include <ember/error.hpp>
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <cstddef>
 #include <string>
 
 namespace ember {
@@ -48,7 +50,8 @@ inline std::string signal_name(int signo) {
 namespace detail {
 // Touched from a signal handler: lock-free atomics only, constant-initialised (no dynamic
 // initialisation a handler could race with).
-static_assert(std::atomic<int>::is_always_lock_free, "a signal handler needs a lock-free atomic<int>");
+static_assert(std::atomic<int>::is_always_lock_free && std::atomic<bool>::is_always_lock_free,
+              "a signal handler needs lock-free atomics");
 inline std::atomic<int> caught_stop_signal{0};
 inline std::atomic<bool> stop_sigint_installed{false};
 inline std::atomic<bool> stop_sigterm_installed{false};
@@ -60,13 +63,22 @@ inline void set_default_action(int signo) noexcept {
   sigaction(signo, &dfl, nullptr);
 }
 
-// Async-signal-safe: an atomic store and sigaction (POSIX lists it as safe), errno preserved.
-// The first signal is recorded; both handlers then give way to the default action, so the next
-// SIGINT or SIGTERM ends the process even while the cleanup is blocked.
+// Async-signal-safe: an atomic store, write(2) and sigaction (POSIX lists both), errno kept.
+// The first signal is recorded and announced at once (a batch or a validation run may take a
+// while); both handlers then give way to the default action, so the next SIGINT or SIGTERM ends
+// the process even while the cleanup is blocked.
 inline void stop_signal_handler(int signo) noexcept {
   const int saved_errno = errno;
   int none = 0;
-  caught_stop_signal.compare_exchange_strong(none, signo);
+  if (caught_stop_signal.compare_exchange_strong(none, signo)) {
+    static const char kInt[] = "\nember: SIGINT received: stopping after this batch (again: stop at once)\n";
+    static const char kTerm[] = "\nember: SIGTERM received: stopping after this batch (again: stop at once)\n";
+    const char* msg = signo == SIGINT ? kInt : kTerm;
+    const std::size_t len = signo == SIGINT ? sizeof kInt - 1 : sizeof kTerm - 1;
+    if (::write(2, msg, len) < 0) {
+      // nothing to do: stderr is gone, the stop still happens
+    }
+  }
   if (stop_sigint_installed.load()) set_default_action(SIGINT);
   if (stop_sigterm_installed.load()) set_default_action(SIGTERM);
   errno = saved_errno;

@@ -1,8 +1,10 @@
 // Hostile data files: the CSV and idx readers answer with a message naming the file (and line),
-// never a crash, a silently misread number or a libtorch backtrace; and `ember fit` says the same.
+// never a crash, a silently misread number or a libtorch backtrace; and `ember fit` says the same,
+// before any logger has written anything (as `ember predict` does for a config without its data).
 #define BOOST_TEST_MODULE trainer_data
 #include <boost/test/unit_test.hpp>
 
+#include "../support/expect.hpp"
 #include "../support/run_process.hpp"
 #include "../support/temp_dir.hpp"
 
@@ -11,21 +13,10 @@
 #include <boost/json.hpp>
 
 namespace json = boost::json;
+using ember::test::error_of;
 using ember::test::TempDir;
 
 namespace {
-
-// The message of the RuntimeError f throws (the test fails if it throws nothing).
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const ember::RuntimeError& e) {
-    return e.what();
-  }
-  BOOST_FAIL("no error");
-  return {};
-}
 
 std::string write(const TempDir& dir, const std::string& name, const std::string& bytes) {
   auto p = (dir.path() / name).string();
@@ -115,4 +106,21 @@ BOOST_AUTO_TEST_CASE(ember_fit_with_label_column_out_of_range_exits_1_with_file_
   BOOST_TEST(r.err.find(csv + ":2: label_column 7 is out of range for 3 columns") != std::string::npos, r.err);
   // The data is read before any logger exists: the default csv_logger wrote nothing.
   BOOST_TEST(!std::filesystem::exists(dir.path() / "run"), r.describe());
+}
+
+// Nothing at all is written when the config cannot run the command: `ember predict` without
+// data.predict used to leave a csv_logger version directory (hparams.json) behind before saying so.
+BOOST_AUTO_TEST_CASE(predict_without_data_writes_nothing) {
+  TempDir dir;
+  const auto root = dir.path() / "run";
+  const std::string data = "/usr/share/datasets/fashion-mnist/";
+  json::object cfg{{"trainer", json::object{{"default_root_dir", root.string()}, {"enable_progress_bar", false}}},
+                   {"model", json::object{{"plugin", "fashion_mlp"}}},
+                   {"data", json::object{{"train", json::array{data + "t10k-images-idx3-ubyte.gz", data + "t10k-labels-idx1-ubyte.gz"}}}}};
+  auto config = write(dir, "run.json", json::serialize(cfg));
+  auto r = ember::test::run_process({ember::test::require_env("EMBER_EXE"), "predict", "--config", config, "--plugin-dir",
+                                     ember::test::require_env("EMBER_BUILD_ROOT") + "/plugins"});
+  BOOST_TEST(r.exit_code == 2, r.describe());
+  BOOST_TEST(r.err.find(config + ": predict: no data (config key data.predict)") != std::string::npos, r.err);
+  BOOST_TEST(!std::filesystem::exists(root), "written before the config error: " << root);
 }

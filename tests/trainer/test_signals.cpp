@@ -7,7 +7,7 @@
 #define BOOST_TEST_MODULE trainer_signals
 #include <boost/test/unit_test.hpp>
 
-#include "../support/run_process.hpp"
+#include "../support/child_process.hpp"
 #include "../support/temp_dir.hpp"
 #include "tiny.hpp"
 
@@ -15,126 +15,22 @@
 #include <ember/trainer.hpp>
 
 #include <boost/json.hpp>
-#include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <fstream>
-#include <set>
 #include <sstream>
 
 namespace json = boost::json;
+using ember::test::Child;
+using ember::test::Fifo;
 using ember::test::TempDir;
 
 namespace {
 
 const std::string kData = "/usr/share/datasets/fashion-mnist/";
-constexpr int kWaitMs = 300000;  // a guard against a hang, never a synchronisation
 
 std::string exe() { return ember::test::require_env("EMBER_EXE"); }
 std::string plugins() { return ember::test::require_env("EMBER_BUILD_ROOT") + "/plugins"; }
 std::string test_plugins() { return ember::test::require_env("EMBER_BUILD_ROOT") + "/tests/trainer/plugins"; }
-
-// A FIFO held open read-write by the test: the plugin's opens never block on it, and what the
-// test writes waits in it until the plugin reads.
-struct Fifo {
-  std::string path;
-  int fd = -1;
-  explicit Fifo(std::string p) : path(std::move(p)) {
-    BOOST_REQUIRE(::mkfifo(path.c_str(), 0600) == 0);
-    fd = ::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
-    BOOST_REQUIRE(fd >= 0);
-  }
-  ~Fifo() {
-    if (fd >= 0) ::close(fd);
-  }
-  void put(char c) { BOOST_REQUIRE(::write(fd, &c, 1) == 1); }
-};
-
-class Child {
- public:
-  Child(const std::vector<std::string>& argv, const std::filesystem::path& dir) : out_((dir / "stdout").string()), err_((dir / "stderr").string()) {
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    pid_ = ::fork();
-    BOOST_REQUIRE(pid_ >= 0);
-    if (pid_ == 0) {
-      // Default dispositions and an empty mask, whatever the test runner had (a job started
-      // with & ignores SIGINT, and ember keeps an ignored signal ignored).
-      struct sigaction dfl {};
-      dfl.sa_handler = SIG_DFL;
-      ::sigaction(SIGINT, &dfl, nullptr);
-      ::sigaction(SIGTERM, &dfl, nullptr);
-      sigset_t none;
-      sigemptyset(&none);
-      ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      int in = ::open("/dev/null", O_RDONLY);
-      int o = ::open(out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      int e = ::open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      if (in < 0 || o < 0 || e < 0) ::_exit(126);
-      ::dup2(in, 0), ::dup2(o, 1), ::dup2(e, 2);
-      ::execv(args[0], args.data());
-      ::_exit(127);
-    }
-    pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
-    BOOST_REQUIRE_MESSAGE(pidfd_ >= 0, "pidfd_open: " << std::strerror(errno));
-  }
-  ~Child() {
-    if (!reaped_) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-    if (pidfd_ >= 0) ::close(pidfd_);
-  }
-  pid_t pid() const { return pid_; }
-
-  // Reads one line from fifo, failing if the child ends first (or after kWaitMs).
-  std::string read_line(const Fifo& fifo) {
-    std::string line;
-    while (line.empty() || line.back() != '\n') {
-      pollfd p[2] = {{fifo.fd, POLLIN, 0}, {pidfd_, POLLIN, 0}};
-      int ready = ::poll(p, 2, kWaitMs);
-      BOOST_REQUIRE_MESSAGE(ready > 0, "no word from the signal_probe plugin within " << kWaitMs / 1000 << " s\n" << describe());
-      if (p[0].revents & POLLIN) {
-        char c;
-        while (::read(fifo.fd, &c, 1) == 1) line += c;
-        continue;
-      }
-      BOOST_REQUIRE_MESSAGE(!(p[1].revents & POLLIN), "ember ended before the plugin wrote to " << fifo.path << "\n" << (wait(), describe()));
-    }
-    return line;
-  }
-
-  int wait() {
-    if (reaped_) return status_;
-    pollfd p{pidfd_, POLLIN, 0};
-    if (::poll(&p, 1, kWaitMs) <= 0) ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, &status_, 0);
-    reaped_ = true;
-    return status_;
-  }
-
-  std::string out() const { return ember::test::read_file(out_); }
-  std::string err() const { return ember::test::read_file(err_); }
-  std::string describe() const {
-    std::string s = reaped_ ? (WIFEXITED(status_) ? "exit " + std::to_string(WEXITSTATUS(status_))
-                                                  : "killed by signal " + std::to_string(WTERMSIG(status_)))
-                            : "running";
-    return s + "\n--- stdout:\n" + out() + "--- stderr:\n" + err();
-  }
-
- private:
-  std::string out_, err_;
-  pid_t pid_ = -1;
-  int pidfd_ = -1;
-  int status_ = 0;
-  bool reaped_ = false;
-};
 
 // 200 batches of Fashion-MNIST, a row per step held back by csv_logger (it flushes only every
 // 1000 steps: before this fix, whatever it held died with the process), last.ckpt every step.
@@ -188,18 +84,20 @@ void stops_cleanly_on(int signo) {
   const auto events = dir.path() / "events";
   const auto config = dir.path() / "run.json";
   ember::test::write_file(config.string(), json::serialize(fit_config(root, json::object{{"at_step", 25},
-                                                                                        {"reached_fifo", reached.path},
-                                                                                        {"resume_fifo", resume.path},
+                                                                                        {"reached_fifo", reached.path()},
+                                                                                        {"resume_fifo", resume.path()},
                                                                                         {"events_file", events.string()}})));
   Child child(fit_argv(config), dir.path());
   BOOST_REQUIRE_EQUAL(child.read_line(reached), "reached 25\n");
   // The training thread is parked in the plugin's on_train_batch_end of step 25: signal, then
   // let it go; the trainer sees the signal at the boundary right after this batch.
-  BOOST_REQUIRE(::kill(child.pid(), signo) == 0);
+  child.signal(signo);
   resume.put('1');
   const int status = child.wait();
   BOOST_REQUIRE_MESSAGE(WIFEXITED(status) && WEXITSTATUS(status) == 128 + signo, child.describe());
   const std::string name = signo == SIGINT ? "SIGINT" : "SIGTERM";
+  BOOST_TEST(child.err().find("ember: " + name + " received: stopping after this batch (again: stop at once)") != std::string::npos,
+             child.describe());
   BOOST_TEST(child.err().find("ember: interrupted: " + name + " received: stopped at global_step 25 (epoch 0); loggers finalized") !=
                  std::string::npos,
              child.describe());
@@ -237,34 +135,18 @@ BOOST_AUTO_TEST_CASE(second_signal_during_cleanup_kills_at_once) {
   BOOST_REQUIRE(::mkfifo(hold.c_str(), 0600) == 0);
   const auto config = dir.path() / "run.json";
   ember::test::write_file(config.string(), json::serialize(fit_config(root, json::object{{"at_step", 3},
-                                                                                        {"reached_fifo", reached.path},
-                                                                                        {"resume_fifo", resume.path},
-                                                                                        {"exception_fifo", in_exception.path},
+                                                                                        {"reached_fifo", reached.path()},
+                                                                                        {"resume_fifo", resume.path()},
+                                                                                        {"exception_fifo", in_exception.path()},
                                                                                         {"hold_fifo", hold.string()}})));
   Child child(fit_argv(config), dir.path());
   BOOST_REQUIRE_EQUAL(child.read_line(reached), "reached 3\n");
-  BOOST_REQUIRE(::kill(child.pid(), SIGTERM) == 0);
+  child.signal(SIGTERM);
   resume.put('1');
   BOOST_REQUIRE_EQUAL(child.read_line(in_exception), "on_exception\n");
-  BOOST_REQUIRE(::kill(child.pid(), SIGTERM) == 0);
+  child.signal(SIGTERM);
   const int status = child.wait();
   BOOST_TEST((WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM), child.describe());
-}
-
-// Nothing at all is written when the config cannot run the command: `ember predict` without
-// data.predict used to leave a csv_logger version directory behind before saying so.
-BOOST_AUTO_TEST_CASE(predict_without_data_writes_nothing) {
-  TempDir dir;
-  const auto root = dir.path() / "run";
-  auto cfg = fit_config(root, json::object{});
-  auto& cbs = cfg["trainer"].as_object()["callbacks"].as_array();
-  cbs.pop_back();
-  const auto config = dir.path() / "run.json";
-  ember::test::write_file(config.string(), json::serialize(cfg));
-  auto r = ember::test::run_process({exe(), "predict", "--config", config.string(), "--plugin-dir", plugins()});
-  BOOST_TEST(r.exit_code == 2, r.describe());
-  BOOST_TEST(r.err.find(config.string() + ": predict: no data (config key data.predict)") != std::string::npos, r.err);
-  BOOST_TEST(!std::filesystem::exists(root), "written before the config error: " << root);
 }
 
 // --- in process: the opt-in for embedding applications --------------------------------------
