@@ -7,6 +7,7 @@
 #include "../support/expect.hpp"
 #include "../support/run_process.hpp"
 #include "../support/temp_dir.hpp"
+#include "cli_paths.hpp"
 
 #include <ember/data.hpp>
 
@@ -15,6 +16,7 @@
 namespace json = boost::json;
 using ember::test::error_of;
 using ember::test::TempDir;
+using namespace ember::test::cli_paths;
 
 namespace {
 
@@ -100,8 +102,8 @@ BOOST_AUTO_TEST_CASE(ember_fit_with_label_column_out_of_range_exits_1_with_file_
                    {"model", json::object{{"plugin", "fashion_mlp"}}},
                    {"data", json::object{{"format", "csv"}, {"label_column", 7}, {"train", json::array{csv}}}}};
   auto config = write(dir, "run.json", json::serialize(cfg));
-  auto r = ember::test::run_process({ember::test::require_env("EMBER_EXE"), "fit", "--config", config, "--plugin-dir",
-                                     ember::test::require_env("EMBER_BUILD_ROOT") + "/plugins"});
+  auto r = ember::test::run_process({exe(), "fit", "--config", config, "--plugin-dir",
+                                     plugins()});
   BOOST_TEST(r.exit_code == 1, r.describe());
   BOOST_TEST(r.err.find(csv + ":2: label_column 7 is out of range for 3 columns") != std::string::npos, r.err);
   // The data is read before any logger exists: the default csv_logger wrote nothing.
@@ -113,13 +115,12 @@ BOOST_AUTO_TEST_CASE(ember_fit_with_label_column_out_of_range_exits_1_with_file_
 BOOST_AUTO_TEST_CASE(predict_without_data_writes_nothing) {
   TempDir dir;
   const auto root = dir.path() / "run";
-  const std::string data = "/usr/share/datasets/fashion-mnist/";
   json::object cfg{{"trainer", json::object{{"default_root_dir", root.string()}, {"enable_progress_bar", false}}},
                    {"model", json::object{{"plugin", "fashion_mlp"}}},
-                   {"data", json::object{{"train", json::array{data + "t10k-images-idx3-ubyte.gz", data + "t10k-labels-idx1-ubyte.gz"}}}}};
+                   {"data", json::object{{"train", json::array{kData + "t10k-images-idx3-ubyte.gz", kData + "t10k-labels-idx1-ubyte.gz"}}}}};
   auto config = write(dir, "run.json", json::serialize(cfg));
-  auto r = ember::test::run_process({ember::test::require_env("EMBER_EXE"), "predict", "--config", config, "--plugin-dir",
-                                     ember::test::require_env("EMBER_BUILD_ROOT") + "/plugins"});
+  auto r = ember::test::run_process({exe(), "predict", "--config", config, "--plugin-dir",
+                                     plugins()});
   BOOST_TEST(r.exit_code == 2, r.describe());
   BOOST_TEST(r.err.find(config + ": predict: no data (config key data.predict)") != std::string::npos, r.err);
   BOOST_TEST(!std::filesystem::exists(root), "written before the config error: " << root);

@@ -9,6 +9,7 @@
 
 #include "../support/child_process.hpp"
 #include "../support/temp_dir.hpp"
+#include "cli_paths.hpp"
 #include "tiny.hpp"
 
 #include <ember/signals.hpp>
@@ -26,11 +27,7 @@ using ember::test::TempDir;
 
 namespace {
 
-const std::string kData = "/usr/share/datasets/fashion-mnist/";
-
-std::string exe() { return ember::test::require_env("EMBER_EXE"); }
-std::string plugins() { return ember::test::require_env("EMBER_BUILD_ROOT") + "/plugins"; }
-std::string test_plugins() { return ember::test::require_env("EMBER_BUILD_ROOT") + "/tests/trainer/plugins"; }
+using namespace ember::test::cli_paths;
 
 // 200 batches of Fashion-MNIST, a row per step held back by csv_logger (it flushes only every
 // 1000 steps: before this fix, whatever it held died with the process), last.ckpt every step.
