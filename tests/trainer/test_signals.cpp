@@ -146,6 +146,30 @@ BOOST_AUTO_TEST_CASE(second_signal_during_cleanup_kills_at_once) {
   BOOST_TEST((WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM), child.describe());
 }
 
+// A signal after the last batch boundary (here: in on_fit_end) does not undo a finished run:
+// it completes, every row is written, exit 0, and stderr says when the signal came.
+BOOST_AUTO_TEST_CASE(signal_after_the_last_batch_lets_the_run_complete) {
+  TempDir dir;
+  const auto root = dir.path() / "run";
+  Fifo reached((dir.path() / "reached").string()), resume((dir.path() / "resume").string());
+  auto cfg = fit_config(root, json::object{{"hand_over_in", "on_fit_end"}, {"reached_fifo", reached.path()}, {"resume_fifo", resume.path()}});
+  cfg["trainer"].as_object()["limit_train_batches"] = 12;
+  const auto config = dir.path() / "run.json";
+  ember::test::write_file(config.string(), json::serialize(cfg));
+  Child child(fit_argv(config), dir.path());
+  BOOST_REQUIRE_EQUAL(child.read_line(reached), "reached 12\n");
+  child.signal(SIGTERM);
+  resume.put('1');
+  const int status = child.wait();
+  BOOST_REQUIRE_MESSAGE(WIFEXITED(status) && WEXITSTATUS(status) == 0, child.describe());
+  BOOST_TEST(child.err().find("ember: SIGTERM received after the last step; the run completed") != std::string::npos, child.describe());
+  BOOST_TEST(child.out().find("fit done: epoch 1, global_step 12") != std::string::npos, child.describe());
+  std::vector<std::int64_t> expected;
+  for (std::int64_t s = 1; s <= 12; ++s) expected.push_back(s);
+  auto steps = loss_steps(root / "lightning_logs" / "version_0" / "metrics.csv");
+  BOOST_TEST(steps == expected, boost::test_tools::per_element());
+}
+
 // --- in process: the opt-in for embedding applications --------------------------------------
 
 namespace {

@@ -5,6 +5,7 @@
 //
 // Config (every key optional):
 //   at_step         the global_step at which on_train_batch_end hands over (default 5)
+//   hand_over_in    "on_train_batch_end" (default) or "on_fit_end": after the last batch instead
 //   reached_fifo    written "reached N\n" at that step (opening it waits for the test to read)
 //   resume_fifo     then read until the test writes a byte: the test signals first, then writes
 //   events_file     appended "on_exception: MESSAGE\n" and "teardown\n"
@@ -56,6 +57,7 @@ class SignalProbe : public ember::plugin::Plugin, public ember::plugin::Callback
   SignalProbe(const ember_host_t* host, std::string_view config_json) : Plugin(host) {
     const ember::plugin::Config cfg(config_json, kId);
     at_step_ = cfg.integer("at_step", 5, 1);
+    at_fit_end_ = cfg.one_of("hand_over_in", "on_train_batch_end", {"on_train_batch_end", "on_fit_end"}) == "on_fit_end";
     reached_ = cfg.optional_string("reached_fifo");
     resume_ = cfg.optional_string("resume_fifo");
     events_ = cfg.optional_string("events_file");
@@ -64,10 +66,10 @@ class SignalProbe : public ember::plugin::Plugin, public ember::plugin::Callback
   }
 
   void on_train_batch_end(const ember_hook_args_t& a) override {
-    if (a.global_step != at_step_ || handed_over_) return;
-    handed_over_ = true;
-    if (reached_) write_all(*reached_, "reached " + std::to_string(a.global_step) + "\n", 0);
-    if (resume_) wait_for_byte(*resume_);
+    if (!at_fit_end_ && a.global_step == at_step_) hand_over(a);
+  }
+  void on_fit_end(const ember_hook_args_t& a) override {
+    if (at_fit_end_) hand_over(a);
   }
   void on_exception(const ember_hook_args_t& a) override {
     if (events_) write_all(*events_, "on_exception: " + std::string(ember::plugin::view(a.message)) + "\n", O_CREAT | O_APPEND);
@@ -79,8 +81,15 @@ class SignalProbe : public ember::plugin::Plugin, public ember::plugin::Callback
   }
 
  private:
+  void hand_over(const ember_hook_args_t& a) {
+    if (handed_over_) return;
+    handed_over_ = true;
+    if (reached_) write_all(*reached_, "reached " + std::to_string(a.global_step) + "\n", 0);
+    if (resume_) wait_for_byte(*resume_);
+  }
+
   std::int64_t at_step_ = 5;
-  bool handed_over_ = false;
+  bool at_fit_end_ = false, handed_over_ = false;
   std::optional<std::string> reached_, resume_, events_, exception_, hold_;
 };
 
@@ -89,6 +98,7 @@ class SignalProbe : public ember::plugin::Plugin, public ember::plugin::Callback
 EMBER_PLUGIN(SignalProbe, "signal_probe", "0.1.0", "test callbacks: hands over at a step through named pipes",
              R"({"type":"object","additionalProperties":false,"properties":{
                  "at_step":{"type":"integer","minimum":1,"default":5},
+                 "hand_over_in":{"enum":["on_train_batch_end","on_fit_end"],"default":"on_train_batch_end"},
                  "reached_fifo":{"type":"string"},"resume_fifo":{"type":"string"},
                  "events_file":{"type":"string"},"exception_fifo":{"type":"string"},
                  "hold_fifo":{"type":"string"}}})")
