@@ -2,6 +2,7 @@
 
 #include <ember/loader.hpp>
 #include <ember/run_config.hpp>
+#include <ember/signals.hpp>
 #include <ember/version.hpp>
 
 #include <iostream>
@@ -102,6 +103,9 @@ int run_config(const Options& opt) {
 int run_trainer_impl(Command cmd, const Options& opt, json::value cfg, Catalog& catalog);
 
 int run_trainer(Command cmd, const Options& opt) {
+  // SIGINT/SIGTERM from here on stop the run at the next batch boundary with loggers finalized
+  // (include/ember/signals.hpp); a second one ends the process at once.
+  StopOnSignals stop_on_signals;
   json::value cfg;
   Catalog catalog;
   try {
@@ -112,8 +116,18 @@ int run_trainer(Command cmd, const Options& opt) {
     std::cerr << "ember: config error:\n" << e.what() << "\n";
     return 2;
   }
+  if (int signo = caught_stop_signal()) {  // before anything was created or written
+    std::cerr << "ember: interrupted: " << signal_name(signo) << " received before the run started\n";
+    return 128 + signo;
+  }
   try {
-    return run_trainer_impl(cmd, opt, std::move(cfg), catalog);
+    int rc = run_trainer_impl(cmd, opt, std::move(cfg), catalog);
+    if (int signo = caught_stop_signal())  // after the last batch boundary: the run finished anyway
+      std::cerr << "ember: " << signal_name(signo) << " received after the last step; the run completed\n";
+    return rc;
+  } catch (const Interrupted& e) {
+    std::cerr << "ember: interrupted: " << e.what() << "; loggers finalized\n";
+    return e.exit_status();
   } catch (const ConfigError& e) {
     std::cerr << "ember: config error:\n" << e.what() << "\n";
     return 2;

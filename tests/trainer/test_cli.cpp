@@ -6,6 +6,7 @@
 
 #include "../support/run_process.hpp"
 #include "../support/temp_dir.hpp"
+#include "cli_paths.hpp"
 
 #include <boost/json.hpp>
 #include <signal.h>
@@ -19,11 +20,7 @@ using ember::test::TempDir;
 
 namespace {
 
-const std::string kData = "/usr/share/datasets/fashion-mnist/";
-
-std::string exe() { return ember::test::require_env("EMBER_EXE"); }
-std::string plugins() { return ember::test::require_env("EMBER_BUILD_ROOT") + "/plugins"; }
-std::string test_plugins() { return ember::test::require_env("EMBER_BUILD_ROOT") + "/tests/trainer/plugins"; }
+using namespace ember::test::cli_paths;
 
 json::object base_config(const std::string& root) {
   return json::object{
