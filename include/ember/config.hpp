@@ -236,9 +236,16 @@ inline void validate(json::value& value, const json::value& schema, const std::s
     else
       check(*t);
     if (!ok && too_big) {
-      issues.push_back({here, "expected an integer between -9223372036854775808 and 9223372036854775807, got " +
-                                  shown(value)});
-      return;
+      // Past int64: say so, unless the schema's own bounds (checked below) already refuse it.
+      const double x = number_of(value);
+      const json::value* lo = s.if_contains("minimum");
+      const json::value* hi = s.if_contains("maximum");
+      if (!((lo && lo->is_number() && x < number_of(*lo)) || (hi && hi->is_number() && x > number_of(*hi)))) {
+        issues.push_back({here, "expected an integer between -9223372036854775808 and 9223372036854775807, got " +
+                                    shown(value)});
+        return;
+      }
+      ok = true;
     }
     if (!ok) {
       issues.push_back({here, std::string("expected ") + expected + ", got " + kind_of(value)});

@@ -84,7 +84,8 @@ class StrictHandler {
     for (const auto& k : seen)
       if (k == key_)
         return fail(ec, Failure::Kind::duplicate_key,
-                    "duplicate key \"" + key_ + "\" (each key may appear once per object; "
+                    "duplicate key " + boost::json::serialize(boost::json::string(key_)) +
+                        " (each key may appear once per object; "
                     "a repeated one would silently replace the first)");
     seen.push_back(std::move(key_));
     key_.clear();

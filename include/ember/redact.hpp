@@ -97,8 +97,8 @@ inline void redact_run_config(boost::json::value& cfg, const PluginSchemas& sche
     if (!list || !list->is_array()) continue;
     for (auto& ref : list->as_array()) detail::redact_plugin_ref(ref, schemas);
   }
-  if (auto* m = root.if_contains("model"); m && m->is_object() && m->as_object().contains("plugin"))
-    detail::redact_plugin_ref(*m, schemas);
+  // model.config belongs to the model plugin (model.plugin); without one named, it is unknown.
+  if (auto* m = root.if_contains("model"); m && m->is_object()) detail::redact_plugin_ref(*m, schemas);
 }
 
 // One `--set KEY.PATH=VALUE` with the secret parts of VALUE replaced: "a.b=***" when the whole
