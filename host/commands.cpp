@@ -1,6 +1,7 @@
 #include "commands.hpp"
 
 #include <ember/loader.hpp>
+#include <ember/redact.hpp>
 #include <ember/run_config.hpp>
 #include <ember/signals.hpp>
 #include <ember/version.hpp>
@@ -92,6 +93,8 @@ int run_config(const Options& opt) {
     json::value cfg = load_run_config(opt.config, opt.overrides);
     Catalog catalog = scan_plugins(opt, &cfg);
     check_plugin_configs(opt, cfg, catalog);
+    // Secrets (schema `writeOnly`) print as "***": this output is pasted into issues and logs.
+    redact_run_config(cfg, plugin_schemas(catalog));
     std::cout << json::serialize(cfg) << "\n";
     return 0;
   } catch (const ConfigError& e) {
