@@ -3,11 +3,17 @@
 //   bench_dispatch [--iterations N] [--runs N]
 //
 // Each case calls one hook N times (default 50M) and takes the median of R runs (default 7).
-// Cases: a hook nobody implements (empty slot array), an in-process C++ callback registered with
-// HookRegistry::add<T> (1 and 4 slots), a C table registered with add_table (1 and 4 slots, the
-// function in another translation unit, as a plugin's is), and, for reference, a plain virtual
-// call. A compiler barrier after every call makes the loop re-read the registry as a trainer loop
+// Cases: a hook nobody implements (empty slot array); an in-process C++ callback registered with
+// HookRegistry::add<T> (1 and 4 slots), twice: with the body visible here (internal linkage, so
+// GCC devirtualises the thunk's call and inlines the body: the best case) and with the body in
+// another translation unit (extern_callback.cpp: the thunk makes a real call, as for a user's
+// callback class in its own file); the same out-of-line callback registered with add_all (the
+// type unknown to the registry: a virtual call through the Callback base); a C table registered
+// with add_table (1 and 4 slots, the function in another translation unit, as a plugin's is);
+// and, for reference, a plain virtual call. A compiler barrier after every call makes the loop re-read the registry as a trainer loop
 // (which runs other code between hooks) would, instead of hoisting the slot array out of it.
+#include "extern_callback.hpp"
+
 #include <ember/registry.hpp>
 
 #include <algorithm>
@@ -108,8 +114,28 @@ int main(int argc, char** argv) {
     std::vector<CountingCallback> cbs(static_cast<std::size_t>(slots));
     for (auto& cb : cbs) reg.add(cb, "counting");
     double ns = median_ns(opt, [&] { reg.call(hook, args); });
-    std::printf("dispatch: registered hook call: %.2f ns/slot (%d %s)\n", ns / slots, slots,
+    std::printf("dispatch: registered hook call, body in this TU (devirtualised, inlined): %.2f ns/slot (%d %s)\n", ns / slots, slots,
                 plural(slots));
+    for (auto& cb : cbs) ok &= cb.calls == opt.iterations * static_cast<std::uint64_t>(opt.runs);
+  }
+
+  for (int slots : {1, 4}) {
+    ember::HookRegistry reg;
+    std::vector<bench::ExternCallback> cbs(static_cast<std::size_t>(slots));
+    for (auto& cb : cbs) reg.add(cb, "extern");
+    double ns = median_ns(opt, [&] { reg.call(hook, args); });
+    std::printf("dispatch: registered hook call, body in another TU: %.2f ns/slot (%d %s)\n", ns / slots, slots,
+                plural(slots));
+    for (auto& cb : cbs) ok &= cb.calls == opt.iterations * static_cast<std::uint64_t>(opt.runs);
+  }
+
+  for (int slots : {1, 4}) {
+    ember::HookRegistry reg;
+    std::vector<bench::ExternCallback> cbs(static_cast<std::size_t>(slots));
+    for (auto& cb : cbs) reg.add_all(cb, "extern");
+    double ns = median_ns(opt, [&] { reg.call(hook, args); });
+    std::printf("dispatch: add_all (type unknown, virtual), body in another TU: %.2f ns/slot (%d %s)\n", ns / slots,
+                slots, plural(slots));
     for (auto& cb : cbs) ok &= cb.calls == opt.iterations * static_cast<std::uint64_t>(opt.runs);
   }
 
