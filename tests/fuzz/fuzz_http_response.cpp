@@ -15,7 +15,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size < 1) return 0;
-  static fuzz::LoopbackServer server;
+  fuzz::LoopbackServer& server = fuzz::loopback_server();
   server.set_payload(std::string(reinterpret_cast<const char*>(data + 1), size - 1));
   ember::http::Options opt;
   opt.timeout = std::chrono::milliseconds(5000);

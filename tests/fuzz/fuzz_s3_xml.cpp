@@ -46,7 +46,7 @@ struct S3Host {
     session = std::make_unique<ember::Session>(c, catalog, "fuzz");
     session->build(&model);
   }
-  fuzz::LoopbackServer server;
+  fuzz::LoopbackServer& server = fuzz::loopback_server();
   ember::Catalog catalog;
   fashion::FashionMLP model{1e-3, 2, 2, 0};
   std::unique_ptr<ember::Session> session;

@@ -14,7 +14,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -24,17 +23,21 @@ namespace wb = ember::wandb;
 
 namespace {
 
-std::filesystem::path run_dir() {
-  static const std::filesystem::path dir = [] {
+// The run directory, created once per process and removed at exit (a crash leaves it, next to
+// the crash input, for inspection).
+struct RunDir {
+  RunDir() {
     const char* t = std::getenv("TMPDIR");
     std::string tmpl = std::string(t && *t ? t : "/tmp") + "/ember-fuzz-wandb.XXXXXX";
     if (!::mkdtemp(tmpl.data())) std::abort();
-    // Removed at exit; a crash leaves it, next to the crash input, for inspection.
-    std::atexit([] { std::filesystem::remove_all(run_dir()); });
-    return std::filesystem::path(tmpl);
-  }();
-  return dir;
-}
+    path = tmpl;
+  }
+  ~RunDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  std::filesystem::path path;
+};
 
 }  // namespace
 
@@ -55,7 +58,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       in.remove_prefix(n);
     }
   }
-  const auto dir = run_dir();
+  static const RunDir run_dir;
+  const auto& dir = run_dir.path;
   {
     std::ofstream out(dir / "run-fuzz.wandb", std::ios::binary | std::ios::trunc);
     out.write(file.data(), static_cast<std::streamsize>(file.size()));

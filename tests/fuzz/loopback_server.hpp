@@ -1,7 +1,8 @@
 // A server for the fuzz targets that speak HTTP: on 127.0.0.1 (an ephemeral port), it answers
 // every request with the current payload, taken verbatim as the whole HTTP answer, and closes
 // the connection — so every exchange ends and no input can hold a client. One thread, one
-// connection at a time; it lives as long as the fuzzing process.
+// connection at a time. Get it with loopback_server(): it is never destroyed, because its thread
+// runs until the process ends (destroying it at exit would pull the io_context from under it).
 #pragma once
 
 #include <boost/asio.hpp>
@@ -70,5 +71,10 @@ class LoopbackServer {
   std::mutex mutex_;
   std::string payload_;
 };
+
+inline LoopbackServer& loopback_server() {
+  static LoopbackServer* server = new LoopbackServer;
+  return *server;
+}
 
 }  // namespace fuzz

@@ -140,9 +140,8 @@ listing = ('<?xml version="1.0" encoding="UTF-8"?><ListBucketResult' + NS + '><N
            '<StorageClass>STANDARD</StorageClass></Contents><CommonPrefixes><Prefix>p/sub/</Prefix>'
            '</CommonPrefixes></ListBucketResult>')
 put("fuzz_s3_xml", "list", b"\x00" + listing.encode())
-put("fuzz_s3_xml", "list-truncated",
-    b"\x00" + listing.replace("<IsTruncated>false", "<IsTruncated>true").replace(
-        "</ListBucketResult>", "<NextContinuationToken>tok/+=</NextContinuationToken></ListBucketResult>").encode())
+# No truncated page here: the target's server answers every request with the same page, and the
+# plugin follows a repeated NextContinuationToken forever (reported; every run would time out).
 error = ('<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code><Message>The specified key does '
          'not exist.</Message><Key>k</Key><RequestId>1</RequestId></Error>')
 put("fuzz_s3_xml", "error-404", bytes([0x04]) + error.encode())
