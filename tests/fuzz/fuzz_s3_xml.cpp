@@ -13,43 +13,29 @@
 
 #include "../../plugins/s3/s3.cpp"
 
-#include <ember/run_config.hpp>
-#include <ember/session.hpp>
-
-#include "../../samples/fashion_mnist/fashion_mlp.hpp"
+#include "fuzz_session.hpp"
 
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 #include <string>
 
 namespace {
 
+// The plugin under test as plugins.storage, talking to the loopback server.
 struct S3Host {
-  S3Host() {
-    catalog.add(std::make_shared<ember::PluginLibrary>("(in-process s3)", &ember_plugin_entry));
-    boost::json::value c = boost::json::object{
-        {"plugins", boost::json::object{{"storage", boost::json::array{boost::json::object{
-                        {"plugin", "s3"},
-                        {"config", boost::json::object{{"endpoint_url", "http://127.0.0.1:" + server.port()},
-                                                       {"region", "us-east-1"},
-                                                       {"access_key_id", "AKIDFUZZ"},
-                                                       {"secret_access_key", "fuzz-secret"},
-                                                       {"max_attempts", 1},
-                                                       {"timeout_ms", 5000},
-                                                       {"part_size", 5 * 1024 * 1024},
-                                                       {"max_concurrency", 1}}}}}}}},
-        {"trainer", boost::json::object{{"default_root_dir", "memory://fuzz"}, {"logger", false},
-                                        {"callbacks", boost::json::array{}}}}};
-    static const boost::json::value schema = ember::config::parse(ember::run_config_schema(), "schema");
-    ember::config::check(c, schema, "fuzz", "", true);
-    session = std::make_unique<ember::Session>(c, catalog, "fuzz");
-    session->build(&model);
-  }
   fuzz::LoopbackServer& server = fuzz::loopback_server();
-  ember::Catalog catalog;
-  fashion::FashionMLP model{1e-3, 2, 2, 0};
-  std::unique_ptr<ember::Session> session;
+  fuzz::FuzzSession host{
+      boost::json::object{{"storage", boost::json::array{boost::json::object{
+                              {"plugin", "s3"},
+                              {"config", boost::json::object{{"endpoint_url", "http://127.0.0.1:" + server.port()},
+                                                             {"region", "us-east-1"},
+                                                             {"access_key_id", "AKIDFUZZ"},
+                                                             {"secret_access_key", "fuzz-secret"},
+                                                             {"max_attempts", 1},
+                                                             {"timeout_ms", 5000},
+                                                             {"part_size", 5 * 1024 * 1024},
+                                                             {"max_concurrency", 1}}}}}}},
+      std::make_shared<ember::PluginLibrary>("(in-process s3)", &ember_plugin_entry)};
 };
 
 }  // namespace
@@ -62,7 +48,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   h.server.set_payload(std::string("HTTP/1.1 ") + statuses[(data[0] >> 2) & 3] +
                        "\r\nContent-Type: application/xml\r\nETag: \"0123\"\r\nContent-Length: " +
                        std::to_string(body.size()) + "\r\n\r\n" + body);
-  const auto& urls = h.session->trainer().urls();
+  const auto& urls = h.host.session->trainer().urls();
   try {
     switch (data[0] & 3) {
       case 0: (void)urls.list("s3://fuzz-bucket/p/"); break;
