@@ -31,7 +31,19 @@ namespace ember::plugin {
 constexpr std::string_view view(ember_str_t s) { return {s.data ? s.data : "", s.size}; }
 constexpr ember_str_t str(std::string_view s) { return {s.data(), s.size()}; }
 
-// The base every plugin class derives from: holds the host table and the last error.
+namespace detail {
+// The message last_error returns: one per thread, shared by every instance of the plugin (and by
+// create, which has no instance yet). Storage functions are [any-thread] — the csv worker, a
+// W&B spool and a checkpoint save may fail at once on one instance — so a per-instance string
+// would be written by one thread while another copies it. Per thread, "valid until the next call
+// on this thread" holds without a lock, as on the host side (loader.hpp's HostBinding).
+inline std::string& thread_error() {
+  static thread_local std::string error;
+  return error;
+}
+}  // namespace detail
+
+// The base every plugin class derives from: holds the host table; records failures.
 class Plugin {
  public:
   explicit Plugin(const ember_host_t* host) : host_(host) {}
@@ -43,12 +55,13 @@ class Plugin {
   void log(ember_log_level_t level, std::string_view message) const {
     host_->log(host_->ctx, level, str(message));
   }
-  // Record a failure for last_error; returns the status to hand back.
+  // Record a failure for last_error on the calling thread; returns the status to hand back.
   ember_status_t fail(ember_status_t status, std::string message) {
-    last_error_ = std::move(message);
+    detail::thread_error() = std::move(message);
     return status;
   }
-  std::string last_error_;
+  // The message of the last failure recorded on this thread (what the host's last_error reads).
+  static const std::string& last_error() { return detail::thread_error(); }
 
  private:
   const ember_host_t* host_;
@@ -124,11 +137,6 @@ ember_status_t guarded_args(Plugin* p, F&& f) noexcept {
   }
 }
 
-inline std::string& create_error() {
-  static thread_local std::string error;
-  return error;
-}
-
 template <class T>
 struct Exports {
   static ember_status_t create(const ember_host_t* host, ember_str_t config, void** out) noexcept {
@@ -138,9 +146,9 @@ struct Exports {
       *out = static_cast<Plugin*>(p);
       return EMBER_OK;
     } catch (const std::exception& e) {
-      create_error() = e.what();
+      thread_error() = e.what();
     } catch (...) {
-      create_error() = "unknown exception in constructor";
+      thread_error() = "unknown exception in constructor";
     }
     return EMBER_E_FAILED;
   }
@@ -151,10 +159,9 @@ struct Exports {
     } catch (...) {
     }
   }
-  static ember_str_t last_error(void* s) noexcept {
-    if (!s) return str(create_error());
-    return str(static_cast<Plugin*>(s)->last_error_);
-  }
+  // self is not needed: the message is per thread (see thread_error). With self NULL it is
+  // create's message, recorded the same way.
+  static ember_str_t last_error(void*) noexcept { return str(thread_error()); }
 
   // --- callbacks: one thunk per hook, placed only if T overrides it.
 #define EMBER_HOOK(name, since, doc)                                                  \
