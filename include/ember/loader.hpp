@@ -1,9 +1,14 @@
 // Finding, checking and instantiating plugins.
 //
 // A plugin directory is scanned for *.so (and one level of sub-directories, the build tree's
-// layout); a directory or file that group or others can write is refused (a loaded .so is
-// code). Each library is opened with Boost.DLL, its entry read and checked (ABI major, minor,
-// struct size, required functions) before any of its functions is called. Libraries stay loaded
+// layout). A loaded .so is code, so the directory, each file, every directory on their way from
+// / and every symlink followed must be owned by root or by us and not writable by group or others
+// (check_trusted says exactly; sticky directories such as /tmp may lie on the way). Each library
+// is opened with Boost.DLL, its entry read and checked (ABI major, minor, struct size, required
+// functions) before any of its functions is called — but dlopen has run the library's
+// constructors by then: the entry checks refuse broken or foreign plugins, not hostile ones; the
+// directory rules are what keeps untrusted code out. Interface tables are copied into host-side
+// structs and their required slots checked before the instance is used. Libraries stay loaded
 // while any instance of theirs lives (shared ownership).
 #pragma once
 
@@ -19,7 +24,9 @@
 #include <ember/version.hpp>
 
 #include <boost/dll/shared_library.hpp>
+#include <pwd.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -92,16 +99,102 @@ inline std::string check_entry(const ember_plugin_entry_t& e) {
   return {};
 }
 
-// Why a directory or file may not be trusted, or empty.
-inline std::string check_permissions(const std::filesystem::path& p) {
-  struct ::stat st;
-  if (::stat(p.c_str(), &st) != 0) return "cannot stat: " + std::string(std::strerror(errno));
+namespace detail {
+
+inline std::string user_name(uid_t uid) {
+  struct ::passwd pw;
+  struct ::passwd* found = nullptr;
+  char buf[1024];
+  if (::getpwuid_r(uid, &pw, buf, sizeof buf, &found) == 0 && found)
+    return std::string(found->pw_name) + " (uid " + std::to_string(uid) + ")";
+  return "uid " + std::to_string(uid);
+}
+
+inline std::string user_login(uid_t uid) {
+  struct ::passwd pw;
+  struct ::passwd* found = nullptr;
+  char buf[1024];
+  if (::getpwuid_r(uid, &pw, buf, sizeof buf, &found) == 0 && found) return found->pw_name;
+  return std::to_string(uid);
+}
+
+// Why one node on the way to a plugin may not be trusted, or empty. on_the_way: a directory
+// passed through (not the file or the scanned directory itself), where a sticky bit is enough.
+inline std::string trust_problem(const std::filesystem::path& p, const struct ::stat& st, bool on_the_way,
+                                 uid_t me) {
+  const char* what = S_ISDIR(st.st_mode) ? "directory" : S_ISLNK(st.st_mode) ? "symlink" : "file";
+  if (st.st_uid != 0 && st.st_uid != me)
+    return std::string(what) + " " + p.string() + " is owned by " + user_name(st.st_uid) + ", not by you (" +
+           user_name(me) + ") or root; whoever owns it can change the code you load, so refusing it. Fix with: chown " +
+           user_login(me) + " " + p.string() + " (or chown root)";
+  if (S_ISLNK(st.st_mode)) return {};  // a link's own mode means nothing; its directory is checked
   if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+    if (on_the_way && S_ISDIR(st.st_mode) && (st.st_mode & S_ISVTX)) return {};  // /tmp
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    return std::string("writable by group or others (mode ") + mode +
-           "); a plugin is code, so refusing it. Fix with: chmod go-w " + p.string();
+    return std::string(what) + " " + p.string() + " is writable by group or others (mode " + mode +
+           (on_the_way ? ", on the way to the plugin" : "") + "); a plugin is code, so refusing it. Fix with: chmod go-w " +
+           p.string();
   }
+  return {};
+}
+
+}  // namespace detail
+
+// Why path may not be trusted to hold plugin code, or empty; *resolved gets the path with every
+// symlink resolved (load that one: it is what was checked).
+//
+// The path is walked from / one component at a time with lstat, the way the kernel resolves it:
+// every directory passed through, every symlink followed (its target walked the same way) and the
+// final file or directory must be owned by root or by the user running Ember (effective uid), and
+// must not be writable by group or others — else someone else could swap the code between this
+// check and dlopen, or after. One exception: a directory on the way that others can write but
+// that is sticky (/tmp, mode 1777) is accepted, because there nobody else can rename or remove an
+// entry we own; so a plugin directory we own under /tmp is fine, while the sticky directory itself
+// is never a plugin directory (anyone could add a .so to it). me: the user to trust besides root.
+inline std::string check_trusted(const std::filesystem::path& path, std::filesystem::path* resolved = nullptr,
+                                 uid_t me = ::geteuid()) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path abs = fs::absolute(path, ec);
+  if (ec) return "cannot resolve " + path.string() + ": " + ec.message();
+  std::vector<std::string> todo;  // components still to walk, the next one last
+  auto push = [&](const fs::path& p) {
+    std::vector<std::string> parts;
+    for (const auto& c : p.relative_path())
+      if (!c.empty() && c != ".") parts.push_back(c.string());
+    todo.insert(todo.end(), parts.rbegin(), parts.rend());
+  };
+  push(abs);
+  fs::path cur = "/";
+  struct ::stat st;
+  if (::lstat("/", &st) != 0) return std::string("cannot lstat /: ") + std::strerror(errno);
+  if (std::string why = detail::trust_problem(cur, st, !todo.empty(), me); !why.empty()) return why;
+  int links = 0;
+  while (!todo.empty()) {
+    const std::string c = todo.back();
+    todo.pop_back();
+    if (c == "..") {
+      cur = cur.parent_path();  // already checked on the way down
+      continue;
+    }
+    const fs::path next = cur / c;
+    if (::lstat(next.c_str(), &st) != 0) return "cannot lstat " + next.string() + ": " + std::strerror(errno);
+    if (S_ISLNK(st.st_mode)) {
+      if (std::string why = detail::trust_problem(next, st, true, me); !why.empty()) return why;
+      if (++links > 40) return "too many symlinks resolving " + path.string();
+      const fs::path target = fs::read_symlink(next, ec);
+      if (ec) return "cannot read symlink " + next.string() + ": " + ec.message();
+      if (target.is_absolute()) cur = "/";
+      push(target);
+      continue;
+    }
+    const bool last = todo.empty();
+    if (!last && !S_ISDIR(st.st_mode)) return next.string() + " is not a directory";
+    if (std::string why = detail::trust_problem(next, st, !last, me); !why.empty()) return why;
+    cur = next;
+  }
+  if (resolved) *resolved = cur;
   return {};
 }
 
@@ -135,10 +228,21 @@ class PluginLibrary {
 };
 
 // Open one .so and check it. Throws RuntimeError with the path and the reason on refusal.
+// The file's ownership and mode (and those of every directory and symlink on its way) are
+// checked first, then the resolved path is loaded. The limit: dlopen runs the library's
+// constructors (and those of the libraries it needs) before the entry can be read, so a library
+// in a trusted place runs some code even when its entry is then refused. Only the directory
+// rules keep untrusted code out; the entry checks keep out wrong or broken plugins.
 inline std::shared_ptr<PluginLibrary> open_library(const std::filesystem::path& path) {
+  std::filesystem::path real;
+  if (std::string why = check_trusted(path, &real); !why.empty())
+    throw RuntimeError(path.string() + ": refused: " + why);
+  std::error_code fec;
+  if (!std::filesystem::is_regular_file(real, fec))
+    throw RuntimeError(path.string() + ": refused: " + real.string() + " is not a regular file");
   auto lib = std::make_shared<boost::dll::shared_library>();
   boost::system::error_code ec;
-  lib->load(path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, ec);
+  lib->load(real, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, ec);
   if (ec) throw RuntimeError(path.string() + ": refused: cannot load: " + ec.message());
   if (!lib->has(EMBER_ENTRY_SYMBOL))
     throw RuntimeError(path.string() + ": refused: no '" EMBER_ENTRY_SYMBOL
@@ -169,8 +273,8 @@ struct Catalog {
       refusals.push_back(dir.string() + ": refused: not a directory");
       return;
     }
-    if (std::string why = check_permissions(dir); !why.empty()) {
-      refusals.push_back(dir.string() + ": refused: directory " + why);
+    if (std::string why = check_trusted(dir); !why.empty()) {
+      refusals.push_back(dir.string() + ": refused: " + why);
       return;
     }
     std::vector<std::filesystem::path> files;
@@ -180,8 +284,8 @@ struct Catalog {
         if (ent.is_regular_file(e) && ent.path().extension() == ".so") {
           files.push_back(ent.path());
         } else if (descend && ent.is_directory(e)) {
-          if (std::string why = check_permissions(ent.path()); !why.empty())
-            refusals.push_back(ent.path().string() + ": refused: directory " + why);
+          if (std::string why = check_trusted(ent.path()); !why.empty())
+            refusals.push_back(ent.path().string() + ": refused: " + why);
           else
             self(ent.path(), false, self);
         }
@@ -190,11 +294,7 @@ struct Catalog {
     collect(dir, true, collect);
     std::sort(files.begin(), files.end());
     for (const auto& f : files) {
-      if (std::string why = check_permissions(f); !why.empty()) {
-        refusals.push_back(f.string() + ": refused: file " + why);
-        continue;
-      }
-      try {
+      try {  // open_library checks the file and what lies on its way
         add(open_library(f));
       } catch (const std::exception& e) {
         refusals.push_back(e.what());

@@ -9,6 +9,9 @@
 #include "expect.hpp"
 #include "temp_dir.hpp"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <memory>
@@ -369,6 +372,122 @@ BOOST_AUTO_TEST_CASE(refuses_plugin_file_with_mode_0666) {
   BOOST_TEST(contains(cat.refusals[0], (dir / "good_plugin.so").string()), cat.refusals[0]);
   BOOST_TEST(contains(cat.refusals[0], "writable"), cat.refusals[0]);
   BOOST_TEST(contains(cat.refusals[0], "0666"), cat.refusals[0]);
+}
+
+BOOST_AUTO_TEST_CASE(refuses_plugin_dir_inside_a_world_writable_parent) {
+  ember::test::TempDir tmp;
+  const fs::path open = tmp / "open";
+  ember::test::make_plugin_dir(open / "plugins", {good_dir() / "good_plugin.so"});
+  ember::test::chmod_or_throw(open, 0777);  // anyone could rename plugins/ and put another there
+  ember::Catalog cat;
+  cat.scan(open / "plugins");
+  BOOST_TEST(cat.plugins.empty());
+  BOOST_TEST_REQUIRE(cat.refusals.size() == 1u);
+  const std::string& r = cat.refusals[0];
+  BOOST_TEST(contains(r, (open / "plugins").string() + ": refused: directory " + open.string() + " is writable"), r);
+  BOOST_TEST(contains(r, "0777"), r);
+  BOOST_TEST(contains(r, "chmod go-w " + open.string()), r);
+}
+
+BOOST_AUTO_TEST_CASE(accepts_own_plugin_dir_under_a_sticky_world_writable_parent) {
+  ember::test::TempDir tmp;
+  const fs::path shared = tmp / "shared";
+  ember::test::make_plugin_dir(shared / "plugins", {good_dir() / "good_plugin.so"});
+  ember::test::chmod_or_throw(shared, 01777);  // like /tmp: nobody else can move our entry
+  ember::Catalog cat;
+  cat.scan(shared / "plugins");
+  BOOST_TEST(cat.refusals.empty(), (cat.refusals.empty() ? "" : cat.refusals.front()));
+  BOOST_TEST(cat.find("good_plugin") != nullptr);
+}
+
+BOOST_AUTO_TEST_CASE(refuses_a_sticky_world_writable_dir_as_plugin_dir) {
+  ember::test::TempDir tmp;
+  const fs::path dir = tmp / "plugins";
+  ember::test::make_plugin_dir(dir, {good_dir() / "good_plugin.so"});
+  ember::test::chmod_or_throw(dir, 01777);  // anyone may add a .so here
+  ember::Catalog cat;
+  cat.scan(dir);
+  BOOST_TEST(cat.plugins.empty());
+  BOOST_TEST_REQUIRE(cat.refusals.size() == 1u);
+  BOOST_TEST(contains(cat.refusals[0], "1777"), cat.refusals[0]);
+  BOOST_TEST(contains(cat.refusals[0], "chmod go-w " + dir.string()), cat.refusals[0]);
+}
+
+BOOST_AUTO_TEST_CASE(refuses_symlink_to_a_library_in_a_world_writable_dir) {
+  ember::test::TempDir tmp;
+  const fs::path open = tmp / "open";
+  ember::test::make_plugin_dir(open, {good_dir() / "good_plugin.so"});
+  ember::test::chmod_or_throw(open, 0777);
+  const fs::path dir = tmp / "plugins";
+  ember::test::make_plugin_dir(dir, {good_dir() / "error_plugin.so"});
+  fs::create_symlink(open / "good_plugin.so", dir / "good_plugin.so");
+  ember::Catalog cat;
+  cat.scan(dir);
+  BOOST_TEST(cat.find("good_plugin") == nullptr);
+  BOOST_TEST(cat.find("error_plugin") != nullptr);
+  BOOST_TEST_REQUIRE(cat.refusals.size() == 1u);
+  const std::string& r = cat.refusals[0];
+  BOOST_TEST(contains(r, (dir / "good_plugin.so").string() + ": refused: directory " + open.string()), r);
+  BOOST_TEST(contains(r, "writable"), r);
+}
+
+BOOST_AUTO_TEST_CASE(follows_symlink_to_a_library_in_a_trusted_dir_and_loads_the_target) {
+  ember::test::TempDir tmp;
+  const fs::path dir = tmp / "plugins";
+  ember::test::make_plugin_dir(dir, {});
+  const fs::path target = fs::canonical(good_dir() / "good_plugin.so");
+  fs::create_symlink(target, dir / "good_plugin.so");
+  fs::path resolved;
+  BOOST_TEST(ember::check_trusted(dir / "good_plugin.so", &resolved) == "");
+  BOOST_TEST(resolved == target);
+  ember::Catalog cat;
+  cat.scan(dir);
+  BOOST_TEST(cat.refusals.empty(), (cat.refusals.empty() ? "" : cat.refusals.front()));
+  BOOST_TEST(cat.find("good_plugin") != nullptr);
+}
+
+BOOST_AUTO_TEST_CASE(refuses_a_symlinked_plugin_dir_whose_target_parent_is_world_writable) {
+  ember::test::TempDir tmp;
+  const fs::path open = tmp / "open";
+  ember::test::make_plugin_dir(open / "real", {good_dir() / "good_plugin.so"});
+  ember::test::chmod_or_throw(open, 0777);
+  fs::create_symlink(open / "real", tmp / "plugins");
+  ember::Catalog cat;
+  cat.scan(tmp / "plugins");
+  BOOST_TEST(cat.plugins.empty());
+  BOOST_TEST_REQUIRE(cat.refusals.size() == 1u);
+  BOOST_TEST(contains(cat.refusals[0], "directory " + open.string() + " is writable"), cat.refusals[0]);
+}
+
+BOOST_AUTO_TEST_CASE(refuses_plugin_file_owned_by_another_user) {
+  ember::test::TempDir tmp;
+  const fs::path dir = tmp / "plugins";
+  ember::test::make_plugin_dir(dir, {good_dir() / "good_plugin.so", good_dir() / "error_plugin.so"});
+  if (::geteuid() == 0) {
+    // As root: really hand the file (and a symlink) to someone else.
+    BOOST_TEST_REQUIRE(::chown((dir / "good_plugin.so").c_str(), 4242, 4242) == 0);
+    fs::create_symlink(fs::canonical(good_dir() / "throwing_plugin.so"), dir / "throwing_plugin.so");
+    BOOST_TEST_REQUIRE(::lchown((dir / "throwing_plugin.so").c_str(), 4242, 4242) == 0);
+    ember::Catalog cat;
+    cat.scan(dir);
+    BOOST_TEST(cat.find("error_plugin") != nullptr);
+    BOOST_TEST(cat.find("good_plugin") == nullptr);
+    BOOST_TEST(cat.find("throwing_plugin") == nullptr);
+    BOOST_TEST_REQUIRE(cat.refusals.size() == 2u);
+    for (const auto& r : cat.refusals) {
+      BOOST_TEST(contains(r, "is owned by uid 4242"), r);
+      BOOST_TEST(contains(r, "Fix with: chown "), r);
+    }
+    BOOST_TEST(contains(cat.refusals[0], "file " + (dir / "good_plugin.so").string()), cat.refusals[0]);
+    BOOST_TEST(contains(cat.refusals[1], "symlink " + (dir / "throwing_plugin.so").string()), cat.refusals[1]);
+  } else {
+    // Not root: nothing can be given away, so trust a different user than us instead; the walk
+    // must then stop at the first thing we own.
+    const uid_t other = ::geteuid() + 1;
+    const std::string why = ember::check_trusted(dir / "good_plugin.so", nullptr, other);
+    BOOST_TEST(contains(why, "is owned by"), why);
+    BOOST_TEST(contains(why, "uid " + std::to_string(::geteuid())), why);
+  }
 }
 
 BOOST_AUTO_TEST_CASE(refuses_second_plugin_with_the_same_id) {
