@@ -41,6 +41,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
+#include <type_traits>
 #include <vector>
 
 namespace ember {
@@ -571,6 +573,109 @@ inline thread_local std::string HostBinding::last_error;
 
 }  // namespace detail
 
+// --- Interface tables, adopted one way ----------------------------------------------------------
+// Every table a plugin hands over is copied into a full-size host-side struct: a slot the plugin's
+// struct_size does not wholly cover stays null (an older plugin lacks the newer slots; a slot cut
+// in half is not half-read), and a table whose required slot is null is refused, naming the
+// plugin, the interface and the slot, before the host calls anything in it. "Required" is the
+// contract block's "Required: yes" in abi/*.h.
+
+struct SlotSpec {
+  const char* name;
+  std::size_t offset;
+  std::size_t size;
+  bool required;
+  bool is_str;  // an ember_str_t: "present" means non-empty
+};
+
+template <class Table>
+struct InterfaceSpec;  // id and slots of each table the host adopts
+
+#define EMBER_SLOT_(T, field, req) \
+  SlotSpec { #field, offsetof(T, field), sizeof(T::field), req, std::is_same_v<decltype(T::field), ember_str_t> }
+
+template <>
+struct InterfaceSpec<ember_callbacks_v1_t> {
+  static constexpr const char* id = EMBER_CALLBACKS_V1;
+  static constexpr SlotSpec slots[] = {
+#define EMBER_HOOK(name, since, doc) EMBER_SLOT_(ember_callbacks_v1_t, name, false),
+#include <ember/abi/hooks.def>
+  };
+};
+template <>
+struct InterfaceSpec<ember_logger_v1_t> {
+  static constexpr const char* id = EMBER_LOGGER_V1;
+  static constexpr SlotSpec slots[] = {
+      EMBER_SLOT_(ember_logger_v1_t, log_hyperparams, false), EMBER_SLOT_(ember_logger_v1_t, log_metrics, true),
+      EMBER_SLOT_(ember_logger_v1_t, after_save_checkpoint, false), EMBER_SLOT_(ember_logger_v1_t, save, false),
+      EMBER_SLOT_(ember_logger_v1_t, finalize, false)};
+};
+template <>
+struct InterfaceSpec<ember_state_v1_t> {
+  static constexpr const char* id = EMBER_STATE_V1;
+  static constexpr SlotSpec slots[] = {EMBER_SLOT_(ember_state_v1_t, state_dict, true),
+                                       EMBER_SLOT_(ember_state_v1_t, load_state_dict, true)};
+};
+template <>
+struct InterfaceSpec<ember_storage_v1_t> {
+  static constexpr const char* id = EMBER_STORAGE_V1;
+  static constexpr SlotSpec slots[] = {
+      EMBER_SLOT_(ember_storage_v1_t, schemes, true),    EMBER_SLOT_(ember_storage_v1_t, open_read, true),
+      EMBER_SLOT_(ember_storage_v1_t, read, true),       EMBER_SLOT_(ember_storage_v1_t, open_write, true),
+      EMBER_SLOT_(ember_storage_v1_t, write, true),      EMBER_SLOT_(ember_storage_v1_t, commit, true),
+      EMBER_SLOT_(ember_storage_v1_t, close, true),      EMBER_SLOT_(ember_storage_v1_t, stat, true),
+      EMBER_SLOT_(ember_storage_v1_t, list, true),       EMBER_SLOT_(ember_storage_v1_t, remove, true)};
+};
+template <>
+struct InterfaceSpec<ember_media_v1_t> {
+  static constexpr const char* id = EMBER_MEDIA_V1;
+  static constexpr SlotSpec slots[] = {EMBER_SLOT_(ember_media_v1_t, log_image, false),
+                                       EMBER_SLOT_(ember_media_v1_t, log_table, false),
+                                       EMBER_SLOT_(ember_media_v1_t, log_histogram, false)};
+};
+#undef EMBER_SLOT_
+
+template <class Table, class = void>
+struct is_adopted : std::false_type {};
+template <class Table>
+struct is_adopted<Table, std::void_t<decltype(InterfaceSpec<Table>::id)>> : std::true_type {};
+
+// Copy the table get_interface returned into out (full size, struct_size set to the host's).
+// Returns why it cannot be used, or empty.
+template <class Table>
+std::string adopt_table(const void* raw, Table& out) {
+  using Spec = InterfaceSpec<Table>;
+  const auto* src = static_cast<const unsigned char*>(raw);
+  std::uint32_t size = 0;
+  std::memcpy(&size, src, sizeof size);
+  std::memset(&out, 0, sizeof out);
+  const std::size_t header = Spec::slots[0].offset;  // struct_size and its padding
+  if (size < header)
+    return "struct_size is " + std::to_string(size) + " bytes, smaller than the table's own " +
+           std::to_string(header) + "-byte header";
+  auto* dst = reinterpret_cast<unsigned char*>(&out);
+  for (const SlotSpec& slot : Spec::slots) {
+    const bool inside = slot.offset + slot.size <= size;
+    if (inside) std::memcpy(dst + slot.offset, src + slot.offset, slot.size);
+    if (!slot.required) continue;
+    bool present = false;
+    if (slot.is_str) {
+      ember_str_t str;
+      std::memcpy(&str, dst + slot.offset, sizeof str);
+      present = str.data && str.size;
+    } else {
+      for (std::size_t i = 0; i < slot.size && !present; ++i) present = dst[slot.offset + i] != 0;
+    }
+    if (present) continue;
+    if (!inside)
+      return std::string("required slot '") + slot.name + "' lies outside the table: struct_size is " +
+             std::to_string(size) + " bytes, the slot ends at byte " + std::to_string(slot.offset + slot.size);
+    return std::string("required slot '") + slot.name + "' is " + (slot.is_str ? "empty" : "null");
+  }
+  out.struct_size = sizeof out;
+  return {};
+}
+
 // One live plugin instance. Destroyed before its library is released.
 class PluginInstance {
  public:
@@ -591,11 +696,23 @@ class PluginInstance {
     void* self = nullptr;
     ember_status_t rc = e.create(&binding_->table, cstr(config_), &self);
     if (rc != EMBER_OK || !self) {
-      std::string why(sv(e.last_error(nullptr)));
-      throw RuntimeError("plugin " + lib_->id() + " (" + lib_->path() + "): create failed: " +
-                         (why.empty() ? "status " + std::to_string(rc) : why));
+      if (rc == EMBER_OK) rc = EMBER_E_FAILED;  // "succeeded" without an instance
+      throw RuntimeError(plugin_failure(lib_->id(), "create", e.last_error, nullptr, rc) + " (plugin file " +
+                         lib_->path() + ")");
     }
     self_ = self;
+    // Adopt every interface now, before the host calls into any of them: a broken table refuses
+    // the plugin here, once, instead of crashing the run at the first call of a null slot.
+    std::string why = adopt<ember_callbacks_v1_t>();
+    if (why.empty()) why = adopt<ember_logger_v1_t>();
+    if (why.empty()) why = adopt<ember_state_v1_t>();
+    if (why.empty()) why = adopt<ember_storage_v1_t>();
+    if (why.empty()) why = adopt<ember_media_v1_t>();
+    if (!why.empty()) {
+      e.destroy(self_);
+      self_ = nullptr;
+      throw RuntimeError("plugin " + lib_->id() + " (" + lib_->path() + "): refused: " + why);
+    }
   }
   ~PluginInstance() {
     if (self_) lib_->entry().destroy(self_);
@@ -608,9 +725,18 @@ class PluginInstance {
   void* self() const { return self_; }
   const std::string& config_json() const { return config_; }
 
-  // The interface table, or null. Tables smaller than their own size field are refused.
+  // The interface table, or null. For the interfaces the host knows (callbacks, logger, state,
+  // storage, media) this is the host-side copy made at creation: full size, required slots
+  // present, optional slots null when absent. Other tables (a model's) are the plugin's own;
+  // those smaller than their size field and one slot are refused.
   template <class Table>
   const Table* interface(std::string_view interface_id) const {
+    if constexpr (is_adopted<Table>::value) {
+      if (interface_id == InterfaceSpec<Table>::id) {
+        const auto& t = std::get<std::optional<Table>>(tables_);
+        return t ? &*t : nullptr;
+      }
+    }
     const void* t = lib_->entry().get_interface(self_, cstr(interface_id));
     if (!t) return nullptr;
     auto* table = static_cast<const Table*>(t);
@@ -621,6 +747,10 @@ class PluginInstance {
   }
 
   std::string last_error() const { return std::string(sv(lib_->entry().last_error(self_))); }
+  // "ID: WHAT failed: MESSAGE" for a failed call on this instance (registry.hpp's plugin_failure).
+  std::string failure(std::string_view what, ember_status_t rc) const {
+    return plugin_failure(id(), what, lib_->entry().last_error, self_, rc);
+  }
 
   // Put this instance's hooks in the registry (if it offers callbacks).
   void register_hooks(HookRegistry& registry) const {
@@ -631,10 +761,24 @@ class PluginInstance {
   }
 
  private:
+  template <class Table>
+  std::string adopt() {
+    const char* iid = InterfaceSpec<Table>::id;
+    const void* raw = lib_->entry().get_interface(self_, cstr(iid));
+    if (!raw) return {};
+    Table table;
+    if (std::string why = adopt_table(raw, table); !why.empty()) return std::string("interface ") + iid + ": " + why;
+    std::get<std::optional<Table>>(tables_) = table;
+    return {};
+  }
+
   std::shared_ptr<PluginLibrary> lib_;  // declared first: released last
   std::unique_ptr<detail::HostBinding> binding_;
   std::string config_;
   void* self_ = nullptr;
+  std::tuple<std::optional<ember_callbacks_v1_t>, std::optional<ember_logger_v1_t>, std::optional<ember_state_v1_t>,
+             std::optional<ember_storage_v1_t>, std::optional<ember_media_v1_t>>
+      tables_;  // adopted at creation
 };
 
 }  // namespace ember

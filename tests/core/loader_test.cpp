@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
+#include <map>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -82,6 +84,57 @@ ember::HookArgs hook_args() {
   a.batch_idx = -1;
   a.optimizer_idx = -1;
   return a;
+}
+
+// --- an in-process plugin whose interface tables a test sets byte by byte, to break them.
+std::map<std::string, std::vector<unsigned char>> g_tables;  // interface id -> the table's bytes
+int g_destroyed = 0;
+const void* table_get_interface(void*, ember_str_t id) {
+  auto it = g_tables.find(std::string(ember::sv(id)));
+  return it == g_tables.end() ? nullptr : it->second.data();
+}
+void counting_destroy(void*) { ++g_destroyed; }
+
+// A full table with every slot filled with a pattern (never called) and struct_size as given;
+// then bytes past struct_size still hold the pattern, to show the host does not read them.
+template <class Table>
+std::vector<unsigned char> full_table(std::uint32_t struct_size = sizeof(Table)) {
+  std::vector<unsigned char> bytes(sizeof(Table), 0x5a);
+  std::memcpy(bytes.data(), &struct_size, sizeof struct_size);
+  return bytes;
+}
+template <class Table, class Field>
+void set_field(std::vector<unsigned char>& bytes, std::size_t offset, const Field& value) {
+  std::memcpy(bytes.data() + offset, &value, sizeof value);
+}
+
+const char kSchemes[] = "fake";
+std::vector<unsigned char> storage_table() {
+  auto t = full_table<ember_storage_v1_t>();
+  set_field<ember_storage_v1_t>(t, offsetof(ember_storage_v1_t, schemes), ember_str_t{kSchemes, 4});
+  return t;
+}
+
+std::shared_ptr<ember::PluginLibrary> table_library(ember_plugin_entry_t& e) {
+  e = good_entry();
+  e.get_interface = &table_get_interface;
+  e.destroy = &counting_destroy;
+  return std::make_shared<ember::PluginLibrary>("in-process/in_process.so", &e);
+}
+
+// What creating the in-process plugin says, with the tables in g_tables ("" when accepted).
+std::string creation_error() {
+  ember_plugin_entry_t e;
+  auto lib = table_library(e);
+  ember::Services services;
+  const int destroyed = g_destroyed;
+  try {
+    ember::PluginInstance inst(lib, boost::json::object{}, services, "test");
+  } catch (const RuntimeError& err) {
+    if (g_destroyed != destroyed + 1) return "refused without destroying the instance: " + std::string(err.what());
+    return err.what();
+  }
+  return "";
 }
 
 }  // namespace
@@ -680,6 +733,145 @@ BOOST_AUTO_TEST_CASE(plugin_library_stays_loaded_while_an_instance_lives) {
   BOOST_TEST(services.saw("on_fit_start"));
   inst.reset();
   BOOST_TEST(services.saw("destroy"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ---------------------------------------------------------------------------------------------
+// Interface tables are adopted one way: copied up to the plugin's struct_size into a host-side
+// full-size struct, required slots checked at creation; a refusal names plugin, interface, slot.
+BOOST_AUTO_TEST_SUITE(interface_tables)
+
+struct RequiredSlot {
+  const char* interface;
+  const char* slot;
+  std::size_t offset;
+  std::vector<unsigned char> (*table)();
+};
+
+std::vector<RequiredSlot> required_slots() {
+  auto logger = [] { return full_table<ember_logger_v1_t>(); };
+  auto state = [] { return full_table<ember_state_v1_t>(); };
+  std::vector<RequiredSlot> out = {
+      {EMBER_LOGGER_V1, "log_metrics", offsetof(ember_logger_v1_t, log_metrics), +logger},
+      {EMBER_STATE_V1, "state_dict", offsetof(ember_state_v1_t, state_dict), +state},
+      {EMBER_STATE_V1, "load_state_dict", offsetof(ember_state_v1_t, load_state_dict), +state},
+  };
+#define SLOT(name) out.push_back({EMBER_STORAGE_V1, #name, offsetof(ember_storage_v1_t, name), &storage_table});
+  SLOT(open_read) SLOT(read) SLOT(open_write) SLOT(write) SLOT(commit) SLOT(close) SLOT(stat) SLOT(list) SLOT(remove)
+#undef SLOT
+  return out;
+}
+
+BOOST_AUTO_TEST_CASE(complete_tables_are_adopted_as_host_side_copies) {
+  g_tables = {{EMBER_LOGGER_V1, full_table<ember_logger_v1_t>()},
+              {EMBER_STATE_V1, full_table<ember_state_v1_t>()},
+              {EMBER_STORAGE_V1, storage_table()},
+              {EMBER_MEDIA_V1, full_table<ember_media_v1_t>()},
+              {EMBER_CALLBACKS_V1, full_table<ember_callbacks_v1_t>()}};
+  ember_plugin_entry_t e;
+  auto lib = table_library(e);
+  ember::Services services;
+  ember::PluginInstance inst(lib, boost::json::object{}, services, "test");
+  auto* lg = inst.interface<ember_logger_v1_t>(EMBER_LOGGER_V1);
+  BOOST_TEST_REQUIRE(lg != nullptr);
+  BOOST_TEST(static_cast<const void*>(lg) != static_cast<const void*>(g_tables[EMBER_LOGGER_V1].data()));  // a copy
+  const std::size_t first = offsetof(ember_logger_v1_t, log_hyperparams);  // every slot, not the header's padding
+  BOOST_TEST(std::memcmp(reinterpret_cast<const unsigned char*>(lg) + first, g_tables[EMBER_LOGGER_V1].data() + first,
+                         sizeof *lg - first) == 0);
+  auto* st = inst.interface<ember_storage_v1_t>(EMBER_STORAGE_V1);
+  BOOST_TEST_REQUIRE(st != nullptr);
+  BOOST_TEST(std::string(ember::sv(st->schemes)) == "fake");
+  BOOST_TEST(inst.interface<ember_state_v1_t>(EMBER_STATE_V1) != nullptr);
+  BOOST_TEST(inst.interface<ember_media_v1_t>(EMBER_MEDIA_V1) != nullptr);
+  BOOST_TEST(inst.interface<ember_callbacks_v1_t>(EMBER_CALLBACKS_V1) != nullptr);
+  g_tables.clear();
+}
+
+BOOST_AUTO_TEST_CASE(refuses_each_null_required_slot_naming_plugin_interface_and_slot) {
+  for (const auto& c : required_slots()) {
+    BOOST_TEST_CONTEXT(c.interface << " " << c.slot) {
+      auto table = c.table();
+      set_field<void>(table, c.offset, static_cast<void*>(nullptr));
+      g_tables = {{c.interface, table}};
+      const std::string why = creation_error();
+      BOOST_TEST(contains(why, "plugin in_process (in-process/in_process.so): refused"), why);
+      BOOST_TEST(contains(why, std::string("interface ") + c.interface), why);
+      BOOST_TEST(contains(why, std::string("required slot '") + c.slot + "' is null"), why);
+    }
+  }
+  g_tables.clear();
+}
+
+BOOST_AUTO_TEST_CASE(refuses_required_slot_beyond_a_too_small_struct_size) {
+  for (const auto& c : required_slots()) {
+    BOOST_TEST_CONTEXT(c.interface << " " << c.slot) {
+      auto table = c.table();
+      // Half of the slot inside: it must not be half-read.
+      const auto size = static_cast<std::uint32_t>(c.offset + sizeof(void*) / 2);
+      std::memcpy(table.data(), &size, sizeof size);
+      g_tables = {{c.interface, table}};
+      const std::string why = creation_error();
+      BOOST_TEST(contains(why, "plugin in_process"), why);
+      BOOST_TEST(contains(why, std::string("interface ") + c.interface), why);
+      BOOST_TEST(contains(why, std::string("required slot '") + c.slot + "' lies outside the table"), why);
+      BOOST_TEST(contains(why, "struct_size is " + std::to_string(size) + " bytes"), why);
+    }
+  }
+  g_tables.clear();
+}
+
+BOOST_AUTO_TEST_CASE(refuses_storage_table_without_schemes) {
+  auto table = storage_table();
+  set_field<void>(table, offsetof(ember_storage_v1_t, schemes), ember_str_t{kSchemes, 0});
+  g_tables = {{EMBER_STORAGE_V1, table}};
+  const std::string why = creation_error();
+  BOOST_TEST(contains(why, "interface " EMBER_STORAGE_V1 ": required slot 'schemes' is empty"), why);
+  g_tables.clear();
+}
+
+BOOST_AUTO_TEST_CASE(refuses_table_smaller_than_its_own_header) {
+  for (const char* iid : {EMBER_CALLBACKS_V1, EMBER_MEDIA_V1, EMBER_LOGGER_V1}) {
+    BOOST_TEST_CONTEXT(iid) {
+      g_tables = {{iid, full_table<ember_media_v1_t>(2)}};  // every table's header is 8 bytes
+      const std::string why = creation_error();
+      BOOST_TEST(contains(why, std::string("interface ") + iid + ": struct_size is 2 bytes"), why);
+    }
+  }
+  g_tables.clear();
+}
+
+BOOST_AUTO_TEST_CASE(optional_slots_past_an_old_struct_size_are_null_in_the_copy) {
+  // An older plugin's media table that ends after log_image; the bytes after it are not its.
+  g_tables = {{EMBER_MEDIA_V1, full_table<ember_media_v1_t>(offsetof(ember_media_v1_t, log_table))},
+              {EMBER_LOGGER_V1, full_table<ember_logger_v1_t>(offsetof(ember_logger_v1_t, after_save_checkpoint))}};
+  ember_plugin_entry_t e;
+  auto lib = table_library(e);
+  ember::Services services;
+  ember::PluginInstance inst(lib, boost::json::object{}, services, "test");
+  auto* m = inst.interface<ember_media_v1_t>(EMBER_MEDIA_V1);
+  BOOST_TEST_REQUIRE(m != nullptr);
+  BOOST_TEST(m->struct_size == sizeof(ember_media_v1_t));
+  BOOST_TEST(m->log_image != nullptr);
+  BOOST_TEST(m->log_table == nullptr);
+  BOOST_TEST(m->log_histogram == nullptr);
+  auto* lg = inst.interface<ember_logger_v1_t>(EMBER_LOGGER_V1);
+  BOOST_TEST_REQUIRE(lg != nullptr);
+  BOOST_TEST(lg->log_metrics != nullptr);
+  BOOST_TEST(lg->after_save_checkpoint == nullptr);
+  BOOST_TEST(lg->save == nullptr);
+  BOOST_TEST(lg->finalize == nullptr);
+  g_tables.clear();
+}
+
+BOOST_AUTO_TEST_CASE(state_dict_failure_keeps_the_plugins_message) {
+  // The one builder of plugin failure text, as the trainer uses it for state_dict.
+  auto last_error = [](void*) -> ember_str_t { return EMBER_STR("disk quota exceeded"); };
+  BOOST_TEST(ember::plugin_failure("model_checkpoint", "state_dict", +last_error, nullptr, EMBER_E_IO) ==
+             "model_checkpoint: state_dict failed: disk quota exceeded");
+  auto silent = [](void*) -> ember_str_t { return {nullptr, 0}; };
+  BOOST_TEST(ember::plugin_failure("x", "load_state_dict", +silent, nullptr, EMBER_E_IO) ==
+             "x: load_state_dict failed: status -5 and no message");
 }
 
 BOOST_AUTO_TEST_SUITE_END()
