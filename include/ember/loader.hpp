@@ -589,7 +589,7 @@ struct SlotSpec {
 };
 
 template <class Table>
-struct InterfaceSpec;  // id and slots of each table the host adopts
+struct InterfaceSpec {};  // specialised with id and slots for each table the host adopts
 
 #define EMBER_SLOT_(T, field, req) \
   SlotSpec { #field, offsetof(T, field), sizeof(T::field), req, std::is_same_v<decltype(T::field), ember_str_t> }

@@ -1,12 +1,17 @@
 // plugin.hpp, the C++ helper for writing a plugin as a class, driven through the C functions it
 // exports (in-process, no dlopen): what a host sees of last_error when several threads fail at
-// once on one instance.
+// once on one instance, and the Storage base class, alone and adopted by the loader as a
+// storage::Backend.
 #define BOOST_TEST_MODULE plugin_helper
 #include <boost/test/unit_test.hpp>
 
 #include <ember/plugin.hpp>
+#include <ember/plugin_backend.hpp>
 
+#include <algorithm>
 #include <atomic>
+#include <map>
+#include <memory>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -122,4 +127,186 @@ BOOST_AUTO_TEST_CASE(create_failure_is_read_with_self_null_on_the_same_thread) {
     other.assign(o.data, o.size);
   }).join();
   BOOST_TEST(other == "");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Storage: a class with five virtuals instead of nine hand-written C functions.
+namespace {
+
+// An in-memory object store with the ember.storage/1 contract: atomic commit, uncommitted writers
+// abort, NOT_FOUND for what is absent. Counts aborted writers so a test can see the close.
+class MemoryStorage : public ep::Plugin, public ep::Storage {
+ public:
+  static constexpr std::string_view kSchemes = "mem,memtest";
+  MemoryStorage(const ember_host_t* host, std::string_view) : Plugin(host) {}
+
+  std::unique_ptr<File> open_read(std::string_view url, std::uint64_t offset, std::uint64_t length) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = objects_.find(std::string(url));
+    if (it == objects_.end()) throw ep::NotFound("no such object: " + std::string(url));
+    const std::string& all = it->second;
+    const std::size_t from = static_cast<std::size_t>(std::min<std::uint64_t>(offset, all.size()));
+    return std::make_unique<Reader>(all.substr(from, static_cast<std::size_t>(std::min<std::uint64_t>(length, all.size() - from))));
+  }
+  std::unique_ptr<File> open_write(std::string_view url) override {
+    if (url.find("/readonly/") != std::string_view::npos)
+      throw ep::Error("the bucket is read-only: " + std::string(url), EMBER_E_UNSUPPORTED);
+    return std::make_unique<Writer>(*this, std::string(url));
+  }
+  Entry stat(std::string_view url) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = objects_.find(std::string(url));
+    if (it == objects_.end()) throw ep::NotFound("no such object: " + std::string(url));
+    return {it->first, false, it->second.size(), 0};
+  }
+  void list(std::string_view prefix, const std::function<bool(const Entry&)>& fn) override {
+    std::vector<Entry> entries;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      const std::string dir = std::string(prefix) + "/";
+      for (const auto& [url, bytes] : objects_)
+        if (url.compare(0, dir.size(), dir) == 0) entries.push_back({url, false, bytes.size(), 0});
+    }
+    for (const auto& e : entries)
+      if (!fn(e)) break;
+  }
+  void remove(std::string_view url) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (objects_.erase(std::string(url)) == 0) throw ep::NotFound("no such object: " + std::string(url));
+  }
+
+  static std::atomic<int> aborted;
+
+ private:
+  struct Reader : File {
+    explicit Reader(std::string b) : bytes(std::move(b)) {}
+    std::size_t read(void* buf, std::size_t cap) override {
+      const std::size_t n = std::min(cap, bytes.size() - pos);
+      std::memcpy(buf, bytes.data() + pos, n);
+      pos += n;
+      return n;
+    }
+    std::string bytes;
+    std::size_t pos = 0;
+  };
+  struct Writer : File {
+    Writer(MemoryStorage& s, std::string u) : store(s), url(std::move(u)) {}
+    ~Writer() override {
+      if (!committed) aborted.fetch_add(1);
+    }
+    void write(const void* data, std::size_t size) override { buf.append(static_cast<const char*>(data), size); }
+    void commit() override {
+      std::lock_guard<std::mutex> lock(store.mu_);
+      store.objects_[url] = buf;
+      committed = true;
+    }
+    MemoryStorage& store;
+    std::string url, buf;
+    bool committed = false;
+  };
+
+  std::mutex mu_;
+  std::map<std::string, std::string> objects_;
+};
+std::atomic<int> MemoryStorage::aborted{0};
+
+}  // namespace
+
+EMBER_PLUGIN(MemoryStorage, "memory_storage", "1.0.0", "in-memory storage for the helper's tests", "")
+
+namespace {
+using StorageExports = ep::detail::Exports<MemoryStorage>;
+
+std::string c_error() {
+  ember_str_t e = StorageExports::last_error(nullptr);
+  return {e.data, e.size};
+}
+
+// A live instance created through the exported entry, as the host does.
+struct StoragePlugin {
+  StoragePlugin()
+      : lib(std::make_shared<ember::PluginLibrary>("in-process/memory_storage.so", &ember_plugin_entry)),
+        instance(lib, boost::json::value(), services, "test") {
+    ember::register_storage(instance, urls);
+  }
+  ember::Services services;
+  std::shared_ptr<ember::PluginLibrary> lib;
+  ember::PluginInstance instance;
+  ember::storage::UrlSpace urls;
+};
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(storage_class_offers_every_slot_and_is_adopted_by_the_loader) {
+  const auto* t = static_cast<const ember_storage_v1_t*>(StorageExports::get_interface(nullptr, {EMBER_STORAGE_V1, sizeof(EMBER_STORAGE_V1) - 1}));
+  BOOST_TEST_REQUIRE(t != nullptr);
+  BOOST_TEST(t->struct_size == sizeof(ember_storage_v1_t));
+  BOOST_TEST(std::string(ep::view(t->schemes)) == "mem,memtest");
+  BOOST_TEST((t->open_read && t->read && t->open_write && t->write && t->commit && t->close && t->stat && t->list &&
+              t->remove));
+  StoragePlugin p;  // the loader checked every required slot
+  BOOST_TEST(p.instance.interface<ember_storage_v1_t>(EMBER_STORAGE_V1) != nullptr);
+  const auto schemes = p.urls.schemes();
+  BOOST_TEST((std::find(schemes.begin(), schemes.end(), "mem") != schemes.end()));
+  BOOST_TEST((std::find(schemes.begin(), schemes.end(), "memtest") != schemes.end()));
+}
+
+BOOST_AUTO_TEST_CASE(storage_class_round_trips_through_the_url_space) {
+  StoragePlugin p;
+  p.urls.put_atomic("mem://b/run/a.txt", "hello");
+  p.urls.put_atomic("mem://b/run/b.txt", "world!");
+  BOOST_TEST(p.urls.read_all("mem://b/run/a.txt") == "hello");
+  auto r = p.urls.open_read("mem://b/run/b.txt", 2, 3);
+  char buf[16];
+  const std::size_t n = r->read(buf, sizeof buf);
+  BOOST_TEST(std::string(buf, n) == "rld");
+  auto st = p.urls.stat("mem://b/run/b.txt");
+  BOOST_TEST_REQUIRE(st.has_value());
+  BOOST_TEST(st->url == "mem://b/run/b.txt");
+  BOOST_TEST(st->size == 6u);
+  BOOST_TEST(!p.urls.stat("mem://b/run/none").has_value());  // NotFound became EMBER_E_NOT_FOUND
+  const auto listed = p.urls.list("mem://b/run");
+  BOOST_TEST_REQUIRE(listed.size() == 2u);
+  BOOST_TEST(listed[0].url == "mem://b/run/a.txt");
+  BOOST_TEST(listed[1].size == 6u);
+  BOOST_TEST(p.urls.remove("mem://b/run/a.txt"));
+  BOOST_TEST(!p.urls.remove("mem://b/run/a.txt"));
+}
+
+BOOST_AUTO_TEST_CASE(storage_class_errors_keep_their_status_and_message) {
+  StoragePlugin p;
+  const ember_storage_v1_t& t = *p.instance.interface<ember_storage_v1_t>(EMBER_STORAGE_V1);
+  void* self = p.instance.self();
+  ember_file_t* f = reinterpret_cast<ember_file_t*>(1);
+  BOOST_TEST(t.open_read(self, {"mem://b/x", 9}, 0, UINT64_MAX, &f) == EMBER_E_NOT_FOUND);
+  BOOST_TEST(f == nullptr);
+  BOOST_TEST(c_error() == "no such object: mem://b/x");
+  BOOST_TEST(t.open_write(self, {"mem://b/readonly/k", 18}, &f) == EMBER_E_UNSUPPORTED);
+  BOOST_TEST(c_error() == "the bucket is read-only: mem://b/readonly/k");
+  // A reader asked to write: EMBER_E_INVALID, not a crash.
+  BOOST_TEST_REQUIRE(t.open_write(self, {"mem://b/k", 9}, &f) == EMBER_OK);
+  BOOST_TEST(t.commit(self, f) == EMBER_OK);
+  t.close(self, f);
+  BOOST_TEST_REQUIRE(t.open_read(self, {"mem://b/k", 9}, 0, UINT64_MAX, &f) == EMBER_OK);
+  BOOST_TEST(t.write(self, f, "x", 1) == EMBER_E_INVALID);
+  BOOST_TEST(c_error() == "write: the file was opened for reading");
+  t.close(self, f);
+  BOOST_TEST(t.read(self, nullptr, nullptr, 0, nullptr) == EMBER_E_INVALID);
+  // Through the URL space the plugin's words arrive with its id and the operation.
+  try {
+    p.urls.read_all("mem://b/missing");
+    BOOST_FAIL("expected an error");
+  } catch (const ember::RuntimeError& e) {
+    BOOST_TEST(std::string(e.what()) == "memory_storage: open mem://b/missing failed: no such object: mem://b/missing");
+  }
+}
+
+BOOST_AUTO_TEST_CASE(storage_class_writer_closed_without_commit_is_aborted) {
+  StoragePlugin p;
+  const int before = MemoryStorage::aborted.load();
+  {
+    auto w = p.urls.open_write("mem://b/partial");
+    w->write("half", 4);
+  }  // closed, never committed
+  BOOST_TEST(MemoryStorage::aborted.load() == before + 1);
+  BOOST_TEST(!p.urls.stat("mem://b/partial").has_value());
 }
