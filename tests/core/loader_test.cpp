@@ -122,14 +122,20 @@ std::shared_ptr<ember::PluginLibrary> table_library(ember_plugin_entry_t& e) {
   return std::make_shared<ember::PluginLibrary>("in-process/in_process.so", &e);
 }
 
+// The in-process plugin, created with the tables in g_tables.
+struct TablePlugin {
+  TablePlugin() : lib(table_library(entry)), inst(lib, boost::json::object{}, services, "test") {}
+  ember_plugin_entry_t entry;
+  std::shared_ptr<ember::PluginLibrary> lib;
+  ember::Services services;
+  ember::PluginInstance inst;
+};
+
 // What creating the in-process plugin says, with the tables in g_tables ("" when accepted).
 std::string creation_error() {
-  ember_plugin_entry_t e;
-  auto lib = table_library(e);
-  ember::Services services;
   const int destroyed = g_destroyed;
   try {
-    ember::PluginInstance inst(lib, boost::json::object{}, services, "test");
+    TablePlugin p;
   } catch (const RuntimeError& err) {
     if (g_destroyed != destroyed + 1) return "refused without destroying the instance: " + std::string(err.what());
     return err.what();
@@ -769,10 +775,8 @@ BOOST_AUTO_TEST_CASE(complete_tables_are_adopted_as_host_side_copies) {
               {EMBER_STORAGE_V1, storage_table()},
               {EMBER_MEDIA_V1, full_table<ember_media_v1_t>()},
               {EMBER_CALLBACKS_V1, full_table<ember_callbacks_v1_t>()}};
-  ember_plugin_entry_t e;
-  auto lib = table_library(e);
-  ember::Services services;
-  ember::PluginInstance inst(lib, boost::json::object{}, services, "test");
+  TablePlugin p;
+  ember::PluginInstance& inst = p.inst;
   auto* lg = inst.interface<ember_logger_v1_t>(EMBER_LOGGER_V1);
   BOOST_TEST_REQUIRE(lg != nullptr);
   BOOST_TEST(static_cast<const void*>(lg) != static_cast<const void*>(g_tables[EMBER_LOGGER_V1].data()));  // a copy
@@ -845,10 +849,8 @@ BOOST_AUTO_TEST_CASE(optional_slots_past_an_old_struct_size_are_null_in_the_copy
   // An older plugin's media table that ends after log_image; the bytes after it are not its.
   g_tables = {{EMBER_MEDIA_V1, full_table<ember_media_v1_t>(offsetof(ember_media_v1_t, log_table))},
               {EMBER_LOGGER_V1, full_table<ember_logger_v1_t>(offsetof(ember_logger_v1_t, after_save_checkpoint))}};
-  ember_plugin_entry_t e;
-  auto lib = table_library(e);
-  ember::Services services;
-  ember::PluginInstance inst(lib, boost::json::object{}, services, "test");
+  TablePlugin p;
+  ember::PluginInstance& inst = p.inst;
   auto* m = inst.interface<ember_media_v1_t>(EMBER_MEDIA_V1);
   BOOST_TEST_REQUIRE(m != nullptr);
   BOOST_TEST(m->struct_size == sizeof(ember_media_v1_t));
