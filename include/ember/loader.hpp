@@ -1,9 +1,14 @@
 // Finding, checking and instantiating plugins.
 //
 // A plugin directory is scanned for *.so (and one level of sub-directories, the build tree's
-// layout); a directory or file that group or others can write is refused (a loaded .so is
-// code). Each library is opened with Boost.DLL, its entry read and checked (ABI major, minor,
-// struct size, required functions) before any of its functions is called. Libraries stay loaded
+// layout). A loaded .so is code, so the directory, each file, every directory on their way from
+// / and every symlink followed must be owned by root or by us and not writable by group or others
+// (check_trusted says exactly; sticky directories such as /tmp may lie on the way). Each library
+// is opened with Boost.DLL, its entry read and checked (ABI major, minor, struct size, required
+// functions) before any of its functions is called — but dlopen has run the library's
+// constructors by then: the entry checks refuse broken or foreign plugins, not hostile ones; the
+// directory rules are what keeps untrusted code out. Interface tables are copied into host-side
+// structs and their required slots checked before the instance is used. Libraries stay loaded
 // while any instance of theirs lives (shared ownership).
 #pragma once
 
@@ -19,7 +24,9 @@
 #include <ember/version.hpp>
 
 #include <boost/dll/shared_library.hpp>
+#include <pwd.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -34,6 +41,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
+#include <type_traits>
 #include <vector>
 
 namespace ember {
@@ -92,16 +101,102 @@ inline std::string check_entry(const ember_plugin_entry_t& e) {
   return {};
 }
 
-// Why a directory or file may not be trusted, or empty.
-inline std::string check_permissions(const std::filesystem::path& p) {
-  struct ::stat st;
-  if (::stat(p.c_str(), &st) != 0) return "cannot stat: " + std::string(std::strerror(errno));
+namespace detail {
+
+inline std::string user_name(uid_t uid) {
+  struct ::passwd pw;
+  struct ::passwd* found = nullptr;
+  char buf[1024];
+  if (::getpwuid_r(uid, &pw, buf, sizeof buf, &found) == 0 && found)
+    return std::string(found->pw_name) + " (uid " + std::to_string(uid) + ")";
+  return "uid " + std::to_string(uid);
+}
+
+inline std::string user_login(uid_t uid) {
+  struct ::passwd pw;
+  struct ::passwd* found = nullptr;
+  char buf[1024];
+  if (::getpwuid_r(uid, &pw, buf, sizeof buf, &found) == 0 && found) return found->pw_name;
+  return std::to_string(uid);
+}
+
+// Why one node on the way to a plugin may not be trusted, or empty. on_the_way: a directory
+// passed through (not the file or the scanned directory itself), where a sticky bit is enough.
+inline std::string trust_problem(const std::filesystem::path& p, const struct ::stat& st, bool on_the_way,
+                                 uid_t me) {
+  const char* what = S_ISDIR(st.st_mode) ? "directory" : S_ISLNK(st.st_mode) ? "symlink" : "file";
+  if (st.st_uid != 0 && st.st_uid != me)
+    return std::string(what) + " " + p.string() + " is owned by " + user_name(st.st_uid) + ", not by you (" +
+           user_name(me) + ") or root; whoever owns it can change the code you load, so refusing it. Fix with: chown " +
+           user_login(me) + " " + p.string() + " (or chown root)";
+  if (S_ISLNK(st.st_mode)) return {};  // a link's own mode means nothing; its directory is checked
   if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+    if (on_the_way && S_ISDIR(st.st_mode) && (st.st_mode & S_ISVTX)) return {};  // /tmp
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    return std::string("writable by group or others (mode ") + mode +
-           "); a plugin is code, so refusing it. Fix with: chmod go-w " + p.string();
+    return std::string(what) + " " + p.string() + " is writable by group or others (mode " + mode +
+           (on_the_way ? ", on the way to the plugin" : "") + "); a plugin is code, so refusing it. Fix with: chmod go-w " +
+           p.string();
   }
+  return {};
+}
+
+}  // namespace detail
+
+// Why path may not be trusted to hold plugin code, or empty; *resolved gets the path with every
+// symlink resolved (load that one: it is what was checked).
+//
+// The path is walked from / one component at a time with lstat, the way the kernel resolves it:
+// every directory passed through, every symlink followed (its target walked the same way) and the
+// final file or directory must be owned by root or by the user running Ember (effective uid), and
+// must not be writable by group or others — else someone else could swap the code between this
+// check and dlopen, or after. One exception: a directory on the way that others can write but
+// that is sticky (/tmp, mode 1777) is accepted, because there nobody else can rename or remove an
+// entry we own; so a plugin directory we own under /tmp is fine, while the sticky directory itself
+// is never a plugin directory (anyone could add a .so to it). me: the user to trust besides root.
+inline std::string check_trusted(const std::filesystem::path& path, std::filesystem::path* resolved = nullptr,
+                                 uid_t me = ::geteuid()) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path abs = fs::absolute(path, ec);
+  if (ec) return "cannot resolve " + path.string() + ": " + ec.message();
+  std::vector<std::string> todo;  // components still to walk, the next one last
+  auto push = [&](const fs::path& p) {
+    std::vector<std::string> parts;
+    for (const auto& c : p.relative_path())
+      if (!c.empty() && c != ".") parts.push_back(c.string());
+    todo.insert(todo.end(), parts.rbegin(), parts.rend());
+  };
+  push(abs);
+  fs::path cur = "/";
+  struct ::stat st;
+  if (::lstat("/", &st) != 0) return std::string("cannot lstat /: ") + std::strerror(errno);
+  if (std::string why = detail::trust_problem(cur, st, !todo.empty(), me); !why.empty()) return why;
+  int links = 0;
+  while (!todo.empty()) {
+    const std::string c = todo.back();
+    todo.pop_back();
+    if (c == "..") {
+      cur = cur.parent_path();  // already checked on the way down
+      continue;
+    }
+    const fs::path next = cur / c;
+    if (::lstat(next.c_str(), &st) != 0) return "cannot lstat " + next.string() + ": " + std::strerror(errno);
+    if (S_ISLNK(st.st_mode)) {
+      if (std::string why = detail::trust_problem(next, st, true, me); !why.empty()) return why;
+      if (++links > 40) return "too many symlinks resolving " + path.string();
+      const fs::path target = fs::read_symlink(next, ec);
+      if (ec) return "cannot read symlink " + next.string() + ": " + ec.message();
+      if (target.is_absolute()) cur = "/";
+      push(target);
+      continue;
+    }
+    const bool last = todo.empty();
+    if (!last && !S_ISDIR(st.st_mode)) return next.string() + " is not a directory";
+    if (std::string why = detail::trust_problem(next, st, !last, me); !why.empty()) return why;
+    cur = next;
+  }
+  if (resolved) *resolved = cur;
   return {};
 }
 
@@ -135,10 +230,21 @@ class PluginLibrary {
 };
 
 // Open one .so and check it. Throws RuntimeError with the path and the reason on refusal.
+// The file's ownership and mode (and those of every directory and symlink on its way) are
+// checked first, then the resolved path is loaded. The limit: dlopen runs the library's
+// constructors (and those of the libraries it needs) before the entry can be read, so a library
+// in a trusted place runs some code even when its entry is then refused. Only the directory
+// rules keep untrusted code out; the entry checks keep out wrong or broken plugins.
 inline std::shared_ptr<PluginLibrary> open_library(const std::filesystem::path& path) {
+  std::filesystem::path real;
+  if (std::string why = check_trusted(path, &real); !why.empty())
+    throw RuntimeError(path.string() + ": refused: " + why);
+  std::error_code fec;
+  if (!std::filesystem::is_regular_file(real, fec))
+    throw RuntimeError(path.string() + ": refused: " + real.string() + " is not a regular file");
   auto lib = std::make_shared<boost::dll::shared_library>();
   boost::system::error_code ec;
-  lib->load(path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, ec);
+  lib->load(real, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, ec);
   if (ec) throw RuntimeError(path.string() + ": refused: cannot load: " + ec.message());
   if (!lib->has(EMBER_ENTRY_SYMBOL))
     throw RuntimeError(path.string() + ": refused: no '" EMBER_ENTRY_SYMBOL
@@ -169,8 +275,8 @@ struct Catalog {
       refusals.push_back(dir.string() + ": refused: not a directory");
       return;
     }
-    if (std::string why = check_permissions(dir); !why.empty()) {
-      refusals.push_back(dir.string() + ": refused: directory " + why);
+    if (std::string why = check_trusted(dir); !why.empty()) {
+      refusals.push_back(dir.string() + ": refused: " + why);
       return;
     }
     std::vector<std::filesystem::path> files;
@@ -180,8 +286,8 @@ struct Catalog {
         if (ent.is_regular_file(e) && ent.path().extension() == ".so") {
           files.push_back(ent.path());
         } else if (descend && ent.is_directory(e)) {
-          if (std::string why = check_permissions(ent.path()); !why.empty())
-            refusals.push_back(ent.path().string() + ": refused: directory " + why);
+          if (std::string why = check_trusted(ent.path()); !why.empty())
+            refusals.push_back(ent.path().string() + ": refused: " + why);
           else
             self(ent.path(), false, self);
         }
@@ -190,11 +296,7 @@ struct Catalog {
     collect(dir, true, collect);
     std::sort(files.begin(), files.end());
     for (const auto& f : files) {
-      if (std::string why = check_permissions(f); !why.empty()) {
-        refusals.push_back(f.string() + ": refused: file " + why);
-        continue;
-      }
-      try {
+      try {  // open_library checks the file and what lies on its way
         add(open_library(f));
       } catch (const std::exception& e) {
         refusals.push_back(e.what());
@@ -471,6 +573,109 @@ inline thread_local std::string HostBinding::last_error;
 
 }  // namespace detail
 
+// --- Interface tables, adopted one way ----------------------------------------------------------
+// Every table a plugin hands over is copied into a full-size host-side struct: a slot the plugin's
+// struct_size does not wholly cover stays null (an older plugin lacks the newer slots; a slot cut
+// in half is not half-read), and a table whose required slot is null is refused, naming the
+// plugin, the interface and the slot, before the host calls anything in it. "Required" is the
+// contract block's "Required: yes" in abi/*.h.
+
+struct SlotSpec {
+  const char* name;
+  std::size_t offset;
+  std::size_t size;
+  bool required;
+  bool is_str;  // an ember_str_t: "present" means non-empty
+};
+
+template <class Table>
+struct InterfaceSpec {};  // specialised with id and slots for each table the host adopts
+
+#define EMBER_SLOT_(T, field, req) \
+  SlotSpec { #field, offsetof(T, field), sizeof(T::field), req, std::is_same_v<decltype(T::field), ember_str_t> }
+
+template <>
+struct InterfaceSpec<ember_callbacks_v1_t> {
+  static constexpr const char* id = EMBER_CALLBACKS_V1;
+  static constexpr SlotSpec slots[] = {
+#define EMBER_HOOK(name, since, doc) EMBER_SLOT_(ember_callbacks_v1_t, name, false),
+#include <ember/abi/hooks.def>
+  };
+};
+template <>
+struct InterfaceSpec<ember_logger_v1_t> {
+  static constexpr const char* id = EMBER_LOGGER_V1;
+  static constexpr SlotSpec slots[] = {
+      EMBER_SLOT_(ember_logger_v1_t, log_hyperparams, false), EMBER_SLOT_(ember_logger_v1_t, log_metrics, true),
+      EMBER_SLOT_(ember_logger_v1_t, after_save_checkpoint, false), EMBER_SLOT_(ember_logger_v1_t, save, false),
+      EMBER_SLOT_(ember_logger_v1_t, finalize, false)};
+};
+template <>
+struct InterfaceSpec<ember_state_v1_t> {
+  static constexpr const char* id = EMBER_STATE_V1;
+  static constexpr SlotSpec slots[] = {EMBER_SLOT_(ember_state_v1_t, state_dict, true),
+                                       EMBER_SLOT_(ember_state_v1_t, load_state_dict, true)};
+};
+template <>
+struct InterfaceSpec<ember_storage_v1_t> {
+  static constexpr const char* id = EMBER_STORAGE_V1;
+  static constexpr SlotSpec slots[] = {
+      EMBER_SLOT_(ember_storage_v1_t, schemes, true),    EMBER_SLOT_(ember_storage_v1_t, open_read, true),
+      EMBER_SLOT_(ember_storage_v1_t, read, true),       EMBER_SLOT_(ember_storage_v1_t, open_write, true),
+      EMBER_SLOT_(ember_storage_v1_t, write, true),      EMBER_SLOT_(ember_storage_v1_t, commit, true),
+      EMBER_SLOT_(ember_storage_v1_t, close, true),      EMBER_SLOT_(ember_storage_v1_t, stat, true),
+      EMBER_SLOT_(ember_storage_v1_t, list, true),       EMBER_SLOT_(ember_storage_v1_t, remove, true)};
+};
+template <>
+struct InterfaceSpec<ember_media_v1_t> {
+  static constexpr const char* id = EMBER_MEDIA_V1;
+  static constexpr SlotSpec slots[] = {EMBER_SLOT_(ember_media_v1_t, log_image, false),
+                                       EMBER_SLOT_(ember_media_v1_t, log_table, false),
+                                       EMBER_SLOT_(ember_media_v1_t, log_histogram, false)};
+};
+#undef EMBER_SLOT_
+
+template <class Table, class = void>
+struct is_adopted : std::false_type {};
+template <class Table>
+struct is_adopted<Table, std::void_t<decltype(InterfaceSpec<Table>::id)>> : std::true_type {};
+
+// Copy the table get_interface returned into out (full size, struct_size set to the host's).
+// Returns why it cannot be used, or empty.
+template <class Table>
+std::string adopt_table(const void* raw, Table& out) {
+  using Spec = InterfaceSpec<Table>;
+  const auto* src = static_cast<const unsigned char*>(raw);
+  std::uint32_t size = 0;
+  std::memcpy(&size, src, sizeof size);
+  std::memset(&out, 0, sizeof out);
+  const std::size_t header = Spec::slots[0].offset;  // struct_size and its padding
+  if (size < header)
+    return "struct_size is " + std::to_string(size) + " bytes, smaller than the table's own " +
+           std::to_string(header) + "-byte header";
+  auto* dst = reinterpret_cast<unsigned char*>(&out);
+  for (const SlotSpec& slot : Spec::slots) {
+    const bool inside = slot.offset + slot.size <= size;
+    if (inside) std::memcpy(dst + slot.offset, src + slot.offset, slot.size);
+    if (!slot.required) continue;
+    bool present = false;
+    if (slot.is_str) {
+      ember_str_t str;
+      std::memcpy(&str, dst + slot.offset, sizeof str);
+      present = str.data && str.size;
+    } else {
+      for (std::size_t i = 0; i < slot.size && !present; ++i) present = dst[slot.offset + i] != 0;
+    }
+    if (present) continue;
+    if (!inside)
+      return std::string("required slot '") + slot.name + "' lies outside the table: struct_size is " +
+             std::to_string(size) + " bytes, the slot ends at byte " + std::to_string(slot.offset + slot.size);
+    return std::string("required slot '") + slot.name + "' is " + (slot.is_str ? "empty" : "null");
+  }
+  out.struct_size = sizeof out;
+  return {};
+}
+
 // One live plugin instance. Destroyed before its library is released.
 class PluginInstance {
  public:
@@ -491,11 +696,23 @@ class PluginInstance {
     void* self = nullptr;
     ember_status_t rc = e.create(&binding_->table, cstr(config_), &self);
     if (rc != EMBER_OK || !self) {
-      std::string why(sv(e.last_error(nullptr)));
-      throw RuntimeError("plugin " + lib_->id() + " (" + lib_->path() + "): create failed: " +
-                         (why.empty() ? "status " + std::to_string(rc) : why));
+      if (rc == EMBER_OK) rc = EMBER_E_FAILED;  // "succeeded" without an instance
+      throw RuntimeError(plugin_failure(lib_->id(), "create", e.last_error, nullptr, rc) + " (plugin file " +
+                         lib_->path() + ")");
     }
     self_ = self;
+    // Adopt every interface now, before the host calls into any of them: a broken table refuses
+    // the plugin here, once, instead of crashing the run at the first call of a null slot.
+    std::string why = adopt<ember_callbacks_v1_t>();
+    if (why.empty()) why = adopt<ember_logger_v1_t>();
+    if (why.empty()) why = adopt<ember_state_v1_t>();
+    if (why.empty()) why = adopt<ember_storage_v1_t>();
+    if (why.empty()) why = adopt<ember_media_v1_t>();
+    if (!why.empty()) {
+      e.destroy(self_);
+      self_ = nullptr;
+      throw RuntimeError("plugin " + lib_->id() + " (" + lib_->path() + "): refused: " + why);
+    }
   }
   ~PluginInstance() {
     if (self_) lib_->entry().destroy(self_);
@@ -508,9 +725,18 @@ class PluginInstance {
   void* self() const { return self_; }
   const std::string& config_json() const { return config_; }
 
-  // The interface table, or null. Tables smaller than their own size field are refused.
+  // The interface table, or null. For the interfaces the host knows (callbacks, logger, state,
+  // storage, media) this is the host-side copy made at creation: full size, required slots
+  // present, optional slots null when absent. Other tables (a model's) are the plugin's own;
+  // those smaller than their size field and one slot are refused.
   template <class Table>
   const Table* interface(std::string_view interface_id) const {
+    if constexpr (is_adopted<Table>::value) {
+      if (interface_id == InterfaceSpec<Table>::id) {
+        const auto& t = std::get<std::optional<Table>>(tables_);
+        return t ? &*t : nullptr;
+      }
+    }
     const void* t = lib_->entry().get_interface(self_, cstr(interface_id));
     if (!t) return nullptr;
     auto* table = static_cast<const Table*>(t);
@@ -521,6 +747,10 @@ class PluginInstance {
   }
 
   std::string last_error() const { return std::string(sv(lib_->entry().last_error(self_))); }
+  // "ID: WHAT failed: MESSAGE" for a failed call on this instance (registry.hpp's plugin_failure).
+  std::string failure(std::string_view what, ember_status_t rc) const {
+    return plugin_failure(id(), what, lib_->entry().last_error, self_, rc);
+  }
 
   // Put this instance's hooks in the registry (if it offers callbacks).
   void register_hooks(HookRegistry& registry) const {
@@ -531,10 +761,24 @@ class PluginInstance {
   }
 
  private:
+  template <class Table>
+  std::string adopt() {
+    const char* iid = InterfaceSpec<Table>::id;
+    const void* raw = lib_->entry().get_interface(self_, cstr(iid));
+    if (!raw) return {};
+    Table table;
+    if (std::string why = adopt_table(raw, table); !why.empty()) return std::string("interface ") + iid + ": " + why;
+    std::get<std::optional<Table>>(tables_) = table;
+    return {};
+  }
+
   std::shared_ptr<PluginLibrary> lib_;  // declared first: released last
   std::unique_ptr<detail::HostBinding> binding_;
   std::string config_;
   void* self_ = nullptr;
+  std::tuple<std::optional<ember_callbacks_v1_t>, std::optional<ember_logger_v1_t>, std::optional<ember_state_v1_t>,
+             std::optional<ember_storage_v1_t>, std::optional<ember_media_v1_t>>
+      tables_;  // adopted at creation
 };
 
 }  // namespace ember

@@ -10,6 +10,8 @@
 //   };
 //   EMBER_PLUGIN(MyLogger, "my_logger", "1.0.0", "What it does", R"({"type":"object"})")
 //
+// A storage plugin derives from Storage as well and names its schemes in `kSchemes`.
+//
 // The macro exports `ember_plugin_entry`. Every call from the host lands in a catch-all: an
 // exception (construction included) becomes a status plus last_error, never an unwind across C.
 // Only the hooks the class overrides are put in its callbacks table; the rest cost nothing.
@@ -18,8 +20,11 @@
 #include <ember/abi.h>
 #include <ember/callback.hpp>
 
+#include <cstdint>
 #include <cstring>
 #include <exception>
+#include <functional>
+#include <memory>
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -31,7 +36,19 @@ namespace ember::plugin {
 constexpr std::string_view view(ember_str_t s) { return {s.data ? s.data : "", s.size}; }
 constexpr ember_str_t str(std::string_view s) { return {s.data(), s.size()}; }
 
-// The base every plugin class derives from: holds the host table and the last error.
+namespace detail {
+// The message last_error returns: one per thread, shared by every instance of the plugin (and by
+// create, which has no instance yet). Storage functions are [any-thread] — the csv worker, a
+// W&B spool and a checkpoint save may fail at once on one instance — so a per-instance string
+// would be written by one thread while another copies it. Per thread, "valid until the next call
+// on this thread" holds without a lock, as on the host side (loader.hpp's HostBinding).
+inline std::string& thread_error() {
+  static thread_local std::string error;
+  return error;
+}
+}  // namespace detail
+
+// The base every plugin class derives from: holds the host table; records failures.
 class Plugin {
  public:
   explicit Plugin(const ember_host_t* host) : host_(host) {}
@@ -43,12 +60,13 @@ class Plugin {
   void log(ember_log_level_t level, std::string_view message) const {
     host_->log(host_->ctx, level, str(message));
   }
-  // Record a failure for last_error; returns the status to hand back.
+  // Record a failure for last_error on the calling thread; returns the status to hand back.
   ember_status_t fail(ember_status_t status, std::string message) {
-    last_error_ = std::move(message);
+    detail::thread_error() = std::move(message);
     return status;
   }
-  std::string last_error_;
+  // The message of the last failure recorded on this thread (what the host's last_error reads).
+  static const std::string& last_error() { return detail::thread_error(); }
 
  private:
   const ember_host_t* host_;
@@ -83,6 +101,64 @@ class Media {
                              int32_t num_bins) = 0;
 };
 
+// A failure with its own status code, for any call: throw it where EMBER_E_FAILED would say too
+// little (the catch-all hands the status and the message to the host).
+class Error : public std::runtime_error {
+ public:
+  Error(const std::string& message, ember_status_t status) : std::runtime_error(message), status_(status) {}
+  ember_status_t status() const { return status_; }
+
+ private:
+  ember_status_t status_;
+};
+// "No such object": EMBER_E_NOT_FOUND, which storage's stat and remove must answer for what is absent.
+class NotFound : public Error {
+ public:
+  explicit NotFound(const std::string& message) : Error(message, EMBER_E_NOT_FOUND) {}
+};
+
+// A storage backend, "ember.storage/1" (fsspec's AbstractFileSystem): the URL schemes the class
+// serves in `static constexpr std::string_view kSchemes = "s3";` (comma-separated), and the five
+// operations below. The helper writes the nine C functions of abi/storage.h and their catch-all:
+// an exception becomes a status and last_error (Error keeps its status, NotFound is
+// EMBER_E_NOT_FOUND, std::invalid_argument EMBER_E_INVALID, std::bad_alloc EMBER_E_NOMEM, others
+// EMBER_E_FAILED). Every function is [any-thread]: the class synchronises its own state.
+class Storage {
+ public:
+  // An open reader or writer, owned by the host until it closes it (the helper deletes it then).
+  // Deleting a writer that was not committed aborts it: the previous object stays untouched.
+  class File {
+   public:
+    virtual ~File() = default;
+    // Up to cap bytes; 0 at the end.
+    virtual std::size_t read(void* /*buf*/, std::size_t /*cap*/) {
+      throw Error("read: the file was opened for writing", EMBER_E_INVALID);
+    }
+    virtual void write(const void* /*data*/, std::size_t /*size*/) {
+      throw Error("write: the file was opened for reading", EMBER_E_INVALID);
+    }
+    // Publish what was written under the final URL, atomically.
+    virtual void commit() { throw Error("commit: the file was opened for reading", EMBER_E_INVALID); }
+  };
+  struct Entry {
+    std::string url;  // the object's full URL
+    bool is_dir = false;
+    std::uint64_t size = 0;
+    std::int64_t mtime_ns = 0;  // 0 if unknown
+  };
+
+  virtual ~Storage() = default;
+  // Bytes [offset, offset+length) of url; length UINT64_MAX: to the end.
+  virtual std::unique_ptr<File> open_read(std::string_view url, std::uint64_t offset, std::uint64_t length) = 0;
+  virtual std::unique_ptr<File> open_write(std::string_view url) = 0;
+  // Throw NotFound when url is absent.
+  virtual Entry stat(std::string_view url) = 0;
+  // Each entry one level under prefix, like `ls`; stop when fn returns false.
+  virtual void list(std::string_view prefix, const std::function<bool(const Entry&)>& fn) = 0;
+  // Throw NotFound when url is absent.
+  virtual void remove(std::string_view url) = 0;
+};
+
 // Callback.state_dict / load_state_dict: JSON text saved in checkpoints under the plugin id.
 class State {
  public:
@@ -102,6 +178,8 @@ ember_status_t guarded(Plugin* p, F&& f) noexcept {
   try {
     f();
     return EMBER_OK;
+  } catch (const Error& e) {
+    return p->fail(e.status(), e.what());
   } catch (const std::bad_alloc&) {
     return p->fail(EMBER_E_NOMEM, "out of memory");
   } catch (const std::exception& e) {
@@ -124,11 +202,6 @@ ember_status_t guarded_args(Plugin* p, F&& f) noexcept {
   }
 }
 
-inline std::string& create_error() {
-  static thread_local std::string error;
-  return error;
-}
-
 template <class T>
 struct Exports {
   static ember_status_t create(const ember_host_t* host, ember_str_t config, void** out) noexcept {
@@ -138,9 +211,9 @@ struct Exports {
       *out = static_cast<Plugin*>(p);
       return EMBER_OK;
     } catch (const std::exception& e) {
-      create_error() = e.what();
+      thread_error() = e.what();
     } catch (...) {
-      create_error() = "unknown exception in constructor";
+      thread_error() = "unknown exception in constructor";
     }
     return EMBER_E_FAILED;
   }
@@ -151,10 +224,9 @@ struct Exports {
     } catch (...) {
     }
   }
-  static ember_str_t last_error(void* s) noexcept {
-    if (!s) return str(create_error());
-    return str(static_cast<Plugin*>(s)->last_error_);
-  }
+  // self is not needed: the message is per thread (see thread_error). With self NULL it is
+  // create's message, recorded the same way.
+  static ember_str_t last_error(void*) noexcept { return str(thread_error()); }
 
   // --- callbacks: one thunk per hook, placed only if T overrides it.
 #define EMBER_HOOK(name, since, doc)                                                  \
@@ -258,6 +330,94 @@ struct Exports {
     return &table;
   }
 
+  // --- storage: the C functions over Storage's virtuals; a File crosses as ember_file_t*.
+  static ember_file_t* to_c(std::unique_ptr<Storage::File> f) {
+    if (!f) throw Error("open returned no file", EMBER_E_FAILED);
+    return reinterpret_cast<ember_file_t*>(f.release());
+  }
+  static Storage::File& from_c(ember_file_t* f) {
+    if (!f) throw std::invalid_argument("the file is NULL");
+    return *reinterpret_cast<Storage::File*>(f);
+  }
+  static ember_stat_t to_c(const Storage::Entry& e) {
+    ember_stat_t st{};
+    st.struct_size = sizeof st;
+    st.is_dir = e.is_dir ? 1 : 0;
+    st.size = e.size;
+    st.mtime_ns = e.mtime_ns;
+    st.url = str(e.url);
+    return st;
+  }
+  static ember_status_t st_open_read(void* s, ember_str_t url, uint64_t offset, uint64_t length,
+                                     ember_file_t** out) noexcept {
+    T* t = self(s);
+    return guarded_args(t, [&] {
+      if (!out) throw std::invalid_argument("open_read: out is NULL");
+      *out = nullptr;
+      *out = to_c(t->open_read(view(url), offset, length));
+    });
+  }
+  static ember_status_t st_read(void* s, ember_file_t* f, void* buf, size_t cap, size_t* got) noexcept {
+    T* t = self(s);
+    return guarded_args(t, [&] {
+      if (!got) throw std::invalid_argument("read: got is NULL");
+      *got = 0;
+      *got = from_c(f).read(buf, cap);
+    });
+  }
+  static ember_status_t st_open_write(void* s, ember_str_t url, ember_file_t** out) noexcept {
+    T* t = self(s);
+    return guarded_args(t, [&] {
+      if (!out) throw std::invalid_argument("open_write: out is NULL");
+      *out = nullptr;
+      *out = to_c(t->open_write(view(url)));
+    });
+  }
+  static ember_status_t st_write(void* s, ember_file_t* f, const void* data, size_t size) noexcept {
+    T* t = self(s);
+    return guarded_args(t, [&] { from_c(f).write(data, size); });
+  }
+  static ember_status_t st_commit(void* s, ember_file_t* f) noexcept {
+    T* t = self(s);
+    return guarded_args(t, [&] { from_c(f).commit(); });
+  }
+  static void st_close(void*, ember_file_t* f) noexcept {
+    try {
+      delete reinterpret_cast<Storage::File*>(f);
+    } catch (...) {
+    }
+  }
+  static ember_status_t st_stat(void* s, ember_str_t url, ember_stat_t* out) noexcept {
+    T* t = self(s);
+    return guarded_args(t, [&] {
+      if (!out) throw std::invalid_argument("stat: out is NULL");
+      // out->url is borrowed until the next call on this thread: keep the text per thread.
+      static thread_local Storage::Entry last;
+      last = t->stat(view(url));
+      *out = to_c(last);
+    });
+  }
+  static ember_status_t st_list(void* s, ember_str_t prefix, ember_list_fn fn, void* user) noexcept {
+    T* t = self(s);
+    return guarded_args(t, [&] {
+      if (!fn) throw std::invalid_argument("list: fn is NULL");
+      t->list(view(prefix), [&](const Storage::Entry& e) {
+        const ember_stat_t st = to_c(e);
+        return fn(user, &st) == 0;
+      });
+    });
+  }
+  static ember_status_t st_remove(void* s, ember_str_t url) noexcept {
+    T* t = self(s);
+    return guarded_args(t, [&] { t->remove(view(url)); });
+  }
+  static const ember_storage_v1_t* storage() {
+    static const ember_storage_v1_t table = {sizeof(ember_storage_v1_t), str(T::kSchemes), &st_open_read,
+                                             &st_read, &st_open_write, &st_write, &st_commit, &st_close,
+                                             &st_stat, &st_list, &st_remove};
+    return &table;
+  }
+
   static const void* get_interface(void* s, ember_str_t id) noexcept {
     std::string_view want = view(id);
     (void)s;
@@ -273,6 +433,8 @@ struct Exports {
       if (want == EMBER_STATE_V1) return state();
     if constexpr (std::is_base_of_v<Media, T>)
       if (want == EMBER_MEDIA_V1) return media();
+    if constexpr (std::is_base_of_v<Storage, T>)
+      if (want == EMBER_STORAGE_V1) return storage();
     if constexpr (has_extra_interfaces<T>::value) return T::extra_interface(self(s), want);
     return nullptr;
   }

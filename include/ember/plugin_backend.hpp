@@ -1,5 +1,7 @@
 // A storage plugin's table as a storage::Backend: how s3:// (or any plugin scheme) joins the
-// URL space. Errors name the plugin, the operation and the URL, with the plugin's message.
+// URL space. Errors name the plugin, the operation and the URL, with the plugin's message
+// ("s3: open s3://b/k failed: ..."). The table is the instance's adopted copy: every slot is
+// present (PluginInstance refused the plugin otherwise).
 #pragma once
 
 #include <ember/loader.hpp>
@@ -79,7 +81,7 @@ class PluginBackend final : public storage::Backend {
  private:
   void check(ember_status_t rc, const char* what, const std::string& url) {
     if (rc == EMBER_OK) return;
-    throw RuntimeError("plugin " + p_.id() + ": cannot " + what + " " + url + ": " + p_.last_error());
+    throw RuntimeError(p_.failure(std::string(what) + " " + url, rc));
   }
   PluginInstance& p_;
   const ember_storage_v1_t& t_;

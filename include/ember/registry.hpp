@@ -11,16 +11,40 @@
 #include <cstddef>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <vector>
 
 namespace ember {
 
+// The plugin's own words for a failure: its last_error, read at once on the thread that saw the
+// failing status (abi/entry.h), or the status when it left no message.
+inline std::string plugin_message(ember_str_t (*last_error)(void*), void* self, ember_status_t rc) {
+  if (last_error) {
+    ember_str_t e = last_error(self);
+    if (e.data && e.size) return std::string(e.data, e.size);
+  }
+  return "status " + std::to_string(rc) + " and no message";
+}
+
+// The one shape of a plugin failure, built here only: "ID: WHAT failed: MESSAGE" (design notes:
+// the host prefixes the plugin id and what it called; plugin messages leave their id out). Hooks,
+// logger, media, state and storage calls and create all report through it.
+inline std::string failure_text(std::string_view id, std::string_view what, std::string_view message) {
+  std::string out(id);
+  out.append(": ").append(what).append(" failed: ").append(message);
+  return out;
+}
+inline std::string plugin_failure(std::string_view id, std::string_view what, ember_str_t (*last_error)(void*),
+                                  void* self, ember_status_t rc) {
+  return failure_text(id, what, plugin_message(last_error, self, rc));
+}
+
 // A hook failed: which owner (plugin id or callback name), which hook, what it said.
 class HookError : public std::runtime_error {
  public:
   HookError(std::string owner, ember_hook_id_t hook, std::string message)
-      : std::runtime_error(owner + ": hook " + hook_name(hook) + " failed: " + message),
+      : std::runtime_error(failure_text(owner, std::string("hook ") + hook_name(hook), message)),
         owner_(std::move(owner)),
         hook_(hook),
         message_(std::move(message)) {}
@@ -80,7 +104,7 @@ class HookRegistry {
     try {
       for (const Slot& slot : slots_[hook]) {
         s = &slot;
-        if (slot.fn(slot.self, &args) != EMBER_OK) failed(slot, hook);
+        if (ember_status_t rc = slot.fn(slot.self, &args); rc != EMBER_OK) failed(slot, hook, rc);
       }
     } catch (const HookError&) {
       throw;
@@ -96,7 +120,7 @@ class HookRegistry {
     std::vector<HookError> errors;
     for (const Slot& slot : slots_[hook]) {
       try {
-        if (slot.fn(slot.self, &args) != EMBER_OK) failed(slot, hook);
+        if (ember_status_t rc = slot.fn(slot.self, &args); rc != EMBER_OK) failed(slot, hook, rc);
       } catch (const HookError& e) {
         errors.push_back(e);
       } catch (const std::exception& e) {
@@ -134,14 +158,9 @@ class HookRegistry {
 #include <ember/abi/hooks.def>
   };
 
-  [[noreturn]] void failed(const Slot& slot, ember_hook_id_t hook) const {
+  [[noreturn]] void failed(const Slot& slot, ember_hook_id_t hook, ember_status_t rc) const {
     const Owner& o = owners_[slot.owner];
-    std::string message = "returned an error";
-    if (o.last_error) {
-      ember_str_t e = o.last_error(o.self);
-      if (e.data && e.size) message.assign(e.data, e.size);
-    }
-    throw HookError(o.id, hook, message);
+    throw HookError(o.id, hook, plugin_message(o.last_error, o.self, rc));
   }
 
   std::array<std::vector<Slot>, EMBER_HOOK_COUNT> slots_;

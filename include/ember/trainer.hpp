@@ -156,7 +156,8 @@ class Trainer : public Services, public MediaSink {
     p.register_hooks(registry_);
     if (auto* lg = p.interface<ember_logger_v1_t>(EMBER_LOGGER_V1))
       loggers_.push_back({p.id(), lg, p.self(), p.library().entry().last_error});
-    if (auto* st = p.interface<ember_state_v1_t>(EMBER_STATE_V1)) stateful_.push_back({p.id(), st, p.self()});
+    if (auto* st = p.interface<ember_state_v1_t>(EMBER_STATE_V1))
+      stateful_.push_back({p.id(), st, p.self(), p.library().entry().last_error});
     if (auto* m = p.interface<ember_media_v1_t>(EMBER_MEDIA_V1))
       media_.emplace_back(p.id(), *m, p.self(), p.library().entry().last_error);
   }
@@ -296,8 +297,8 @@ class Trainer : public Services, public MediaSink {
                             static_cast<std::string*>(c)->append(static_cast<const char*>(p), n);
                             return EMBER_OK;
                           }};
-        if (s.table->state_dict(s.self, &sink) != EMBER_OK)
-          throw RuntimeError("plugin " + s.id + ": state_dict failed");
+        if (ember_status_t rc = s.table->state_dict(s.self, &sink); rc != EMBER_OK)
+          throw RuntimeError(plugin_failure(s.id, "state_dict", s.last_error, s.self, rc));
         cbs.insert(s.id, json);
       }
       d.insert("callbacks", cbs);
@@ -367,8 +368,8 @@ class Trainer : public Services, public MediaSink {
         auto it = cbs.find(s.id);
         if (it == cbs.end()) continue;
         const std::string& json = it->value().toStringRef();
-        if (s.table->load_state_dict(s.self, cstr(json)) != EMBER_OK)
-          throw RuntimeError("plugin " + s.id + ": load_state_dict failed");
+        if (ember_status_t rc = s.table->load_state_dict(s.self, cstr(json)); rc != EMBER_OK)
+          throw RuntimeError(plugin_failure(s.id, "load_state_dict", s.last_error, s.self, rc));
       }
     }
     // Lightning: the module's on_load_checkpoint first, then the callbacks'.
@@ -425,6 +426,7 @@ class Trainer : public Services, public MediaSink {
     std::string id;
     const ember_state_v1_t* table;
     void* self;
+    ember_str_t (*last_error)(void*);
   };
 
   std::int64_t max_epochs() const {
@@ -494,8 +496,7 @@ class Trainer : public Services, public MediaSink {
 
   void media_call(const MediaSlot& m, const char* what, std::string_view key, ember_status_t rc) {
     if (rc == EMBER_OK) return;
-    std::string msg(sv(m.last_error(m.self)));
-    throw PluginFailure(m.id + ": logger " + what + " '" + std::string(key) + "' failed: " + (msg.empty() ? "error" : msg));
+    throw PluginFailure(plugin_failure(m.id, "logger " + std::string(what) + " '" + std::string(key) + "'", m.last_error, m.self, rc));
   }
 
   // watch: one histogram per named parameter (gradient and/or value) for the optimizer step
@@ -518,8 +519,7 @@ class Trainer : public Services, public MediaSink {
 
   void logger_call(const LoggerSlot& lg, const char* what, ember_status_t rc) {
     if (rc == EMBER_OK) return;
-    std::string msg(sv(lg.last_error(lg.self)));
-    throw PluginFailure(lg.id + ": logger " + what + " failed: " + (msg.empty() ? "error" : msg));
+    throw PluginFailure(plugin_failure(lg.id, std::string("logger ") + what, lg.last_error, lg.self, rc));
   }
 
   void send_to_loggers(const std::vector<MetricValue>& values, ember_stage_t stage) {
@@ -573,8 +573,8 @@ class Trainer : public Services, public MediaSink {
       // word; Lightning says "failed" for both), the rest of the path is the same.
       const char* status = dynamic_cast<const Interrupted*>(&e) ? "interrupted" : "failed";
       for (auto& lg : loggers_)
-        if (lg.table->finalize && lg.table->finalize(lg.self, cstr(status)) != EMBER_OK)
-          more.push_back(lg.id + ": finalize failed: " + std::string(sv(lg.last_error(lg.self))));
+        if (ember_status_t rc = lg.table->finalize ? lg.table->finalize(lg.self, cstr(status)) : EMBER_OK; rc != EMBER_OK)
+          more.push_back(plugin_failure(lg.id, "logger finalize", lg.last_error, lg.self, rc));
       for (auto& err : registry_.call_all(EMBER_HOOK_ID_teardown, args_)) more.push_back(err.what());
       try {
         (module_.*hook_member(EMBER_HOOK_ID_teardown))(args_);

@@ -9,7 +9,12 @@
 #include "expect.hpp"
 #include "temp_dir.hpp"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstring>
+#include <map>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -79,6 +84,63 @@ ember::HookArgs hook_args() {
   a.batch_idx = -1;
   a.optimizer_idx = -1;
   return a;
+}
+
+// --- an in-process plugin whose interface tables a test sets byte by byte, to break them.
+std::map<std::string, std::vector<unsigned char>> g_tables;  // interface id -> the table's bytes
+int g_destroyed = 0;
+const void* table_get_interface(void*, ember_str_t id) {
+  auto it = g_tables.find(std::string(ember::sv(id)));
+  return it == g_tables.end() ? nullptr : it->second.data();
+}
+void counting_destroy(void*) { ++g_destroyed; }
+
+// A full table with every slot filled with a pattern (never called) and struct_size as given;
+// then bytes past struct_size still hold the pattern, to show the host does not read them.
+template <class Table>
+std::vector<unsigned char> full_table(std::uint32_t struct_size = sizeof(Table)) {
+  std::vector<unsigned char> bytes(sizeof(Table), 0x5a);
+  std::memcpy(bytes.data(), &struct_size, sizeof struct_size);
+  return bytes;
+}
+template <class Table, class Field>
+void set_field(std::vector<unsigned char>& bytes, std::size_t offset, const Field& value) {
+  std::memcpy(bytes.data() + offset, &value, sizeof value);
+}
+
+const char kSchemes[] = "fake";
+std::vector<unsigned char> storage_table() {
+  auto t = full_table<ember_storage_v1_t>();
+  set_field<ember_storage_v1_t>(t, offsetof(ember_storage_v1_t, schemes), ember_str_t{kSchemes, 4});
+  return t;
+}
+
+std::shared_ptr<ember::PluginLibrary> table_library(ember_plugin_entry_t& e) {
+  e = good_entry();
+  e.get_interface = &table_get_interface;
+  e.destroy = &counting_destroy;
+  return std::make_shared<ember::PluginLibrary>("in-process/in_process.so", &e);
+}
+
+// The in-process plugin, created with the tables in g_tables.
+struct TablePlugin {
+  TablePlugin() : lib(table_library(entry)), inst(lib, boost::json::object{}, services, "test") {}
+  ember_plugin_entry_t entry;
+  std::shared_ptr<ember::PluginLibrary> lib;
+  ember::Services services;
+  ember::PluginInstance inst;
+};
+
+// What creating the in-process plugin says, with the tables in g_tables ("" when accepted).
+std::string creation_error() {
+  const int destroyed = g_destroyed;
+  try {
+    TablePlugin p;
+  } catch (const RuntimeError& err) {
+    if (g_destroyed != destroyed + 1) return "refused without destroying the instance: " + std::string(err.what());
+    return err.what();
+  }
+  return "";
 }
 
 }  // namespace
@@ -371,6 +433,122 @@ BOOST_AUTO_TEST_CASE(refuses_plugin_file_with_mode_0666) {
   BOOST_TEST(contains(cat.refusals[0], "0666"), cat.refusals[0]);
 }
 
+BOOST_AUTO_TEST_CASE(refuses_plugin_dir_inside_a_world_writable_parent) {
+  ember::test::TempDir tmp;
+  const fs::path open = tmp / "open";
+  ember::test::make_plugin_dir(open / "plugins", {good_dir() / "good_plugin.so"});
+  ember::test::chmod_or_throw(open, 0777);  // anyone could rename plugins/ and put another there
+  ember::Catalog cat;
+  cat.scan(open / "plugins");
+  BOOST_TEST(cat.plugins.empty());
+  BOOST_TEST_REQUIRE(cat.refusals.size() == 1u);
+  const std::string& r = cat.refusals[0];
+  BOOST_TEST(contains(r, (open / "plugins").string() + ": refused: directory " + open.string() + " is writable"), r);
+  BOOST_TEST(contains(r, "0777"), r);
+  BOOST_TEST(contains(r, "chmod go-w " + open.string()), r);
+}
+
+BOOST_AUTO_TEST_CASE(accepts_own_plugin_dir_under_a_sticky_world_writable_parent) {
+  ember::test::TempDir tmp;
+  const fs::path shared = tmp / "shared";
+  ember::test::make_plugin_dir(shared / "plugins", {good_dir() / "good_plugin.so"});
+  ember::test::chmod_or_throw(shared, 01777);  // like /tmp: nobody else can move our entry
+  ember::Catalog cat;
+  cat.scan(shared / "plugins");
+  BOOST_TEST(cat.refusals.empty(), (cat.refusals.empty() ? "" : cat.refusals.front()));
+  BOOST_TEST(cat.find("good_plugin") != nullptr);
+}
+
+BOOST_AUTO_TEST_CASE(refuses_a_sticky_world_writable_dir_as_plugin_dir) {
+  ember::test::TempDir tmp;
+  const fs::path dir = tmp / "plugins";
+  ember::test::make_plugin_dir(dir, {good_dir() / "good_plugin.so"});
+  ember::test::chmod_or_throw(dir, 01777);  // anyone may add a .so here
+  ember::Catalog cat;
+  cat.scan(dir);
+  BOOST_TEST(cat.plugins.empty());
+  BOOST_TEST_REQUIRE(cat.refusals.size() == 1u);
+  BOOST_TEST(contains(cat.refusals[0], "1777"), cat.refusals[0]);
+  BOOST_TEST(contains(cat.refusals[0], "chmod go-w " + dir.string()), cat.refusals[0]);
+}
+
+BOOST_AUTO_TEST_CASE(refuses_symlink_to_a_library_in_a_world_writable_dir) {
+  ember::test::TempDir tmp;
+  const fs::path open = tmp / "open";
+  ember::test::make_plugin_dir(open, {good_dir() / "good_plugin.so"});
+  ember::test::chmod_or_throw(open, 0777);
+  const fs::path dir = tmp / "plugins";
+  ember::test::make_plugin_dir(dir, {good_dir() / "error_plugin.so"});
+  fs::create_symlink(open / "good_plugin.so", dir / "good_plugin.so");
+  ember::Catalog cat;
+  cat.scan(dir);
+  BOOST_TEST(cat.find("good_plugin") == nullptr);
+  BOOST_TEST(cat.find("error_plugin") != nullptr);
+  BOOST_TEST_REQUIRE(cat.refusals.size() == 1u);
+  const std::string& r = cat.refusals[0];
+  BOOST_TEST(contains(r, (dir / "good_plugin.so").string() + ": refused: directory " + open.string()), r);
+  BOOST_TEST(contains(r, "writable"), r);
+}
+
+BOOST_AUTO_TEST_CASE(follows_symlink_to_a_library_in_a_trusted_dir_and_loads_the_target) {
+  ember::test::TempDir tmp;
+  const fs::path dir = tmp / "plugins";
+  ember::test::make_plugin_dir(dir, {});
+  const fs::path target = fs::canonical(good_dir() / "good_plugin.so");
+  fs::create_symlink(target, dir / "good_plugin.so");
+  fs::path resolved;
+  BOOST_TEST(ember::check_trusted(dir / "good_plugin.so", &resolved) == "");
+  BOOST_TEST(resolved == target);
+  ember::Catalog cat;
+  cat.scan(dir);
+  BOOST_TEST(cat.refusals.empty(), (cat.refusals.empty() ? "" : cat.refusals.front()));
+  BOOST_TEST(cat.find("good_plugin") != nullptr);
+}
+
+BOOST_AUTO_TEST_CASE(refuses_a_symlinked_plugin_dir_whose_target_parent_is_world_writable) {
+  ember::test::TempDir tmp;
+  const fs::path open = tmp / "open";
+  ember::test::make_plugin_dir(open / "real", {good_dir() / "good_plugin.so"});
+  ember::test::chmod_or_throw(open, 0777);
+  fs::create_symlink(open / "real", tmp / "plugins");
+  ember::Catalog cat;
+  cat.scan(tmp / "plugins");
+  BOOST_TEST(cat.plugins.empty());
+  BOOST_TEST_REQUIRE(cat.refusals.size() == 1u);
+  BOOST_TEST(contains(cat.refusals[0], "directory " + open.string() + " is writable"), cat.refusals[0]);
+}
+
+BOOST_AUTO_TEST_CASE(refuses_plugin_file_owned_by_another_user) {
+  ember::test::TempDir tmp;
+  const fs::path dir = tmp / "plugins";
+  ember::test::make_plugin_dir(dir, {good_dir() / "good_plugin.so", good_dir() / "error_plugin.so"});
+  if (::geteuid() == 0) {
+    // As root: really hand the file (and a symlink) to someone else.
+    BOOST_TEST_REQUIRE(::chown((dir / "good_plugin.so").c_str(), 4242, 4242) == 0);
+    fs::create_symlink(fs::canonical(good_dir() / "throwing_plugin.so"), dir / "throwing_plugin.so");
+    BOOST_TEST_REQUIRE(::lchown((dir / "throwing_plugin.so").c_str(), 4242, 4242) == 0);
+    ember::Catalog cat;
+    cat.scan(dir);
+    BOOST_TEST(cat.find("error_plugin") != nullptr);
+    BOOST_TEST(cat.find("good_plugin") == nullptr);
+    BOOST_TEST(cat.find("throwing_plugin") == nullptr);
+    BOOST_TEST_REQUIRE(cat.refusals.size() == 2u);
+    for (const auto& r : cat.refusals) {
+      BOOST_TEST(contains(r, "is owned by uid 4242"), r);
+      BOOST_TEST(contains(r, "Fix with: chown "), r);
+    }
+    BOOST_TEST(contains(cat.refusals[0], "file " + (dir / "good_plugin.so").string()), cat.refusals[0]);
+    BOOST_TEST(contains(cat.refusals[1], "symlink " + (dir / "throwing_plugin.so").string()), cat.refusals[1]);
+  } else {
+    // Not root: nothing can be given away, so trust a different user than us instead; the walk
+    // must then stop at the first thing we own.
+    const uid_t other = ::geteuid() + 1;
+    const std::string why = ember::check_trusted(dir / "good_plugin.so", nullptr, other);
+    BOOST_TEST(contains(why, "is owned by"), why);
+    BOOST_TEST(contains(why, "uid " + std::to_string(::geteuid())), why);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(refuses_second_plugin_with_the_same_id) {
   ember::test::TempDir tmp;
   ember::test::make_plugin_dir(tmp / "a", {good_dir() / "good_plugin.so"});
@@ -561,6 +739,141 @@ BOOST_AUTO_TEST_CASE(plugin_library_stays_loaded_while_an_instance_lives) {
   BOOST_TEST(services.saw("on_fit_start"));
   inst.reset();
   BOOST_TEST(services.saw("destroy"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ---------------------------------------------------------------------------------------------
+// Interface tables are adopted one way: copied up to the plugin's struct_size into a host-side
+// full-size struct, required slots checked at creation; a refusal names plugin, interface, slot.
+BOOST_AUTO_TEST_SUITE(interface_tables)
+
+struct RequiredSlot {
+  const char* interface;
+  const char* slot;
+  std::size_t offset;
+  std::vector<unsigned char> (*table)();
+};
+
+std::vector<RequiredSlot> required_slots() {
+  auto logger = [] { return full_table<ember_logger_v1_t>(); };
+  auto state = [] { return full_table<ember_state_v1_t>(); };
+  std::vector<RequiredSlot> out = {
+      {EMBER_LOGGER_V1, "log_metrics", offsetof(ember_logger_v1_t, log_metrics), +logger},
+      {EMBER_STATE_V1, "state_dict", offsetof(ember_state_v1_t, state_dict), +state},
+      {EMBER_STATE_V1, "load_state_dict", offsetof(ember_state_v1_t, load_state_dict), +state},
+  };
+#define SLOT(name) out.push_back({EMBER_STORAGE_V1, #name, offsetof(ember_storage_v1_t, name), &storage_table});
+  SLOT(open_read) SLOT(read) SLOT(open_write) SLOT(write) SLOT(commit) SLOT(close) SLOT(stat) SLOT(list) SLOT(remove)
+#undef SLOT
+  return out;
+}
+
+BOOST_AUTO_TEST_CASE(complete_tables_are_adopted_as_host_side_copies) {
+  g_tables = {{EMBER_LOGGER_V1, full_table<ember_logger_v1_t>()},
+              {EMBER_STATE_V1, full_table<ember_state_v1_t>()},
+              {EMBER_STORAGE_V1, storage_table()},
+              {EMBER_MEDIA_V1, full_table<ember_media_v1_t>()},
+              {EMBER_CALLBACKS_V1, full_table<ember_callbacks_v1_t>()}};
+  TablePlugin p;
+  ember::PluginInstance& inst = p.inst;
+  auto* lg = inst.interface<ember_logger_v1_t>(EMBER_LOGGER_V1);
+  BOOST_TEST_REQUIRE(lg != nullptr);
+  BOOST_TEST(static_cast<const void*>(lg) != static_cast<const void*>(g_tables[EMBER_LOGGER_V1].data()));  // a copy
+  const std::size_t first = offsetof(ember_logger_v1_t, log_hyperparams);  // every slot, not the header's padding
+  BOOST_TEST(std::memcmp(reinterpret_cast<const unsigned char*>(lg) + first, g_tables[EMBER_LOGGER_V1].data() + first,
+                         sizeof *lg - first) == 0);
+  auto* st = inst.interface<ember_storage_v1_t>(EMBER_STORAGE_V1);
+  BOOST_TEST_REQUIRE(st != nullptr);
+  BOOST_TEST(std::string(ember::sv(st->schemes)) == "fake");
+  BOOST_TEST(inst.interface<ember_state_v1_t>(EMBER_STATE_V1) != nullptr);
+  BOOST_TEST(inst.interface<ember_media_v1_t>(EMBER_MEDIA_V1) != nullptr);
+  BOOST_TEST(inst.interface<ember_callbacks_v1_t>(EMBER_CALLBACKS_V1) != nullptr);
+  g_tables.clear();
+}
+
+BOOST_AUTO_TEST_CASE(refuses_each_null_required_slot_naming_plugin_interface_and_slot) {
+  for (const auto& c : required_slots()) {
+    BOOST_TEST_CONTEXT(c.interface << " " << c.slot) {
+      auto table = c.table();
+      set_field<void>(table, c.offset, static_cast<void*>(nullptr));
+      g_tables = {{c.interface, table}};
+      const std::string why = creation_error();
+      BOOST_TEST(contains(why, "plugin in_process (in-process/in_process.so): refused"), why);
+      BOOST_TEST(contains(why, std::string("interface ") + c.interface), why);
+      BOOST_TEST(contains(why, std::string("required slot '") + c.slot + "' is null"), why);
+    }
+  }
+  g_tables.clear();
+}
+
+BOOST_AUTO_TEST_CASE(refuses_required_slot_beyond_a_too_small_struct_size) {
+  for (const auto& c : required_slots()) {
+    BOOST_TEST_CONTEXT(c.interface << " " << c.slot) {
+      auto table = c.table();
+      // Half of the slot inside: it must not be half-read.
+      const auto size = static_cast<std::uint32_t>(c.offset + sizeof(void*) / 2);
+      std::memcpy(table.data(), &size, sizeof size);
+      g_tables = {{c.interface, table}};
+      const std::string why = creation_error();
+      BOOST_TEST(contains(why, "plugin in_process"), why);
+      BOOST_TEST(contains(why, std::string("interface ") + c.interface), why);
+      BOOST_TEST(contains(why, std::string("required slot '") + c.slot + "' lies outside the table"), why);
+      BOOST_TEST(contains(why, "struct_size is " + std::to_string(size) + " bytes"), why);
+    }
+  }
+  g_tables.clear();
+}
+
+BOOST_AUTO_TEST_CASE(refuses_storage_table_without_schemes) {
+  auto table = storage_table();
+  set_field<void>(table, offsetof(ember_storage_v1_t, schemes), ember_str_t{kSchemes, 0});
+  g_tables = {{EMBER_STORAGE_V1, table}};
+  const std::string why = creation_error();
+  BOOST_TEST(contains(why, "interface " EMBER_STORAGE_V1 ": required slot 'schemes' is empty"), why);
+  g_tables.clear();
+}
+
+BOOST_AUTO_TEST_CASE(refuses_table_smaller_than_its_own_header) {
+  for (const char* iid : {EMBER_CALLBACKS_V1, EMBER_MEDIA_V1, EMBER_LOGGER_V1}) {
+    BOOST_TEST_CONTEXT(iid) {
+      g_tables = {{iid, full_table<ember_media_v1_t>(2)}};  // every table's header is 8 bytes
+      const std::string why = creation_error();
+      BOOST_TEST(contains(why, std::string("interface ") + iid + ": struct_size is 2 bytes"), why);
+    }
+  }
+  g_tables.clear();
+}
+
+BOOST_AUTO_TEST_CASE(optional_slots_past_an_old_struct_size_are_null_in_the_copy) {
+  // An older plugin's media table that ends after log_image; the bytes after it are not its.
+  g_tables = {{EMBER_MEDIA_V1, full_table<ember_media_v1_t>(offsetof(ember_media_v1_t, log_table))},
+              {EMBER_LOGGER_V1, full_table<ember_logger_v1_t>(offsetof(ember_logger_v1_t, after_save_checkpoint))}};
+  TablePlugin p;
+  ember::PluginInstance& inst = p.inst;
+  auto* m = inst.interface<ember_media_v1_t>(EMBER_MEDIA_V1);
+  BOOST_TEST_REQUIRE(m != nullptr);
+  BOOST_TEST(m->struct_size == sizeof(ember_media_v1_t));
+  BOOST_TEST(m->log_image != nullptr);
+  BOOST_TEST(m->log_table == nullptr);
+  BOOST_TEST(m->log_histogram == nullptr);
+  auto* lg = inst.interface<ember_logger_v1_t>(EMBER_LOGGER_V1);
+  BOOST_TEST_REQUIRE(lg != nullptr);
+  BOOST_TEST(lg->log_metrics != nullptr);
+  BOOST_TEST(lg->after_save_checkpoint == nullptr);
+  BOOST_TEST(lg->save == nullptr);
+  BOOST_TEST(lg->finalize == nullptr);
+  g_tables.clear();
+}
+
+BOOST_AUTO_TEST_CASE(state_dict_failure_keeps_the_plugins_message) {
+  // The one builder of plugin failure text, as the trainer uses it for state_dict.
+  auto last_error = [](void*) -> ember_str_t { return EMBER_STR("disk quota exceeded"); };
+  BOOST_TEST(ember::plugin_failure("model_checkpoint", "state_dict", +last_error, nullptr, EMBER_E_IO) ==
+             "model_checkpoint: state_dict failed: disk quota exceeded");
+  auto silent = [](void*) -> ember_str_t { return {nullptr, 0}; };
+  BOOST_TEST(ember::plugin_failure("x", "load_state_dict", +silent, nullptr, EMBER_E_IO) ==
+             "x: load_state_dict failed: status -5 and no message");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

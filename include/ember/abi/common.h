@@ -10,6 +10,13 @@
  *
  * Ownership: memory handed across the boundary is borrowed for the duration of the call only.
  * What the callee must keep, it copies. Nothing is freed across the boundary.
+ *
+ * Interface tables begin with struct_size. When an instance is created the host asks for each
+ * interface it knows and copies every slot lying wholly inside the table's struct_size into a
+ * full-size table of its own; slots beyond it are NULL (absent). A slot marked "Required: yes"
+ * that is NULL or lies beyond struct_size refuses the plugin, naming the plugin, the interface
+ * and the slot. The host reads the table only then: a table may not change after it is handed
+ * over.
  */
 #ifndef EMBER_ABI_COMMON_H
 #define EMBER_ABI_COMMON_H

@@ -40,8 +40,14 @@ typedef struct ember_plugin_entry {
      * so to list what a plugin offers without creating it; answer as for any instance.
      * Required: yes. [any-thread]. */
     const void *(*get_interface)(void *self, ember_str_t interface_id);
-    /* The message of the last failure on self (or of create, with self NULL), valid until the
-     * next call into the plugin. The host copies it at once. Required: yes. [train-thread]. */
+    /* The message of the last failed call into the plugin made on the calling thread: a call on
+     * self, or create when self is NULL. Valid until the next call into the plugin on this
+     * thread; the host reads it on the thread that saw the failure, right after the failing
+     * call, and copies it at once. Because storage functions are [any-thread] (a logger's
+     * worker, a spool and a checkpoint save may fail at the same moment on one instance), keep
+     * the message per thread (thread-local), not per instance: two threads failing together
+     * must each read their own message. plugin.hpp does this for C++ plugins.
+     * Required: yes. [any-thread]. Returns memory the plugin owns. Since: 1.0. */
     ember_str_t (*last_error)(void *self);
 } ember_plugin_entry_t;
 
