@@ -306,7 +306,15 @@ std::string to_yaml(const json::object& o) {
 }
 
 // --- text ----------------------------------------------------------------------------------------
-std::string cell_text(const json::value& v) { return v.is_string() ? std::string(v.as_string()) : json::serialize(v); }
+std::string cell_text(const json::value& v) {
+  if (v.is_string()) return std::string(v.as_string());
+  if (v.is_double()) {  // Boost.JSON writes 2.5 as 2.5E0
+    char buf[32];
+    auto r = std::to_chars(buf, buf + sizeof buf, v.as_double());
+    return std::string(buf, r.ptr);
+  }
+  return json::serialize(v);
+}
 
 // A table as TensorBoard's text plugin shows it: one text as itself, anything else a Markdown table.
 std::string table_markdown(const json::array& columns, const json::array& rows) {
