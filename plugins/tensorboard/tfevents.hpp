@@ -3,7 +3,7 @@
 //
 // Written by hand rather than with libprotobuf: the logger emits a handful of fields of five
 // wire types (varint, fixed64, fixed32, length-delimited, packed doubles) and reads nothing, so a
-// hundred lines replace a generated-code build step, a .proto copy of TensorBoard's tree and a
+// few dozen lines (on top of the wandb plugin's varint encoder) replace a generated-code build step, a .proto copy of TensorBoard's tree and a
 // run-time dependency in every plugin directory (and the Lambda zip). The tests read the output
 // with Debian's python3-protobuf from .proto files of their own, so the encoder is checked by an
 // independent decoder.
@@ -12,7 +12,8 @@
 // the masked CRC-32C of the data. CRC-32C is the s3 plugin's (checksum.hpp: SSE4.2 or tables).
 #pragma once
 
-#include <checksum.hpp>  // plugins/s3: ember::s3::crc32c
+#include <checksum.hpp>     // plugins/s3: ember::s3::crc32c
+#include <wandb_proto.hpp>  // plugins/wandb: ember::wandb::pb, the varint/length-delimited encoder
 
 #include <cstdint>
 #include <cstring>
@@ -22,43 +23,46 @@
 
 namespace ember::tensorboard {
 
+namespace pb = ember::wandb::pb;
+
 // A message under construction: append fields in any order (the wire format allows it), nest
-// another Proto as a length-delimited field.
+// another Proto as a length-delimited field. Varints, keys and length-delimited fields are the
+// wandb plugin's encoder (wandb_proto.hpp, ember::wandb::pb); the fixed-width and packed fields
+// TensorBoard's messages need are added here. Unlike pb::int_field, zero values are written:
+// a oneof member such as simple_value = 0 must be present.
 class Proto {
  public:
   Proto& varint(std::uint32_t field, std::uint64_t v) {
-    key(field, 0);
-    put_varint(v);
+    pb::tag(out_, static_cast<int>(field), 0);
+    pb::varint(out_, v);
     return *this;
   }
   // int32/int64/enum fields: negative values are 10-byte varints (two's complement), as protobuf does.
   Proto& int64(std::uint32_t field, std::int64_t v) { return varint(field, static_cast<std::uint64_t>(v)); }
   Proto& boolean(std::uint32_t field, bool v) { return varint(field, v ? 1 : 0); }
   Proto& float64(std::uint32_t field, double v) {
-    key(field, 1);
+    pb::tag(out_, static_cast<int>(field), 1);
     std::uint64_t bits;
     std::memcpy(&bits, &v, 8);
     put_le(bits, 8);
     return *this;
   }
   Proto& float32(std::uint32_t field, float v) {
-    key(field, 5);
+    pb::tag(out_, static_cast<int>(field), 5);
     std::uint32_t bits;
     std::memcpy(&bits, &v, 4);
     put_le(bits, 4);
     return *this;
   }
   Proto& bytes(std::uint32_t field, std::string_view v) {
-    key(field, 2);
-    put_varint(v.size());
-    out_.append(v);
+    pb::bytes_field(out_, static_cast<int>(field), v, true);
     return *this;
   }
   Proto& message(std::uint32_t field, const Proto& m) { return bytes(field, m.out_); }
   // repeated double [packed = true]
   Proto& packed_doubles(std::uint32_t field, const std::vector<double>& vs) {
-    key(field, 2);
-    put_varint(vs.size() * 8);
+    pb::tag(out_, static_cast<int>(field), 2);
+    pb::varint(out_, vs.size() * 8);
     for (double v : vs) {
       std::uint64_t bits;
       std::memcpy(&bits, &v, 8);
@@ -70,14 +74,6 @@ class Proto {
   const std::string& str() const { return out_; }
 
  private:
-  void key(std::uint32_t field, std::uint32_t wire_type) { put_varint((std::uint64_t(field) << 3) | wire_type); }
-  void put_varint(std::uint64_t v) {
-    while (v >= 0x80) {
-      out_ += static_cast<char>((v & 0x7f) | 0x80);
-      v >>= 7;
-    }
-    out_ += static_cast<char>(v);
-  }
   void put_le(std::uint64_t v, int n) {
     for (int i = 0; i < n; ++i) out_ += static_cast<char>((v >> (8 * i)) & 0xff);
   }
