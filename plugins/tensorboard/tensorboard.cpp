@@ -660,10 +660,15 @@ class TensorBoardLogger : public ember::plugin::Plugin, public ember::plugin::Lo
   // unwritten_ (and the current file name) for the next pass.
   void write(std::vector<Item> items, std::optional<std::string> yaml, bool publish) {
     for (auto& item : items) {
-      if (!item.record.empty())
+      if (!item.record.empty()) {
         unwritten_ += item.record;
-      else
+        continue;
+      }
+      try {
         unwritten_ += image_record(item);
+      } catch (const std::exception& e) {  // one image that cannot be encoded costs only itself
+        log(EMBER_LOG_WARN, std::string("dropping an image event of step ") + std::to_string(item.step) + ": " + e.what());
+      }
     }
     if (yaml) unwritten_yaml_ = std::move(yaml);
     resolve();
@@ -739,13 +744,15 @@ class TensorBoardLogger : public ember::plugin::Plugin, public ember::plugin::Lo
   void append_local() {
     if (fd_ < 0) {
       if (event_url_.empty()) event_url_ = new_event_url();
-      // First write: created atomically through the host, which makes the directories.
-      write_object(host(), event_url_, file_version_record(unix_now()) + unwritten_, kId);
-      unwritten_.clear();
+      if (!created_) {
+        // First write: created atomically through the host, which makes the directories.
+        write_object(host(), event_url_, file_version_record(unix_now()) + unwritten_, kId);
+        unwritten_.clear();
+        created_ = true;
+      }
       const std::string path = local_path(event_url_);
       fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
       if (fd_ < 0) throw_error("cannot open " + event_url_ + " to append: " + std::strerror(errno));
-      return;
     }
     while (!unwritten_.empty()) {
       ssize_t n = ::write(fd_, unwritten_.data(), unwritten_.size());
@@ -794,6 +801,7 @@ class TensorBoardLogger : public ember::plugin::Plugin, public ember::plugin::Lo
   std::string unwritten_;
   std::optional<std::string> unwritten_yaml_;
   int fd_ = -1;
+  bool created_ = false;  // the local event file exists (then it is only appended to)
   int failures_ = 0;
   std::int64_t published_ = 0;
 };

@@ -436,6 +436,21 @@ BOOST_AUTO_TEST_CASE(finalize_reports_a_failed_publish_naming_the_url) {
                       err);
 }
 
+// A local event file that cannot be created (a file where a directory must go): the run goes
+// on, finalize fails naming the file.
+BOOST_AUTO_TEST_CASE(finalize_reports_a_local_file_that_cannot_be_written) {
+  TempDir dir;
+  write_file(dir.path() / "blocker", "not a directory");
+  FakeTrainer t;
+  Tb tb(t, config(dir.path() / "blocker", R"("version": 0)"));
+  tb.log(1, {{"loss", 1}});
+  tb.log(2, {{"loss", 2}});
+  BOOST_CHECK_NE(tb.finalize_status(), EMBER_OK);
+  const std::string err = tb.plugin().last_error();
+  const std::string url = (dir.path() / "blocker" / "lightning_logs" / "version_0" / "events.out.tfevents.").string();
+  BOOST_CHECK_MESSAGE(err.find("tensorboard: cannot write " + url) != std::string::npos, err);
+}
+
 // The training thread never waits for storage: with the writer stuck in a commit, logging many
 // more events than max_queue (and save) returns; once storage answers, all of them are written.
 BOOST_AUTO_TEST_CASE(logging_does_not_wait_for_a_stuck_store) {
