@@ -40,10 +40,10 @@ constexpr const char* kSchema = R"({
     "filename": {"type": "string", "minLength": 1, "default": "{epoch}-{step}"},
     "monitor": {"type": ["string", "null"], "default": null},
     "mode": {"enum": ["min", "max"], "default": "min"},
-    "save_top_k": {"type": "integer", "minimum": -1, "default": 1},
+    "save_top_k": {"type": "integer", "minimum": -1, "maximum": 9007199254740991, "default": 1},
     "save_last": {"type": "boolean", "default": true},
-    "every_n_train_steps": {"type": "integer", "minimum": 0, "default": 0},
-    "every_n_epochs": {"type": "integer", "minimum": 0, "default": 1},
+    "every_n_train_steps": {"type": "integer", "minimum": 0, "maximum": 9007199254740991, "default": 0},
+    "every_n_epochs": {"type": "integer", "minimum": 0, "maximum": 9007199254740991, "default": 1},
     "save_weights_only": {"type": "boolean", "default": false},
     "auto_insert_metric_name": {"type": "boolean", "default": true},
     "verbose": {"type": "boolean", "default": false}
