@@ -24,7 +24,10 @@
 //   it is a Response with that status.
 // - An idempotent request (GET, HEAD, PUT, DELETE, OPTIONS) sent on a reused connection that
 //   fails before any byte of the answer arrived is sent once more on a fresh connection (the
-//   server may have closed an idle connection). A POST never is: the server may have acted on it.
+//   server may have closed an idle connection). A POST never is: the server may have acted on it
+//   (Request::idempotent = true declares one safe to repeat, e.g. a protocol with offsets). So
+//   that this rarely matters, a reused connection the server has already closed (readable while
+//   idle: EOF or a TLS close_notify) is replaced before the request is sent.
 // - Host, Content-Length (for bodies and for PUT/POST) are added unless the request sets them.
 // - display_url() renders any URL for messages; require_secure_transport() refuses credentials
 //   over plain http to anything but loopback unless the caller's config allows it.
@@ -42,6 +45,7 @@
 
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <poll.h>
 
 #include <algorithm>
 #include <cctype>
@@ -91,6 +95,7 @@ struct Request {
   std::string_view body;
   std::uint64_t body_limit = 0;
   std::chrono::milliseconds deadline{0};
+  std::optional<bool> idempotent{};  // unset: by method (GET, HEAD, PUT, DELETE, OPTIONS)
 };
 
 // The path of a request target without its query or fragment, for messages.
@@ -390,8 +395,8 @@ class Client {
     msg.keep_alive(true);
     const bool head = req.method == "HEAD";
     // RFC 9110 9.2.2: only these may be repeated without asking the caller.
-    const bool idempotent = req.method == "GET" || head || req.method == "PUT" || req.method == "DELETE" ||
-                            req.method == "OPTIONS";
+    const bool idempotent = req.idempotent.value_or(req.method == "GET" || head || req.method == "PUT" ||
+                                                    req.method == "DELETE" || req.method == "OPTIONS");
     const std::uint64_t limit = req.body_limit ? req.body_limit : on_body ? 0 : options_.max_body;
     deadline_ms_ = req.deadline.count() > 0 ? req.deadline : options_.deadline;
     deadline_at_ = deadline_ms_.count() > 0 ? std::chrono::steady_clock::now() + deadline_ms_
@@ -401,6 +406,7 @@ class Client {
     Shown shown{req.method + " " + std::string(target_path(msg.target())), limit, range};
 
     for (int attempt = 0;; ++attempt) {
+      if (connected() && reused_ && closed_by_peer()) close();
       if (!connected()) connect();
       const bool was_reused = reused_;
       bool got_bytes = false;
@@ -511,6 +517,13 @@ class Client {
   }
 
   bool connected() const { return tls_.has_value() || tcp_.has_value(); }
+
+  // An idle keep-alive connection has nothing to read: readable means the server closed it (or
+  // sent something unasked), so it cannot carry the next request.
+  bool closed_by_peer() {
+    pollfd p{lowest().socket().native_handle(), POLLIN, 0};
+    return ::poll(&p, 1, 0) != 0;
+  }
 
   std::string default_host_header() const {
     bool default_port = (tls() && port_ == "443") || (!tls() && port_ == "80");

@@ -12,6 +12,7 @@
 #include "loopback_server.hpp"
 
 #include <atomic>
+#include <future>
 
 using ember::test::LoopbackServer;
 namespace http = ember::http;
@@ -147,6 +148,42 @@ BOOST_AUTO_TEST_CASE(a_post_on_a_dropped_keep_alive_connection_is_never_resent) 
   BOOST_TEST(s.server.connections() == 1);
   BOOST_TEST(contains(e.what(), "POST /create"), e.what());
   BOOST_TEST(!contains(e.what(), "uploads="), e.what());
+}
+
+// A server that closes a keep-alive connection after its answer (an idle timeout): the client
+// sees the connection readable before the next request and opens a fresh one, so even a POST
+// goes through without being resent.
+BOOST_AUTO_TEST_CASE(a_post_after_the_server_closed_an_idle_connection_goes_on_a_fresh_one) {
+  std::atomic<int> posts{0};
+  std::promise<void> closed;
+  LoopbackServer server([&](int fd, int n) {
+    std::string carry;
+    auto r = LoopbackServer::read_request(fd, carry);
+    if (!r) return;
+    if (r->method == "POST") ++posts;
+    LoopbackServer::answer(fd, 200, "ok");
+    if (n == 0) {
+      ::shutdown(fd, SHUT_RDWR);
+      closed.set_value();
+    }
+  });
+  auto c = client(server);
+  BOOST_TEST(c.send({"GET", "/a", {}, ""}).status == 200);
+  closed.get_future().wait();
+  BOOST_TEST(c.send({"POST", "/b", {}, "payload"}).status == 200);
+  BOOST_TEST(posts.load() == 1);
+  BOOST_TEST(server.connections() == 2);
+}
+
+// A caller may declare a POST safe to repeat.
+BOOST_AUTO_TEST_CASE(a_post_declared_idempotent_is_resent_on_a_dropped_connection) {
+  DropsSecondRequest s;
+  auto c = client(s.server);
+  BOOST_TEST(c.send({"GET", "/a", {}, ""}).status == 200);
+  http::Request r{"POST", "/stream", {}, "offsets"};
+  r.idempotent = true;
+  BOOST_TEST(c.send(r).status == 200);
+  BOOST_TEST(s.posts.load() == 2);
 }
 
 BOOST_AUTO_TEST_CASE(network_errors_name_the_path_but_never_the_query) {
