@@ -192,7 +192,8 @@ inline bool is_loopback_host(std::string_view host) {
   std::string h(host);
   std::transform(h.begin(), h.end(), h.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   if (!h.empty() && h.back() == '.') h.pop_back();
-  if (h == "localhost" || (h.size() > 10 && h.compare(h.size() - 10, 10, ".localhost") == 0)) return true;
+  // Not "*.localhost": RFC 6761 reserves those too, but resolvers may still ask DNS for them.
+  if (h == "localhost") return true;
   boost::system::error_code ec;
   auto a = boost::asio::ip::make_address(h, ec);
   if (ec) return false;

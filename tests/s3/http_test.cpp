@@ -226,9 +226,10 @@ BOOST_AUTO_TEST_CASE(display_url_shows_scheme_host_and_path_only) {
 }
 
 BOOST_AUTO_TEST_CASE(credentials_over_plain_http_go_to_loopback_only) {
-  for (const char* host : {"localhost", "LOCALHOST.", "127.0.0.1", "127.9.8.7", "::1", "::ffff:127.0.0.1", "a.localhost"})
+  for (const char* host : {"localhost", "LOCALHOST.", "127.0.0.1", "127.9.8.7", "::1", "::ffff:127.0.0.1"})
     BOOST_TEST(http::is_loopback_host(host), host);
-  for (const char* host : {"example.com", "10.0.0.1", "169.254.170.2", "::", "0.0.0.0", "localhost.example.com", "127.0.0.1.nip.io"})
+  for (const char* host : {"example.com", "10.0.0.1", "169.254.170.2", "::", "0.0.0.0", "localhost.example.com", "127.0.0.1.nip.io",
+                           "a.localhost"})
     BOOST_TEST(!http::is_loopback_host(host), host);
   http::require_secure_transport(http::Url::parse("http://127.0.0.1:9000/"), false, "k");
   http::require_secure_transport(http::Url::parse("https://s3.example.com/"), false, "k");
