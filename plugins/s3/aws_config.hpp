@@ -98,10 +98,37 @@ struct SourcedCredentials {
   std::int64_t expires_at = -1;   // seconds since the epoch; -1: does not expire
 };
 
+// Whether AWS allows container credentials from this URL (the rule of its SDKs): https to any
+// host; plain http only to loopback (every address the name resolves to), the ECS agent
+// 169.254.170.2, or EKS Pod Identity's 169.254.170.23 / fd00:ec2::23. Empty when allowed, else why not.
+inline std::string container_uri_refusal(const http::Url& u) {
+  if (u.scheme == "https") return {};
+  auto allowed = [](const boost::asio::ip::address& a) {
+    if (a.is_loopback()) return true;
+    if (a.is_v6() && a.to_v6().is_v4_mapped())
+      return boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, a.to_v6()).is_loopback();
+    return a == boost::asio::ip::make_address("169.254.170.2") || a == boost::asio::ip::make_address("169.254.170.23") ||
+           a == boost::asio::ip::make_address("fd00:ec2::23");
+  };
+  boost::system::error_code ec;
+  auto literal = boost::asio::ip::make_address(u.host, ec);
+  if (!ec) return allowed(literal) ? std::string() : u.host + " is not a loopback, ECS or EKS address";
+  boost::asio::io_context ioc;
+  boost::asio::ip::tcp::resolver resolver(ioc);
+  auto found = resolver.resolve(u.host, u.port, ec);
+  if (ec) return "cannot resolve " + u.host + " to check it is a loopback address: " + ec.message();
+  if (found.empty()) return u.host + " resolves to no address";
+  for (const auto& e : found)
+    if (!e.endpoint().address().is_loopback())
+      return u.host + " resolves to " + e.endpoint().address().to_string() + ", which is not a loopback address";
+  return {};
+}
+
 // Container credentials (ECS task role, EKS pod identity): GET the URI, JSON answer with
 // AccessKeyId / SecretAccessKey / Token / Expiration. FULL_URI wins over RELATIVE_URI (which
 // is relative to 169.254.170.2). An authorization token comes from AWS_CONTAINER_AUTHORIZATION_TOKEN
-// or the file AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE.
+// or the file AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE; it (and the request) go only where
+// container_uri_refusal allows. Messages show the URI without its query.
 inline std::optional<SourcedCredentials> container_credentials(std::string& searched) {
   std::string full = env("AWS_CONTAINER_CREDENTIALS_FULL_URI");
   std::string rel = env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
@@ -109,10 +136,23 @@ inline std::optional<SourcedCredentials> container_credentials(std::string& sear
     searched += ", container credentials (AWS_CONTAINER_CREDENTIALS_FULL_URI / _RELATIVE_URI not set)";
     return std::nullopt;
   }
+  const char* var = full.empty() ? "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI" : "AWS_CONTAINER_CREDENTIALS_FULL_URI";
   std::string uri = full.empty() ? "http://169.254.170.2" + rel : full;
-  auto url = http::Url::parse(uri);
+  http::Url url;
+  try {
+    url = http::Url::parse(uri);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(std::string(var) + ": " + e.what());
+  }
+  if (std::string why = container_uri_refusal(url); !why.empty())
+    throw std::runtime_error(std::string(var) + " " + url.display() + " refused: " + why +
+                             "; container credentials over plain http are fetched only from loopback, 169.254.170.2 "
+                             "(ECS), 169.254.170.23 or fd00:ec2::23 (EKS), else use https");
+  const std::string shown = url.display();
   http::Options opts;
   opts.timeout = std::chrono::milliseconds(5000);
+  opts.deadline = std::chrono::milliseconds(10000);
+  opts.max_body = 64 * 1024;
   http::Client client(url.scheme, url.host, url.port, opts);
   http::Request req{"GET", url.target, {{"Accept", "application/json"}}, ""};
   std::string token = env("AWS_CONTAINER_AUTHORIZATION_TOKEN");
@@ -127,17 +167,14 @@ inline std::optional<SourcedCredentials> container_credentials(std::string& sear
   try {
     res = client.send(req);
   } catch (const std::exception& e) {
-    throw std::runtime_error("container credentials from " + url.scheme + "://" + client.endpoint() + url.target +
-                             ": " + e.what());
+    throw std::runtime_error("container credentials from " + shown + ": " + e.what());
   }
   if (res.status != 200)
-    throw std::runtime_error("container credentials from " + url.scheme + "://" + client.endpoint() + url.target +
-                             ": HTTP " + std::to_string(res.status));
+    throw std::runtime_error("container credentials from " + shown + ": HTTP " + std::to_string(res.status));
   boost::system::error_code ec;
   auto v = boost::json::parse(res.body, ec);
   if (ec || !v.is_object())
-    throw std::runtime_error("container credentials from " + url.scheme + "://" + client.endpoint() + url.target +
-                             ": the answer is not a JSON object");
+    throw std::runtime_error("container credentials from " + shown + ": the answer is not a JSON object");
   const auto& o = v.as_object();
   auto get = [&](const char* k) {
     const auto* x = o.if_contains(k);
@@ -148,8 +185,7 @@ inline std::optional<SourcedCredentials> container_credentials(std::string& sear
   out.source = "container credentials (" + url.scheme + "://" + client.endpoint() + ")";
   out.expires_at = parse_iso8601(get("Expiration"));
   if (out.creds.empty())
-    throw std::runtime_error("container credentials from " + url.scheme + "://" + client.endpoint() + url.target +
-                             ": the answer has no AccessKeyId/SecretAccessKey");
+    throw std::runtime_error("container credentials from " + shown + ": the answer has no AccessKeyId/SecretAccessKey");
   return out;
 }
 

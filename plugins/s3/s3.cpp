@@ -71,7 +71,9 @@ constexpr const char* kSchema = R"({
     "timeout_ms": {"type": "integer", "minimum": 1, "maximum": 86400000, "default": 30000},
     "max_keys": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1000},
     "dot_segments": {"type": "string", "enum": ["refuse", "allow"], "default": "refuse"},
-    "checksum": {"type": "string", "enum": ["crc32c", "md5"], "default": "crc32c"}
+    "checksum": {"type": "string", "enum": ["crc32c", "md5"], "default": "crc32c"},
+    "request_deadline_ms": {"type": "integer", "minimum": 0, "default": 600000},
+    "allow_insecure_http": {"type": "boolean", "default": false}
   }
 })";
 
@@ -79,12 +81,13 @@ struct Settings {
   std::string endpoint_url, region, addressing_style = "auto", profile, ca_bundle, dot_segments = "refuse";
   Checksum checksum = Checksum::crc32c;
   Credentials config_creds;
-  bool verify_tls = true;
+  bool verify_tls = true, allow_insecure_http = false;
   std::size_t max_concurrency = 4;
   std::size_t part_size = 16 * kMiB;
   std::size_t read_chunk_size = 8 * kMiB;
   int max_attempts = 5;
   int retry_base_ms = 100, retry_max_ms = 20000, timeout_ms = 30000;
+  std::int64_t request_deadline_ms = 600000;  // one attempt of one request, connect to last byte
   int max_keys = 1000;
 
   static Settings from_json(std::string_view text) {
@@ -119,6 +122,8 @@ struct Settings {
     std::string checksum = "crc32c";
     str("checksum", checksum);
     if (const auto* x = o.if_contains("verify_tls")) s.verify_tls = x->as_bool();
+    if (const auto* x = o.if_contains("allow_insecure_http")) s.allow_insecure_http = x->as_bool();
+    num("request_deadline_ms", s.request_deadline_ms, 0);
     num("max_concurrency", s.max_concurrency, 1);
     num("part_size", s.part_size, static_cast<std::int64_t>(5 * kMiB));
     num("read_chunk_size", s.read_chunk_size, 65536);
@@ -234,6 +239,9 @@ class Service {
     if (ep.empty()) ep = "https://s3." + region_ + ".amazonaws.com";
     try {
       endpoint_ = http::Url::parse(ep);
+      // Every request is signed, and a session token travels as a header: never in clear
+      // beyond this machine unless the config says so.
+      http::require_secure_transport(endpoint_, s_.allow_insecure_http, "the s3 config key allow_insecure_http");
     } catch (const std::exception& e) {
       throw std::runtime_error("s3 config: endpoint_url: " + std::string(e.what()));
     }
@@ -243,10 +251,17 @@ class Service {
     http_.verify_tls = s_.verify_tls;
     http_.ca_file = s_.ca_bundle;
     http_.timeout = std::chrono::milliseconds(s_.timeout_ms);
+    http_.deadline = std::chrono::milliseconds(s_.request_deadline_ms);
+    // S3's XML answers (lists of 1000 keys, errors) are far below this; object bytes are read
+    // with a limit of their own (Call::body_limit).
+    http_.max_body = kXmlAnswerLimit;
   }
+
+  static constexpr std::uint64_t kXmlAnswerLimit = 16 * kMiB;
 
   const Settings& settings() const { return s_; }
   std::string endpoint_text() const { return endpoint_.scheme + "://" + endpoint_.host + ":" + endpoint_.port; }
+  bool tls() const { return endpoint_.scheme == "https"; }
 
   struct Call {
     const char* op;             // "GetObject", for messages
@@ -258,6 +273,7 @@ class Service {
     std::vector<int> accept;    // non-2xx statuses handed back instead of thrown
     std::string shown_url{};    // the URL messages name, when not loc's (a listed prefix)
     std::string payload_hash{}; // hex SHA-256 of body when the caller already has it
+    std::uint64_t body_limit = 0;  // the answer's size limit; 0: kXmlAnswerLimit
   };
 
   // Sign, send, retry; returns a 2xx answer or one listed in accept, else throws S3Error.
@@ -282,6 +298,7 @@ class Service {
     req.method = c.method;
     req.target = path + (query.empty() ? "" : "?" + query);
     req.body = c.body;
+    req.body_limit = c.body_limit;
 
     std::string last;
     std::mt19937_64 rng(std::random_device{}());
@@ -311,8 +328,11 @@ class Service {
         last = describe(c, res, t, cred);
         if (!retry) throw S3Error(last, res.status == 404 ? EMBER_E_NOT_FOUND : EMBER_E_IO);
       } catch (const http::Error& e) {
-        retry = true;
+        // An answer over its limit or a certificate that fails verification fails the same way
+        // next time: only network trouble is retried.
+        retry = e.retryable();
         last = prefix(c) + ": " + e.what() + context();
+        if (!retry) throw S3Error(last, EMBER_E_IO);
       }
       if (attempt >= s_.max_attempts)
         throw S3Error(last + (attempt > 1 ? " (gave up after " + std::to_string(attempt) + " attempts)" : ""), EMBER_E_IO);
@@ -474,9 +494,17 @@ class Reader final : public ember_file {
       pending_.push_back(std::async(std::launch::async, [this, first, last] {
         Params h{{"Range", "bytes=" + std::to_string(first) + "-" + std::to_string(last)}};
         if (!etag_.empty()) h.emplace_back("If-Match", etag_);
-        http::Response r = s_.call({"GetObject", &loc_, "GET", {}, h, "", {}});
-        if (r.status == 200 && r.body.size() > last)  // the server ignored Range
-          return r.body.substr(static_cast<std::size_t>(first), static_cast<std::size_t>(last - first + 1));
+        Service::Call c{"GetObject", &loc_, "GET", {}, h, "", {}};
+        // The range itself; room for an error document when the answer is one.
+        c.body_limit = std::max<std::uint64_t>(last - first + 1, 64 * 1024);
+        http::Response r = s_.call(std::move(c));
+        // A server that ignores Range sends the whole object for every chunk: refused (the
+        // body limit stops a large one before it is read), not sliced.
+        if (r.status != 206)
+          throw S3Error("S3 GetObject " + loc_.url() + ": asked for bytes " + std::to_string(first) + "-" +
+                            std::to_string(last) + " and got HTTP " + std::to_string(r.status) +
+                            ", not 206 Partial Content: the server ignored the Range header" + s_.context(),
+                        EMBER_E_IO);
         if (r.body.size() != last - first + 1)
           throw S3Error("S3 GetObject " + loc_.url() + ": asked for bytes " + std::to_string(first) + "-" +
                             std::to_string(last) + ", got " + std::to_string(r.body.size()) + s_.context(),
@@ -525,6 +553,11 @@ class Writer final : public ember_file {
 
   void commit() {
     if (committed_) return;
+    // A part that failed (reported by an earlier write, and the upload aborted) leaves a gap:
+    // never publish what is left, as a PutObject of the last buffer would.
+    if (failed_)
+      throw S3Error("cannot commit " + loc_.url() + ": an earlier part failed (the upload was aborted): " + failure_,
+                    EMBER_E_IO);
     try {
       if (upload_id_.empty()) {
         BodyDigests d = body_digests(buf_, s_.settings().checksum);
@@ -715,7 +748,11 @@ class Writer final : public ember_file {
 
 class S3Plugin final : public plugin::Plugin {
  public:
-  S3Plugin(const ember_host_t* host, std::string_view config) : Plugin(host), service_(Settings::from_json(config)) {}
+  S3Plugin(const ember_host_t* host, std::string_view config) : Plugin(host), service_(Settings::from_json(config)) {
+    if (!service_.settings().verify_tls)
+      log(EMBER_LOG_WARN, http::insecure_tls_warning(service_.endpoint_text(), "the s3 config key verify_tls") +
+                              (service_.tls() ? "" : " (the endpoint is plain http; this applies to any https it is changed to)"));
+  }
 
   static const void* extra_interface(S3Plugin*, std::string_view id) {
     static const ember_storage_v1_t table = {

@@ -1,8 +1,12 @@
 // bench_s3: a 512 MiB object up and down against a local s3rver, the s3 plugin vs `aws s3 cp`,
-// alternating (plugin up, aws up, plugin down, aws down) in one run. Prints MB/s, the ratios and
-// the plugin's peak RSS during the upload. Figures only; nothing is asserted.
+// doing the same work: both upload the same file from disk (src.bin) and download the same
+// object (ref.bin) into a file on disk. One untimed warm-up of each side first (page cache,
+// s3rver's JIT, the plugin's connections), then rounds that alternate which side goes first.
+// aws's start-up (a Python process importing botocore; `aws s3 ls` of one key, one tiny
+// request) is timed separately and printed beside the ratios with it taken out. Prints MB/s, the
+// ratios and the plugin's peak RSS during the upload. Figures only; nothing is asserted.
 //   meson test -C build --benchmark bench_s3        (EMBER_S3_BENCH_MIB=64 for a quick run,
-//   EMBER_S3_BENCH_ROUNDS=5 for medians of five alternating rounds)
+//   EMBER_S3_BENCH_ROUNDS=5 for medians of five rounds)
 // To show how much of an upload is the server's, it also prints how long s3rver took over each
 // CompleteMultipartUpload (from its log), and times a "server floor" upload after aws's: the
 // same bytes as parts of one block hashed once up front, sent as they are — no per-byte work
@@ -161,9 +165,10 @@ int main() try {
   const std::size_t bytes = mib << 20;
   S3rver server({"bench"});
   TempDir dir("ember-s3-bench");
-  const std::string block = pattern_bytes(1 << 20, 42);
+  const std::string src = (dir / "src.bin").string();
   {
-    std::ofstream f(dir / "src.bin", std::ios::binary);
+    const std::string block = pattern_bytes(1 << 20, 42);
+    std::ofstream f(src, std::ios::binary);
     for (std::size_t i = 0; i < mib; ++i) f.write(block.data(), static_cast<std::streamsize>(block.size()));
   }
   // Defaults (16 MiB parts, 4 in flight) unless EMBER_S3_BENCH_CONFIG adds keys, e.g.
@@ -172,25 +177,47 @@ int main() try {
   S3Urls s3(local_config(server.endpoint(), extra ? extra : ""));
   const double mb = static_cast<double>(bytes) / 1e6;
 
-  // Streamed from one 1 MiB block, as a checkpoint is serialised into the upload.
+  // From src.bin, 1 MiB reads, as aws reads it.
   auto upload = [&](S3Urls& u, const std::string& url) {
     auto t = std::chrono::steady_clock::now();
+    std::FILE* in = std::fopen(src.c_str(), "rb");
+    if (!in) throw std::runtime_error("cannot open " + src);
+    std::vector<char> buf(1 << 20);
     auto w = u.urls.open_write(url);
-    for (std::size_t i = 0; i < mib; ++i) w->write(block.data(), block.size());
+    while (std::size_t n = std::fread(buf.data(), 1, buf.size(), in)) w->write(buf.data(), n);
+    std::fclose(in);
     w->commit();
     return seconds_since(t);
   };
-  // Into nothing: the read path, not the disk.
-  auto download = [&](S3Urls& u, const std::string& url) {
+  // Into a file, as aws writes one.
+  auto download = [&](S3Urls& u, const std::string& url, const std::string& to) {
     auto t = std::chrono::steady_clock::now();
+    std::FILE* out = std::fopen(to.c_str(), "wb");
+    if (!out) throw std::runtime_error("cannot create " + to);
     std::size_t got = 0;
     {
       auto r = u.urls.open_read(url);
       std::vector<char> buf(1 << 20);
-      while (std::size_t n = r->read(buf.data(), buf.size())) got += n;
+      while (std::size_t n = r->read(buf.data(), buf.size())) {
+        if (std::fwrite(buf.data(), 1, n, out) != n) throw std::runtime_error("cannot write " + to);
+        got += n;
+      }
     }
+    if (std::fclose(out) != 0) throw std::runtime_error("cannot write " + to);
     double d = seconds_since(t);
     if (got != bytes) throw std::runtime_error("plugin read " + std::to_string(got) + " bytes, expected " + std::to_string(bytes));
+    return d;
+  };
+  auto aws_timed = [&](const std::vector<std::string>& args) {
+    auto t0 = std::chrono::steady_clock::now();
+    aws(server, dir, args);
+    return seconds_since(t0);
+  };
+  const std::string aws_dst = (dir / "dst-aws.bin").string(), plugin_dst = (dir / "dst-plugin.bin").string();
+  auto aws_up_once = [&] { return aws_timed({"s3", "cp", src, "s3://bench/aws.bin"}); };
+  auto aws_down_once = [&] {
+    double d = aws_timed({"s3", "cp", "s3://bench/ref.bin", aws_dst});
+    if (std::filesystem::file_size(aws_dst) != bytes) throw std::runtime_error("aws download has the wrong size");
     return d;
   };
   const char* base_so = std::getenv("EMBER_S3_BENCH_BASELINE_SO");
@@ -202,39 +229,50 @@ int main() try {
     ::setenv("EMBER_S3_SO", own.c_str(), 1);
   }
 
-  // EMBER_S3_BENCH_ROUNDS=N repeats the alternating sequence N times and prints medians (and
-  // each round's ratios): on a shared machine one round's ratio moves with the load.
+  // Warm-up, untimed: the object both sides download, then one of everything.
+  upload(s3, "s3://bench/ref.bin");
+  upload(s3, "s3://bench/plugin.bin");
+  aws_up_once();
+  download(s3, "s3://bench/ref.bin", plugin_dst);
+  aws_down_once();
+  if (base) upload(*base, "s3://bench/baseline.bin"), download(*base, "s3://bench/ref.bin", plugin_dst);
+
+  // EMBER_S3_BENCH_ROUNDS=N: N rounds, medians (and each round's ratios): on a shared machine
+  // one round's ratio moves with the load. Even rounds run the plugin first, odd rounds aws.
   const char* rounds_env = std::getenv("EMBER_S3_BENCH_ROUNDS");
   const int rounds = rounds_env && *rounds_env ? std::max(1, std::stoi(rounds_env)) : 1;
-  std::vector<double> plugin_up, aws_up, floor_up, base_up, plugin_down, aws_down, base_down;
+  std::vector<double> plugin_up, aws_up, floor_up, base_up, plugin_down, aws_down, base_down, aws_start;
   // Peak RSS is taken in the first round only: later rounds start with what the downloads'
   // threads left in malloc's arenas.
   const double rss_before = rss_mib();
   double peak = 0;
   for (int round = 0; round < rounds; ++round) {
-    // 1. plugin up (the baseline first, when there is one)
-    if (base) base_up.push_back(upload(*base, "s3://bench/baseline.bin"));
-    if (round == 0) reset_peak();
-    plugin_up.push_back(upload(s3, "s3://bench/plugin.bin"));
-    if (round == 0) peak = peak_rss_mib();
-
-    // 2. aws up
-    auto t0 = std::chrono::steady_clock::now();
-    aws(server, dir, {"s3", "cp", (dir / "src.bin").string(), "s3://bench/aws.bin"});
-    aws_up.push_back(seconds_since(t0));
-
-    // 2b. the server's floor, with the plugin's default part size and concurrency
+    const bool plugin_first = round % 2 == 0;
+    auto plugin_up_once = [&] {
+      if (base) base_up.push_back(upload(*base, "s3://bench/baseline.bin"));
+      if (round == 0) reset_peak();
+      plugin_up.push_back(upload(s3, "s3://bench/plugin.bin"));
+      if (round == 0) peak = peak_rss_mib();
+    };
+    auto plugin_down_once = [&] {
+      if (base) base_down.push_back(download(*base, "s3://bench/ref.bin", plugin_dst));
+      plugin_down.push_back(download(s3, "s3://bench/ref.bin", plugin_dst));
+    };
+    // aws's start-up and one tiny request, for reading its transfer times without them.
+    aws_start.push_back(aws_timed({"s3", "ls", "s3://bench/ref.bin"}));
+    if (plugin_first) {
+      plugin_up_once();
+      aws_up.push_back(aws_up_once());
+      plugin_down_once();
+      aws_down.push_back(aws_down_once());
+    } else {
+      aws_up.push_back(aws_up_once());
+      plugin_up_once();
+      aws_down.push_back(aws_down_once());
+      plugin_down_once();
+    }
+    // The server's floor, with the plugin's default part size and concurrency.
     floor_up.push_back(server_floor_upload(server, "floor.bin", bytes, kPartSize, kConcurrency));
-
-    // 3. plugin down (the baseline first, when there is one)
-    if (base) base_down.push_back(download(*base, "s3://bench/aws.bin"));
-    plugin_down.push_back(download(s3, "s3://bench/aws.bin"));
-
-    // 4. aws down
-    t0 = std::chrono::steady_clock::now();
-    aws(server, dir, {"s3", "cp", "s3://bench/plugin.bin", (dir / "dst.bin").string()});
-    aws_down.push_back(seconds_since(t0));
-    if (std::filesystem::file_size(dir / "dst.bin") != bytes) throw std::runtime_error("aws download has the wrong size");
   }
   auto ratios = [&](const std::vector<double>& num, const std::vector<double>& den) {
     std::string out;
@@ -245,16 +283,25 @@ int main() try {
     }
     return out;
   };
+  const double start = median(aws_start);
 
-  std::printf("bench_s3: %zu MiB against s3rver %s (plugin config extra: %s), %d round(s)%s\n", mib, server.endpoint().c_str(),
-              extra ? extra : "none: part_size 16 MiB, max_concurrency 4", rounds, rounds > 1 ? ", medians" : "");
-  std::printf("  upload   plugin %8.1f MB/s (%6.2f s)   aws s3 cp %8.1f MB/s (%6.2f s)   plugin/aws %.2fx\n",
-              mb / median(plugin_up), median(plugin_up), mb / median(aws_up), median(aws_up), median(aws_up) / median(plugin_up));
-  std::printf("  download plugin %8.1f MB/s (%6.2f s)   aws s3 cp %8.1f MB/s (%6.2f s)   plugin/aws %.2fx\n",
+  std::printf("bench_s3: %zu MiB against s3rver %s (plugin config extra: %s), warm-up then %d round(s)%s, alternating "
+              "which side goes first; both sides read src.bin from disk and write their download to disk\n",
+              mib, server.endpoint().c_str(), extra ? extra : "none: part_size 16 MiB, max_concurrency 4", rounds,
+              rounds > 1 ? ", medians" : "");
+  std::printf("  aws start-up (aws s3 ls of one key: Python, botocore, one tiny request): %.2f s\n", start);
+  std::printf("  upload   plugin %8.1f MB/s (%6.2f s)   aws s3 cp %8.1f MB/s (%6.2f s; %6.2f s without start-up)   "
+              "plugin/aws %.2fx (%.2fx without aws's start-up)\n",
+              mb / median(plugin_up), median(plugin_up), mb / median(aws_up), median(aws_up), median(aws_up) - start,
+              median(aws_up) / median(plugin_up), (median(aws_up) - start) / median(plugin_up));
+  std::printf("  download plugin %8.1f MB/s (%6.2f s)   aws s3 cp %8.1f MB/s (%6.2f s; %6.2f s without start-up)   "
+              "plugin/aws %.2fx (%.2fx without aws's start-up)\n",
               mb / median(plugin_down), median(plugin_down), mb / median(aws_down), median(aws_down),
-              median(aws_down) / median(plugin_down));
-  std::printf("  upload   server floor %6.1f MB/s (%6.2f s)   floor/aws %.2fx: a client with no per-byte work, about the most any client reaches here\n",
-              mb / median(floor_up), median(floor_up), median(aws_up) / median(floor_up));
+              median(aws_down) - start, median(aws_down) / median(plugin_down), (median(aws_down) - start) / median(plugin_down));
+  std::printf("  upload   server floor %6.1f MB/s (%6.2f s)   floor/aws %.2fx (%.2fx without start-up): a client with no "
+              "per-byte work, from memory, about the most any client reaches here\n",
+              mb / median(floor_up), median(floor_up), median(aws_up) / median(floor_up),
+              (median(aws_up) - start) / median(floor_up));
   std::printf("  s3rver CompleteMultipartUpload (rereads, MD5s and rewrites the object): plugin %.2f s, aws %.2f s, floor %.2f s",
               median(complete_seconds(server, "plugin.bin")), median(complete_seconds(server, "aws.bin")),
               median(complete_seconds(server, "floor.bin")));
@@ -272,6 +319,8 @@ int main() try {
     if (base) std::printf("; baseline/aws%s", ratios(aws_up, base_up).c_str());
     std::printf("; download plugin/aws%s", ratios(aws_down, plugin_down).c_str());
     if (base) std::printf("; baseline/aws%s", ratios(aws_down, base_down).c_str());
+    std::printf("; aws start-up s");
+    for (double v : aws_start) std::printf(" %.2f", v);
     std::printf("\n");
   }
   std::printf("  plugin upload peak RSS %.1f MiB%s (process RSS before %.1f MiB; budget with the defaults 64 + %d x %zu = %zu MiB)\n",

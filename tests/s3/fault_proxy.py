@@ -4,7 +4,17 @@
 Usage: fault_proxy.py UPSTREAM_PORT SCHEDULE.json [--checksums]
 
 Prints "listening on 127.0.0.1:PORT" once ready, then one line per request:
-"REQ <n> <METHOD> <target> -> <action>".
+"REQ <n> <METHOD> <target> -> <action>", and when its answer has been sent
+"END <n> <start> <end>" (time.monotonic() seconds at the request line and after the answer), so
+a test can see which requests overlapped.
+
+Multipart uploads are tracked as S3 does, since s3rver lacks part of the API: every upload
+created through the proxy is listed by ListMultipartUploads (GET /bucket?uploads, action
+"list_uploads") until it is completed or aborted; ListParts (GET ...?uploadId=, action
+"list_parts") lists the parts uploaded so far; AbortMultipartUpload (DELETE ...?uploadId=, action
+"abort") answers 204 and forgets the upload, after which UploadPart, ListParts and
+CompleteMultipartUpload for it answer 404 NoSuchUpload (action "no_such_upload"), as does an
+abort of an unknown id.
 
 --checksums: check request checksums as S3 does, since s3rver ignores them. A Content-MD5 or
 x-amz-checksum-crc32c that does not match the body is answered 400 BadDigest; a verified one
@@ -17,13 +27,19 @@ implementation, independent of the plugin's.
 The schedule is a JSON list of rules, tried in order; the first that matches a request and has
 times left acts on it (no match: forward).
   {"method": "PUT", "query": "partNumber", "path": "part-of-path",   # all optional
-   "action": "status" | "reset" | "slow" | "corrupt",
+   "action": "status" | "reset" | "slow" | "corrupt" | "barrier" | "ignore_range",
    "times": 2,                 # how many requests it acts on; -1 = forever
    "skip": 0,                  # let this many matching requests through first
    "status": 503, "code": "SlowDown", "message": "Please reduce your request rate.",
-   "delay": 2.0}               # "slow": wait this long before forwarding
+   "delay": 2.0,               # "slow": wait this long before forwarding
+   "parties": 3, "timeout": 30}  # "barrier": see below
 "reset" closes the connection with an RST before answering; "corrupt" flips one bit of the
-request body in transit, then forwards it (to the checks above, with --checksums).
+request body in transit, then forwards it (to the checks above, with --checksums);
+"ignore_range" drops the Range header before forwarding (a server that ignores Range).
+"barrier" holds each matching request until `parties` of them are inside the proxy at once,
+then forwards them all and prints "BARRIER passed"; if they do not all arrive within `timeout`
+seconds it prints "BARRIER broken" and forwards them anyway. A client that sends one request at
+a time can never pass one.
 """
 import base64
 import hashlib
@@ -36,6 +52,7 @@ import struct
 import sys
 import threading
 import time
+import xml.sax.saxutils
 
 UPSTREAM = int(sys.argv[1])
 with open(sys.argv[2]) as f:
@@ -45,6 +62,10 @@ LOCK = threading.Lock()
 COUNTER = [0]
 # uploadId -> {part number: ChecksumCRC32C}, for uploads created with the CRC32C algorithm.
 CRC_UPLOADS = {}
+# uploadId -> {"bucket", "key", "initiated", "parts": {number: (etag, size)}}: open uploads.
+UPLOADS = {}
+ABORTED = set()
+BARRIERS = {}  # id(rule) -> threading.Barrier
 
 
 def _crc32c_table():
@@ -108,6 +129,76 @@ def check_checksums(n, method, target, headers, body):
     return None
 
 
+def split_bucket_key(path):
+    """/bucket/key -> (bucket, key), path-style as the plugin sends to a custom endpoint."""
+    parts = path.lstrip("/").split("/", 1)
+    return parts[0], (parts[1] if len(parts) > 1 else "")
+
+
+def upload_api(n, method, target):
+    """Answer the multipart calls s3rver lacks, as S3 does: (action, status, xml) or None."""
+    path, _, query = target.partition("?")
+    upload = query_param(target, "uploadId")
+    bucket, key = split_bucket_key(path)
+    esc = xml.sax.saxutils.escape
+    with LOCK:
+        if upload is not None and upload in ABORTED:
+            return ("no_such_upload", 404, "<Error><Code>NoSuchUpload</Code><Message>The specified upload does not "
+                    "exist. The upload ID may be invalid, or the upload may have been aborted or completed."
+                    "</Message><UploadId>%s</UploadId></Error>" % esc(upload))
+        if method == "DELETE" and upload is not None:
+            if upload not in UPLOADS:
+                return ("no_such_upload", 404, "<Error><Code>NoSuchUpload</Code><Message>The specified upload "
+                        "does not exist.</Message><UploadId>%s</UploadId></Error>" % esc(upload))
+            del UPLOADS[upload]
+            ABORTED.add(upload)
+            return ("abort", 204, "")
+        if method == "GET" and upload is not None and upload in UPLOADS:
+            u = UPLOADS[upload]
+            parts = "".join("<Part><PartNumber>%d</PartNumber><ETag>%s</ETag><Size>%d</Size></Part>"
+                            % (num, esc(etag), size) for num, (etag, size) in sorted(u["parts"].items()))
+            return ("list_parts", 200, "<ListPartsResult><Bucket>%s</Bucket><Key>%s</Key><UploadId>%s</UploadId>"
+                    "<IsTruncated>false</IsTruncated>%s</ListPartsResult>" % (esc(bucket), esc(key), esc(upload), parts))
+        if method == "GET" and not key and re.search(r"(^|&)uploads(=|&|$)", query):
+            listed = "".join("<Upload><Key>%s</Key><UploadId>%s</UploadId><Initiated>%s</Initiated></Upload>"
+                             % (esc(u["key"]), esc(uid), u["initiated"])
+                             for uid, u in sorted(UPLOADS.items()) if u["bucket"] == bucket)
+            return ("list_uploads", 200, "<ListMultipartUploadsResult><Bucket>%s</Bucket>"
+                    "<IsTruncated>false</IsTruncated>%s</ListMultipartUploadsResult>" % (esc(bucket), listed))
+    return None
+
+
+def track_upload(method, target, status, headers, data, request_body_size):
+    """Record what a forwarded request did to the multipart uploads."""
+    if status // 100 != 2:
+        return
+    path, _, query = target.partition("?")
+    bucket, key = split_bucket_key(path)
+    upload = query_param(target, "uploadId")
+    with LOCK:
+        if method == "POST" and re.search(r"(^|&)uploads(=|&|$)", query):
+            m = re.search(rb"<UploadId>([^<]+)</UploadId>", data)
+            if m:
+                UPLOADS[m.group(1).decode()] = {"bucket": bucket, "key": key, "parts": {},
+                                                "initiated": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())}
+        elif method == "PUT" and upload in UPLOADS and query_param(target, "partNumber"):
+            etag = dict((k.lower(), v) for k, v in headers).get("etag", "")
+            UPLOADS[upload]["parts"][int(query_param(target, "partNumber"))] = (etag, request_body_size)
+        elif method == "POST" and upload in UPLOADS and b"<Error>" not in data:
+            del UPLOADS[upload]
+
+
+def barrier(rule):
+    with LOCK:
+        b = BARRIERS.setdefault(id(rule), threading.Barrier(int(rule.get("parties", 2)),
+                                                             timeout=float(rule.get("timeout", 30))))
+    try:
+        b.wait()
+        return "BARRIER passed"
+    except threading.BrokenBarrierError:
+        return "BARRIER broken"
+
+
 def choose(method, target):
     with LOCK:
         COUNTER[0] += 1
@@ -139,11 +230,31 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
     def handle_any(self):
+        start = time.monotonic()
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         n, rule = choose(self.command, self.path)
         action = rule["action"] if rule else "forward"
+        served = upload_api(n, self.command, self.path) if action == "forward" else None
+        if served:
+            action = served[0]
         print("REQ %d %s %s -> %s" % (n, self.command, self.path, action), flush=True)
+        try:
+            self.act(n, rule, action, body, served)
+        finally:
+            print("END %d %.6f %.6f" % (n, start, time.monotonic()), flush=True)
+
+    def act(self, n, rule, action, body, served):
+        if served:
+            data = served[2].encode()
+            self.send_response(served[1])
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
+        if action == "barrier":
+            print("%s %d" % (barrier(rule), n), flush=True)
         if action == "corrupt" and body:
             body = body[:len(body) // 2] + bytes([body[len(body) // 2] ^ 0x01]) + body[len(body) // 2 + 1:]
         if CHECKSUMS:
@@ -175,11 +286,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         if action == "slow":
             time.sleep(float(rule.get("delay", 2.0)))
-        self.forward(body)
+        self.forward(body, drop_range=action == "ignore_range")
 
-    def forward(self, body):
+    def forward(self, body, drop_range=False):
         conn = http.client.HTTPConnection("127.0.0.1", UPSTREAM, timeout=60)
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
+        dropped = ("connection", "keep-alive") + (("range",) if drop_range else ())
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in dropped}
         conn.request(self.command, self.path, body=body if body or self.command in ("PUT", "POST") else None,
                      headers=headers)
         res = conn.getresponse()
@@ -190,6 +302,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if m:
                 with LOCK:
                     CRC_UPLOADS[m.group(1).decode()] = {}
+        track_upload(self.command, self.path, res.status, res.getheaders(), data, len(body))
         try:
             self.send_response(res.status, res.reason)
             for k, v in res.getheaders():

@@ -1,7 +1,11 @@
 // Faults between the plugin and s3rver, injected by tests/s3/fault_proxy.py on a schedule:
 // 503 SlowDown, 500, RequestTimeout, connection resets and slow answers are retried until they
-// pass; an upload that keeps failing is aborted and reported in one line; S3's auth and region
-// errors reach the user with their code, the bucket, key and endpoint — and never a secret.
+// pass; an upload that keeps failing is aborted (the proxy answers AbortMultipartUpload,
+// ListParts and ListMultipartUploads as S3 does, so "aborted" means no upload is left) and
+// reported in one line; a failed part is never published by a later commit; a server ignoring
+// Range fails a read at once; a stalled request meets its deadline; parts really are in flight
+// together; S3's auth and region errors reach the user with their code, the bucket, key and
+// endpoint — and never a secret.
 #define BOOST_TEST_MODULE s3_faults
 #include <boost/test/unit_test.hpp>
 #include <boost/test/data/test_case.hpp>
@@ -91,9 +95,10 @@ BOOST_AUTO_TEST_CASE(a_permanently_failing_upload_is_aborted_with_one_clear_line
   BOOST_TEST(contains(e, "gave up after 3 attempts"), e);
   BOOST_TEST(e.find('\n') == std::string::npos, e);
   BOOST_TEST(!contains(e, kSecret), e);
-  // Aborted (s3rver answers 405 to AbortMultipartUpload, which the plugin tolerates), and the
-  // previous object is untouched.
-  BOOST_TEST(proxy.count("forward", "^DELETE .*uploadId=") == 1, proxy.log());
+  // Aborted: no upload is left, its parts are gone, and the previous object is untouched.
+  BOOST_TEST(proxy.count("abort", "^DELETE .*uploadId=") == 1, proxy.log());
+  BOOST_TEST(proxy.open_uploads("faulty").empty(), proxy.log());
+  for (const auto& id : proxy.upload_ids()) BOOST_TEST(proxy.list_parts_status("faulty", "perm/ckpt", id) == 404, id);
   BOOST_TEST(s3.urls.read_all("s3://faulty/perm/ckpt") == "previous");
   // Bounded: 3 attempts per part, never more.
   BOOST_TEST(proxy.count("status", "partNumber=1&") + proxy.count("status", "partNumber=1$") <= 3, proxy.log());
@@ -106,7 +111,8 @@ BOOST_AUTO_TEST_CASE(a_failed_complete_aborts_the_upload) {
   std::string e = error_of([&] { upload(s3.urls, "s3://faulty/complete/x", pattern_bytes(6 * 1024 * 1024, 4)); });
   BOOST_TEST(contains(e, "CompleteMultipartUpload"), e);
   BOOST_TEST(contains(e, "InvalidPart"), e);
-  BOOST_TEST(proxy.count("forward", "^DELETE .*uploadId=") == 1, proxy.log());
+  BOOST_TEST(proxy.count("abort", "^DELETE .*uploadId=") == 1, proxy.log());
+  BOOST_TEST(proxy.open_uploads("faulty").empty(), proxy.log());
   BOOST_TEST(!s3.urls.stat("s3://faulty/complete/x"));
 }
 
@@ -196,7 +202,8 @@ BOOST_AUTO_TEST_CASE(a_part_corrupted_in_transit_is_refused_and_the_upload_abort
   BOOST_TEST(contains(e, "s3://faulty/corrupt/ckpt"), e);
   BOOST_TEST(contains(e, "BadDigest"), e);
   BOOST_TEST(proxy.refused() == 1, proxy.log());
-  BOOST_TEST(proxy.count("forward", "^DELETE .*uploadId=") == 1, proxy.log());
+  BOOST_TEST(proxy.count("abort", "^DELETE .*uploadId=") == 1, proxy.log());
+  BOOST_TEST(proxy.open_uploads("faulty").empty(), proxy.log());
   BOOST_TEST(s3.urls.read_all("s3://faulty/corrupt/ckpt") == "previous");
 }
 
@@ -207,4 +214,117 @@ BOOST_AUTO_TEST_CASE(a_put_corrupted_in_transit_is_refused) {
   BOOST_TEST(contains(e, "PutObject"), e);
   BOOST_TEST(contains(e, "BadDigest"), e);
   BOOST_TEST(!s3.urls.stat("s3://faulty/corrupt/small"));
+}
+
+BOOST_AUTO_TEST_CASE(the_proxy_lists_parts_and_uploads_as_s3_does) {
+  // The fixture's own check: an upload in progress is listed with its parts; once completed
+  // it is not.
+  Proxy proxy("[]");
+  S3Urls s3(proxy.config(R"("max_concurrency": 1)"));
+  auto w = s3.urls.open_write("s3://faulty/listing/obj");
+  const std::string data = pattern_bytes(11 * 1024 * 1024, 10);
+  w->write(data.data(), data.size());  // parts 1 and 2 shipped; 1 MiB left for commit
+  auto open = proxy.open_uploads("faulty");
+  BOOST_REQUIRE_EQUAL(open.size(), 1u);
+  BOOST_TEST(open[0].rfind("listing/obj ", 0) == 0, open[0]);
+  const std::string id = open[0].substr(open[0].find(' ') + 1);
+  ember::http::Client c("http", "127.0.0.1", proxy.endpoint().substr(proxy.endpoint().rfind(':') + 1));
+  auto parts = c.send({"GET", "/faulty/listing/obj?uploadId=" + id, {}, ""});
+  BOOST_TEST(parts.status == 200);
+  BOOST_TEST(contains(parts.body, "<PartNumber>1</PartNumber>"), parts.body);
+  w->commit();
+  BOOST_TEST(proxy.open_uploads("faulty").empty(), proxy.log());
+  BOOST_TEST((s3.urls.read_all("s3://faulty/listing/obj") == data));
+}
+
+BOOST_AUTO_TEST_CASE(closing_without_commit_aborts_and_leaves_no_upload) {
+  Proxy proxy("[]");
+  S3Urls s3(proxy.config());
+  s3.urls.put_atomic("s3://faulty/close/ckpt", "previous");
+  {
+    auto w = s3.urls.open_write("s3://faulty/close/ckpt");
+    const std::string data = pattern_bytes(6 * 1024 * 1024, 11);
+    w->write(data.data(), data.size());
+    BOOST_TEST(proxy.open_uploads("faulty").size() == 1u);
+  }
+  BOOST_TEST(proxy.count("abort") == 1, proxy.log());
+  BOOST_TEST(proxy.open_uploads("faulty").empty(), proxy.log());
+  BOOST_TEST(s3.urls.read_all("s3://faulty/close/ckpt") == "previous");
+}
+
+// Three UploadParts must be inside the proxy at the same moment for its barrier to pass: only a
+// client that really has several parts in flight can. With max_concurrency 1 they never overlap.
+BOOST_AUTO_TEST_CASE(parts_are_uploaded_concurrently_with_max_concurrency_above_one) {
+  const std::string data = pattern_bytes(15 * 1024 * 1024 + 1, 12);  // parts 1-3 while writing, 4 at commit
+  {
+    Proxy proxy(R"([{"method": "PUT", "query": "partNumber", "action": "barrier", "parties": 3, "timeout": 60, "times": 3}])");
+    S3Urls s3(proxy.config(R"("max_concurrency": 4)"));
+    upload(s3.urls, "s3://faulty/concurrent/obj", data);
+    BOOST_TEST(proxy.barriers("passed") == 3, proxy.log());
+    BOOST_TEST(proxy.barriers("broken") == 0, proxy.log());
+    BOOST_TEST(proxy.max_overlap("^PUT .*partNumber=") >= 3, proxy.log());
+    BOOST_TEST((s3.urls.read_all("s3://faulty/concurrent/obj") == data));
+  }
+  {
+    Proxy proxy("[]");
+    S3Urls s3(proxy.config(R"("max_concurrency": 1)"));
+    upload(s3.urls, "s3://faulty/concurrent/seq", data);
+    BOOST_TEST(proxy.count("forward", "^PUT .*partNumber=") == 4, proxy.log());
+    BOOST_TEST(proxy.max_overlap("^PUT .*partNumber=") == 1, proxy.log());
+  }
+}
+
+// A write that reported a failed part (the upload is aborted then) must not be followed by a
+// commit that publishes what is left in the buffer over the previous object.
+BOOST_AUTO_TEST_CASE(a_failed_part_is_never_published_by_a_later_commit) {
+  Proxy proxy(R"([{"method": "PUT", "query": "partNumber=1", "action": "status", "status": 503, "code": "SlowDown", "times": -1}])");
+  S3Urls s3(proxy.config(R"("max_concurrency": 1, "max_attempts": 2)"));
+  s3.urls.put_atomic("s3://faulty/gap/ckpt", "previous");
+  const int puts_before = proxy.count("forward", "^PUT /faulty/gap/ckpt$");
+  auto w = s3.urls.open_write("s3://faulty/gap/ckpt");
+  const std::string data = pattern_bytes(12 * 1024 * 1024, 13);
+  std::string write_error;
+  for (std::size_t i = 0; i < data.size() && write_error.empty(); i += 1 << 20) {
+    try {
+      w->write(data.data() + i, 1 << 20);
+    } catch (const std::exception& x) {
+      write_error = x.what();
+    }
+  }
+  BOOST_TEST(contains(write_error, "SlowDown"), write_error);
+  std::string e = error_of([&] { w->commit(); });
+  BOOST_TEST(contains(e, "an earlier part failed"), e);
+  BOOST_TEST(contains(e, "s3://faulty/gap/ckpt"), e);
+  BOOST_TEST(proxy.count("forward", "^PUT /faulty/gap/ckpt$") == puts_before, proxy.log());
+  BOOST_TEST(proxy.open_uploads("faulty").empty(), proxy.log());
+  BOOST_TEST(s3.urls.read_all("s3://faulty/gap/ckpt") == "previous");
+}
+
+// A server that ignores Range answers every chunk with the whole object: refused at once (not
+// retried, not sliced), before a large body is read.
+BOOST_AUTO_TEST_CASE(a_server_ignoring_range_fails_the_read_at_once) {
+  Proxy proxy(R"([{"method": "GET", "action": "ignore_range", "times": -1}])");
+  S3Urls s3(proxy.config(R"("read_chunk_size": 65536, "max_concurrency": 2)"));
+  s3.urls.put_atomic("s3://faulty/range/big", pattern_bytes(1024 * 1024, 14));
+  s3.urls.put_atomic("s3://faulty/range/small", pattern_bytes(40000, 15));
+  std::string big = error_of([&] { s3.urls.read_all("s3://faulty/range/big"); });
+  BOOST_TEST(contains(big, "ignored the Range header"), big);
+  BOOST_TEST(contains(big, "s3://faulty/range/big"), big);
+  BOOST_TEST(!contains(big, "gave up after"), big);
+  // An object under one chunk fits the body limit: the 200 itself is the error.
+  std::string small = error_of([&] { s3.urls.read_all("s3://faulty/range/small"); });
+  BOOST_TEST(contains(small, "not 206 Partial Content"), small);
+  // One GET per chunk in flight, none retried.
+  BOOST_TEST(proxy.count("ignore_range") <= 3, proxy.log());
+}
+
+// The proxy holds the request 3 s before forwarding: far inside the step timeout, past the
+// request's deadline.
+BOOST_AUTO_TEST_CASE(request_deadline_ms_bounds_a_stalled_request) {
+  Proxy proxy(R"([{"method": "PUT", "action": "slow", "delay": 3, "times": 1}])");
+  S3Urls s3(proxy.config(R"("timeout_ms": 20000, "request_deadline_ms": 500, "max_attempts": 1)"));
+  std::string e = error_of([&] { s3.urls.put_atomic("s3://faulty/deadline/k", "x"); });
+  BOOST_TEST(contains(e, "deadline of 500 ms"), e);
+  BOOST_TEST(contains(e, "PutObject"), e);
+  BOOST_TEST(contains(e, "s3://faulty/deadline/k"), e);
 }

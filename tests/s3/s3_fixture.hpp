@@ -9,6 +9,7 @@
 // awaited on a pidfd with poll(), every wait bounded by a deadline.
 #pragma once
 
+#include <ember/http.hpp>
 #include <ember/loader.hpp>
 #include <ember/plugin_backend.hpp>
 #include <ember/storage.hpp>
@@ -21,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -416,6 +418,55 @@ class FaultProxy {
   int verified(const std::string& header) const { return lines("SUM [0-9]+ (.*) ok", "^" + header + "$"); }
   // How many requests the checksum checks refused.
   int refused() const { return lines("BAD [0-9]+ (.*)", ".*"); }
+  // How many "barrier" groups were passed / broken (see the script).
+  int barriers(const std::string& outcome) const { return lines("BARRIER (passed|broken) [0-9]+", "^" + outcome + "$"); }
+
+  // The open multipart uploads of bucket, as ListMultipartUploads through the proxy (which
+  // tracks them as S3 does) lists them: "key uploadId" each.
+  std::vector<std::string> open_uploads(const std::string& bucket) const {
+    ember::http::Client c("http", "127.0.0.1", port_);
+    auto r = c.send({"GET", "/" + bucket + "?uploads=", {}, ""});
+    if (r.status != 200) throw std::runtime_error("ListMultipartUploads via the proxy: HTTP " + std::to_string(r.status) + " " + r.body);
+    std::vector<std::string> out;
+    std::regex up("<Upload><Key>([^<]*)</Key><UploadId>([^<]*)</UploadId>");
+    for (std::sregex_iterator it(r.body.begin(), r.body.end(), up), end; it != end; ++it)
+      out.push_back((*it)[1].str() + " " + (*it)[2].str());
+    return out;
+  }
+  // The HTTP status ListParts gets for an upload through the proxy (404 once aborted).
+  int list_parts_status(const std::string& bucket, const std::string& key, const std::string& upload_id) const {
+    ember::http::Client c("http", "127.0.0.1", port_);
+    return c.send({"GET", "/" + bucket + "/" + key + "?uploadId=" + upload_id, {}, ""}).status;
+  }
+  // The uploadIds of the CreateMultipartUploads the proxy saw answered, from its log of
+  // requests that carried one.
+  std::vector<std::string> upload_ids() const {
+    std::vector<std::string> out;
+    std::regex id("REQ [0-9]+ [A-Z]+ [^ ]*[?&]uploadId=([^& ]+)");
+    std::string text = log();
+    for (std::sregex_iterator it(text.begin(), text.end(), id), end; it != end; ++it)
+      if (std::find(out.begin(), out.end(), (*it)[1].str()) == out.end()) out.push_back((*it)[1].str());
+    return out;
+  }
+  // The largest number of requests matching re (on "METHOD target") that were inside the proxy
+  // at the same moment, from its REQ and END lines (monotonic start and end times).
+  int max_overlap(const std::string& re) const {
+    std::string text = log();
+    std::regex req("REQ ([0-9]+) (.*) -> "), end_line("END ([0-9]+) ([0-9.]+) ([0-9.]+)"), want(re);
+    std::map<std::string, bool> matching;
+    for (std::sregex_iterator it(text.begin(), text.end(), req), e; it != e; ++it)
+      matching[(*it)[1].str()] = std::regex_search((*it)[2].str(), want);
+    std::vector<std::pair<double, int>> events;  // (time, +1 start / -1 end); ends sort first
+    for (std::sregex_iterator it(text.begin(), text.end(), end_line), e; it != e; ++it) {
+      if (!matching[(*it)[1].str()]) continue;
+      events.emplace_back(std::stod((*it)[2].str()), +1);
+      events.emplace_back(std::stod((*it)[3].str()), -1);
+    }
+    std::sort(events.begin(), events.end());
+    int now = 0, most = 0;
+    for (const auto& ev : events) most = std::max(most, now += ev.second);
+    return most;
+  }
 
  private:
   // Lines matching line_re whose group 1 matches re.
@@ -436,8 +487,28 @@ class FaultProxy {
 
 // A UrlSpace with s3:// served by the built plugin (EMBER_S3_SO) configured with config_json,
 // registered the way Session registers a storage plugin (ember::register_storage).
+// Services that keep what plugins log, for tests of warnings.
+class RecordingServices : public Services {
+ public:
+  void log(const std::string& plugin_id, int level, std::string_view message) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      lines_.push_back("[" + plugin_id + "] " + std::to_string(level) + " " + std::string(message));
+    }
+    Services::log(plugin_id, level, message);
+  }
+  std::vector<std::string> lines() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return lines_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<std::string> lines_;
+};
+
 struct S3Urls {
-  Services services;  // the plugin's host side (its own URL space)
+  RecordingServices services;  // the plugin's host side (its own URL space), keeping its log
   PluginInstance instance;
   storage::UrlSpace urls;
   explicit S3Urls(const std::string& config_json)

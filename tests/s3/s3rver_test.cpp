@@ -3,6 +3,7 @@
 #define BOOST_TEST_MODULE s3_s3rver
 #include <boost/test/unit_test.hpp>
 
+#include "aws_config.hpp"
 #include "expect.hpp"
 #include "s3_fixture.hpp"
 
@@ -427,7 +428,65 @@ BOOST_AUTO_TEST_CASE(tls_is_verified_and_ca_bundle_is_honoured) {
     ::unsetenv("AWS_CA_BUNDLE");
   }
   {
+    // Works, and says loudly through the host's log that nothing is verified.
     S3Urls s3(local_config(endpoint, R"("verify_tls": false)"));
     BOOST_TEST(s3.urls.read_all("s3://secure/k") == "over verified TLS");
+    auto lines = s3.services.lines();
+    BOOST_REQUIRE_EQUAL(lines.size(), 1u);
+    BOOST_TEST(contains(lines[0], "[s3] 2 "), lines[0]);  // EMBER_LOG_WARN
+    BOOST_TEST(contains(lines[0], "verification is OFF"), lines[0]);
+    BOOST_TEST(contains(lines[0], "127.0.0.1:" + port), lines[0]);
+    BOOST_TEST(contains(lines[0], "verify_tls"), lines[0]);
   }
+  {
+    S3Urls s3(local_config(endpoint, R"("ca_bundle": ")" + (dir / "cert.pem").string() + "\""));
+    BOOST_TEST(s3.services.lines().empty());
+  }
+}
+
+// Every request is signed (and may carry a session token): plain http is for loopback only
+// unless allow_insecure_http says otherwise. Refused when the plugin is configured, before any
+// request.
+BOOST_AUTO_TEST_CASE(plain_http_to_a_non_loopback_endpoint_needs_allow_insecure_http) {
+  std::string e = error_of([&] { S3Urls s3(local_config("http://s3.example.com:9000/base?x=SECRET")); });
+  BOOST_TEST(contains(e, "endpoint_url"), e);
+  BOOST_TEST(contains(e, "http://s3.example.com:9000/base"), e);
+  BOOST_TEST(contains(e, "allow_insecure_http"), e);
+  BOOST_TEST(!contains(e, "SECRET"), e);
+  S3Urls allowed(local_config("http://s3.example.com:9000", R"("allow_insecure_http": true)"));
+  S3Urls loopback(local_config("http://localhost:9000"));
+  S3Urls tls(local_config("https://s3.example.com"));
+}
+
+// AWS's SDKs fetch container credentials over plain http only from loopback or the ECS / EKS
+// agents' addresses; the token must not go anywhere else.
+BOOST_AUTO_TEST_CASE(container_credentials_over_http_go_only_to_loopback_ecs_or_eks) {
+  namespace s3 = ember::s3;
+  namespace http = ember::http;
+  for (const char* ok : {"http://127.0.0.1:8080/creds", "http://localhost/creds", "http://169.254.170.2/v2/credentials",
+                         "http://169.254.170.23/v1/credentials", "http://[fd00:ec2::23]/v1/credentials",
+                         "http://[::1]:80/c", "https://creds.example.com/x"})
+    BOOST_TEST(s3::container_uri_refusal(http::Url::parse(ok)).empty(), ok);
+  for (const char* bad : {"http://192.0.2.1/creds", "http://169.254.169.254/latest", "http://[fd00:ec2::254]/x",
+                          "http://10.0.0.5:80/creds"})
+    BOOST_TEST(!s3::container_uri_refusal(http::Url::parse(bad)).empty(), bad);
+
+  TempDir dir("ember-s3-ecs-refused");
+  for (const char* v : {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"}) ::unsetenv(v);
+  ::setenv("AWS_SHARED_CREDENTIALS_FILE", (dir / "none").c_str(), 1);
+  ::setenv("AWS_CONFIG_FILE", (dir / "none").c_str(), 1);
+  // TEST-NET-1: nothing answers there, so a client that tried would time out instead.
+  ::setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://192.0.2.1/creds?sig=SECRET", 1);
+  ::setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "ecs-auth-token", 1);
+  {
+    S3Urls s3(R"({"endpoint_url": ")" + server().endpoint() + R"(", "max_attempts": 1})");
+    std::string e = error_of([&] { s3.urls.put_atomic("s3://test/ecs-refused/k", "x"); });
+    BOOST_TEST(contains(e, "AWS_CONTAINER_CREDENTIALS_FULL_URI http://192.0.2.1/creds refused"), e);
+    BOOST_TEST(contains(e, "169.254.170.2"), e);
+    BOOST_TEST(!contains(e, "SECRET"), e);
+    BOOST_TEST(!contains(e, "ecs-auth-token"), e);
+  }
+  for (const char* v : {"AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                        "AWS_CONTAINER_AUTHORIZATION_TOKEN"})
+    ::unsetenv(v);
 }

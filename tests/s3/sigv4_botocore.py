@@ -1,18 +1,28 @@
 #!/usr/bin/python3
 """Sign requests with botocore's S3 SigV4 signer, for the C++ cross-check (sigv4_test.cpp).
 
-Usage: sigv4_botocore.py JOBS.json  -> prints a JSON list of {"authorization", "canonical_request"}.
+Usage: sigv4_botocore.py JOBS.json  -> prints a JSON list of {"authorization", "canonical_request", "path"}.
 
-Each job: method, host, path (already URI-encoded, as sent), query (canonical, as sent), headers
-([name, value] pairs), payload_hash, date (YYYYMMDDTHHMMSSZ), region, access_key, secret_key,
-token. The timestamp and the payload hash are fixed from the job instead of the clock and the body.
+Each job gives the request's parts raw, never encoded by Ember: method, host, bucket (put in the
+path when path_style), key (the object key as the user wrote it), query ([name, value] pairs,
+unencoded), headers ([name, value] pairs), payload_hash, date (YYYYMMDDTHHMMSSZ), region,
+access_key, secret_key, token. botocore builds everything itself: the path with its own REST
+serializer from S3's service model (GetObject's "/{Bucket}/{Key+}", as its S3 client does), the
+canonical query from the raw pairs (AWSRequest params), the canonical request and the signature.
+Only the timestamp and the payload hash are fixed from the job instead of the clock and a body.
 """
 import json
 import sys
 
+import botocore.session
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from botocore.serialize import create_serializer
+
+SESSION = botocore.session.get_session()
+GET_OBJECT = SESSION.get_service_model("s3").operation_model("GetObject")
+SERIALIZER = create_serializer("rest-xml", include_validation=False)
 
 
 class FixedPayloadAuth(S3SigV4Auth):
@@ -24,11 +34,22 @@ class FixedPayloadAuth(S3SigV4Auth):
         return self._payload_hash
 
 
+def url_path(bucket, key, path_style):
+    """The path botocore's S3 client sends for bucket/key: its serializer renders the model's
+    URI template from the raw key; virtual-hosted style then drops the bucket from the path."""
+    rendered = SERIALIZER.serialize_to_request({"Bucket": bucket, "Key": key}, GET_OBJECT)["url_path"]
+    prefix = "/" + bucket
+    assert rendered.startswith(prefix + "/"), rendered
+    return rendered if path_style else rendered[len(prefix):]
+
+
 def sign(job):
     creds = Credentials(job["access_key"], job["secret_key"], job["token"] or None)
     auth = FixedPayloadAuth(creds, job["region"], job["payload_hash"])
-    url = "https://" + job["host"] + job["path"] + ("?" + job["query"] if job["query"] else "")
-    request = AWSRequest(method=job["method"], url=url, headers=dict((h[0], h[1]) for h in job["headers"]))
+    path = url_path(job["bucket"], job["key"], job["path_style"])
+    request = AWSRequest(method=job["method"], url="https://" + job["host"] + path,
+                         headers=dict((h[0], h[1]) for h in job["headers"]),
+                         params=[(q[0], q[1]) for q in job["query"]])
     # What add_auth does, with the job's timestamp instead of utcnow().
     request.context["timestamp"] = job["date"]
     auth._modify_request_before_signing(request)
@@ -36,7 +57,7 @@ def sign(job):
     string_to_sign = auth.string_to_sign(request, canonical)
     signature = auth.signature(string_to_sign, request)
     auth._inject_signature_to_request(request, signature)
-    return {"authorization": request.headers["Authorization"], "canonical_request": canonical}
+    return {"authorization": request.headers["Authorization"], "canonical_request": canonical, "path": path}
 
 
 def main():
