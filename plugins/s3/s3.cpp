@@ -35,6 +35,7 @@
 #include <mutex>
 #include <random>
 #include <sstream>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -72,7 +73,7 @@ constexpr const char* kSchema = R"({
     "max_keys": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1000},
     "dot_segments": {"type": "string", "enum": ["refuse", "allow"], "default": "refuse"},
     "checksum": {"type": "string", "enum": ["crc32c", "md5"], "default": "crc32c"},
-    "request_deadline_ms": {"type": "integer", "minimum": 0, "default": 600000},
+    "request_deadline_ms": {"type": "integer", "minimum": 0, "maximum": 86400000, "default": 600000},
     "allow_insecure_http": {"type": "boolean", "default": false}
   }
 })";
@@ -861,6 +862,7 @@ class S3Plugin final : public plugin::Plugin {
       std::string dir = loc.key.empty() || loc.key.back() == '/' ? loc.key : loc.key + "/";
       Location bucket{loc.bucket, ""};
       std::string token;
+      std::set<std::string> seen;  // continuation tokens already followed
       std::vector<storage_entry> entries;
       for (;;) {
         Params q{{"list-type", "2"}, {"prefix", dir}, {"delimiter", "/"},
@@ -889,6 +891,13 @@ class S3Plugin final : public plugin::Plugin {
         bool truncated = res->get<std::string>("IsTruncated", "false") == "true";
         token = res->get<std::string>("NextContinuationToken", "");
         if (!truncated || token.empty()) break;
+        // A server that hands back a token it gave before would keep this loop (and the list)
+        // growing forever; botocore's paginator refuses it too.
+        if (!seen.insert(token).second)
+          throw S3Error("S3 ListObjectsV2 s3://" + loc.bucket + "/" + dir +
+                            ": the server repeated a continuation token; the listing would never end" +
+                            p.service_.context(),
+                        EMBER_E_IO);
       }
       std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.url < b.url; });
       for (const auto& e : entries) {

@@ -27,7 +27,7 @@ implementation, independent of the plugin's.
 The schedule is a JSON list of rules, tried in order; the first that matches a request and has
 times left acts on it (no match: forward).
   {"method": "PUT", "query": "partNumber", "path": "part-of-path",   # all optional
-   "action": "status" | "reset" | "slow" | "corrupt" | "barrier" | "ignore_range",
+   "action": "status" | "reset" | "slow" | "corrupt" | "barrier" | "ignore_range" | "answer",
    "times": 2,                 # how many requests it acts on; -1 = forever
    "skip": 0,                  # let this many matching requests through first
    "status": 503, "code": "SlowDown", "message": "Please reduce your request rate.",
@@ -36,6 +36,7 @@ times left acts on it (no match: forward).
 "reset" closes the connection with an RST before answering; "corrupt" flips one bit of the
 request body in transit, then forwards it (to the checks above, with --checksums);
 "ignore_range" drops the Range header before forwarding (a server that ignores Range).
+"answer" replies 200 with the rule's "body" (XML) instead of forwarding.
 "barrier" holds each matching request until `parties` of them are inside the proxy at once,
 then forwards them all and prints "BARRIER passed"; if they do not all arrive within `timeout`
 seconds it prints "BARRIER broken" and forwards them anyway. A client that sends one request at
@@ -283,6 +284,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.send_header("Content-Length", str(len(xml)))
                 self.end_headers()
                 self.wfile.write(xml)
+            return
+        if action == "answer":
+            data = rule.get("body", "").encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
             return
         if action == "slow":
             time.sleep(float(rule.get("delay", 2.0)))

@@ -328,3 +328,16 @@ BOOST_AUTO_TEST_CASE(request_deadline_ms_bounds_a_stalled_request) {
   BOOST_TEST(contains(e, "PutObject"), e);
   BOOST_TEST(contains(e, "s3://faulty/deadline/k"), e);
 }
+
+// A listing whose server answers every page "truncated, continue with tok" (found by the fuzz
+// target for S3 answers): the plugin stops with an error instead of listing forever.
+BOOST_AUTO_TEST_CASE(a_repeated_continuation_token_ends_the_listing_with_an_error) {
+  Proxy proxy(R"([{"method": "GET", "query": "list-type", "action": "answer", "times": -1,
+                   "body": "<ListBucketResult><Contents><Key>loop/a</Key><Size>1</Size></Contents><IsTruncated>true</IsTruncated><NextContinuationToken>tok</NextContinuationToken></ListBucketResult>"}])");
+  S3Urls s3(proxy.config());
+  std::string e = error_of([&] { s3.urls.list("s3://faulty/loop/"); });
+  BOOST_TEST(contains(e, "repeated a continuation token"), e);
+  BOOST_TEST(contains(e, "s3://faulty/loop/"), e);
+  // The first page and the one that repeated its token: nothing more.
+  BOOST_TEST(proxy.count("answer") == 2, proxy.log());
+}
