@@ -19,6 +19,9 @@ Everything it receives is appended as JSON lines to --log (one object per reques
               tells when a client is blocked in one, so a test knows where the client is
       reset:  the next N requests have their connection closed without a response
                   "sink": true}
+      plant_artifact: {"project", "collection", ["entity", "type", "aliases"], "files": {PATH: {"b64": BYTES,
+              ["md5": DIGEST]}}} commits a version directly, manifest and all, with paths and MD5s no
+              honest client would upload (hostile "../x", a wrong digest): tests of `ember wandb download`
       sink:   file_stream history lines are counted (run "sunk_rows", "sunk_last_offset"), not
               parsed or logged: the throughput figure then measures the client, not this server
   GET /_state   what it stored (runs, history, summary, files, artifacts) and a request summary;
@@ -46,7 +49,7 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 OP_RE = re.compile(r"(query|mutation)\s+(\w+)")
 TYPE_ALIAS_RE = re.compile(r"(\w+)\s*:\s*__type\s*\(\s*name\s*:\s*\"(\w+)\"\s*\)")
@@ -357,7 +360,8 @@ class Handler(BaseHTTPRequestHandler):
                 st.api_key = c["api_key"]
             if "sink" in c:
                 st.sink = bool(c["sink"])
-        self.reply(200, {"ok": True})
+            planted = self.plant_artifact(c["plant_artifact"]) if "plant_artifact" in c else None
+        self.reply(200, {"ok": True, "planted": planted})
 
     def holds(self, cond, run, n):
         """Evaluate a /_wait condition; the state lock is held."""
@@ -426,6 +430,9 @@ class Handler(BaseHTTPRequestHandler):
         key = path[len("/storage/"):]
         st = self.st
         if self.command == "PUT":
+            refused = self.refuse_upload(key, body)
+            if refused:
+                return self.reply(403, {"error": refused}, "application/json")
             with st.lock:
                 st.blobs[key] = body
                 parts = key.split("/")
@@ -569,13 +576,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def op_CreateRunFiles(self, query, v):
         r = self.st.run(v.get("entity"), v.get("project"), v.get("run"))
-        base = "%s/storage/runs/%s/%s/%s/" % (self.base(), r["entity"], r["project"], r["name"])
+        base = "%s/storage/runs/%s/%s/%s/" % (self.base(), *(quote(r[k], safe="") for k in ("entity", "project", "name")))
         return {"createRunFiles": {"runID": r["id"], "uploadHeaders": [],
                                    "files": [{"name": f, "uploadUrl": base + f} for f in v.get("files") or []]}}
 
     def op_RunUploadUrls(self, query, v):
         r = self.st.run(v.get("entity"), v.get("name"), v.get("run"))
-        base = "%s/storage/runs/%s/%s/%s/" % (self.base(), r["entity"], r["project"], r["name"])
+        base = "%s/storage/runs/%s/%s/%s/" % (self.base(), *(quote(r[k], safe="") for k in ("entity", "project", "name")))
         edges = [{"node": {"name": f, "url": base + f, "updatedAt": None}} for f in v.get("files") or []]
         return {"model": {"bucket": {"id": r["id"], "files": {"uploadHeaders": [], "edges": edges}}}}
 
@@ -677,7 +684,9 @@ class Handler(BaseHTTPRequestHandler):
             "id": "manifest-" + a["id"], "file": {
                 "id": "file-manifest-" + a["id"], "name": "wandb_manifest.json",
                 "displayName": "wandb_manifest.json",
-                "uploadUrl": url if include else None, "uploadHeaders": [] if include else None}}}}
+                "uploadUrl": url if include else None,
+                "uploadHeaders": self.upload_headers_for("artifacts/%s/wandb_manifest.json" % a["id"],
+                                                         inp.get("digest")) if include else None}}}}
 
     op_UpdateArtifactManifest = op_CreateArtifactManifest
 
@@ -688,7 +697,8 @@ class Handler(BaseHTTPRequestHandler):
             key = "artifacts/%s/files/%s" % (a["id"], f["name"])
             a["files"][f["name"]] = {"md5": f.get("md5"), "key": key}
             edges.append({"node": {"id": "file-" + key, "name": f["name"], "displayName": f["name"],
-                                   "uploadUrl": self.file_url(a, f["name"]), "uploadHeaders": [],
+                                   "uploadUrl": self.file_url(a, f["name"]),
+                                   "uploadHeaders": self.upload_headers_for(key, f.get("md5")),
                                    "storagePath": key, "uploadMultipartUrls": None,
                                    "artifact": {"id": a["id"]}}})
         return {"createArtifactFiles": {"files": {"edges": edges}}}
@@ -734,6 +744,68 @@ class Handler(BaseHTTPRequestHandler):
         return {"useArtifact": {"artifact": {"id": a["id"], "digest": a["digest"], "description": a["description"],
                                              "state": a["state"], "createdAt": a["createdAt"],
                                              "metadata": a["metadata"]} if a else None}}
+
+    # -- storage signatures (uploadHeaders) ------------------------------------------------------
+    # W&B's storage signs an artifact upload URL over the headers CreateArtifactFiles /
+    # CreateArtifactManifest return (Content-MD5 among them) and refuses a PUT without them.
+    def upload_headers_for(self, key, md5_b64):
+        """The uploadHeaders for storage key `key` ("Name:Value" strings), remembered for the PUT."""
+        if not md5_b64:
+            return []
+        sig = hashlib.sha256(("%s\n%s" % (key, md5_b64)).encode()).hexdigest()[:32]
+        want = {"Content-MD5": md5_b64, UPLOAD_SIG_HEADER: sig}
+        self.st.__dict__.setdefault("expected_headers", {})[key] = want
+        return ["%s:%s" % kv for kv in want.items()]
+
+    def refuse_upload(self, key, body):
+        """Why a storage PUT is refused (missing or wrong signed headers, body not matching its
+        Content-MD5), or None. Keys that were never signed (run files) are not checked."""
+        with self.st.lock:
+            want = getattr(self.st, "expected_headers", {}).get(key)
+        if not want:
+            return None
+        for name, value in want.items():
+            got = self.headers.get(name)
+            if got != value:
+                return "upload of %s: header %s is %s; the signed upload URL requires %r" % (
+                    key, name, "missing" if got is None else repr(got), value)
+        if base64.b64encode(hashlib.md5(body).digest()).decode() != want["Content-MD5"]:
+            return "upload of %s: the body does not match its Content-MD5" % key
+        return None
+
+    # -- planted artifacts (tests of downloads) ----------------------------------------------------
+    def plant_artifact(self, spec):
+        """A committed version made directly from `spec` (see /_control); the state lock is held."""
+        st = self.st
+        entity = spec.get("entity") or st.default_entity
+        key = (entity, spec["project"], spec["collection"])
+        c = st.collections.setdefault(key, {"type": spec.get("type", "model"), "versions": [], "aliases": {}})
+        aid = base64.b64encode(("Artifact:" + uuid.uuid4().hex[:12]).encode()).decode()
+        files, contents = {}, {}
+        for path, f in (spec.get("files") or {}).items():
+            data = base64.b64decode(f.get("b64", ""))
+            skey = "artifacts/%s/files/%s" % (aid, path)
+            st.blobs[skey] = data
+            md5 = f.get("md5") or base64.b64encode(hashlib.md5(data).digest()).decode()
+            files[path] = {"md5": md5, "key": skey}
+            contents[path] = {"digest": md5, "birthArtifactID": aid, "size": len(data)}
+        manifest = json.dumps({"version": 1, "storagePolicy": "wandb-storage-policy-v1",
+                               "storagePolicyConfig": {"storageLayout": "V2"}, "contents": contents})
+        st.blobs["artifacts/%s/wandb_manifest.json" % aid] = manifest.encode()
+        digest = hashlib.md5(("wandb-artifact-manifest-v1\n" + "".join(
+            "%s:%s\n" % (p, contents[p]["digest"]) for p in sorted(contents))).encode()).hexdigest()
+        a = {"id": aid, "entity": entity, "project": spec["project"], "collection": spec["collection"],
+             "type": c["type"], "digest": digest, "state": "COMMITTED", "description": None,
+             "metadata": json.dumps(spec.get("metadata") or {}), "aliases": [],
+             "versionIndex": len(c["versions"]), "files": files, "runName": None,
+             "createdAt": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()), "manifest": manifest}
+        st.artifacts[aid] = a
+        c["versions"].append(aid)
+        self.move_aliases(a, ["latest"] + list(spec.get("aliases") or []))
+        return {"id": aid, "version": "v%d" % a["versionIndex"]}
+
+
+UPLOAD_SIG_HEADER = "X-Ember-Test-Signature"
 
 
 def main():
