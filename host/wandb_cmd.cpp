@@ -116,8 +116,8 @@ int run_wandb(int argc, char** argv) {
       wb::RunRef run = wb::upload_run(api, data);
       if (spool)
         for (const auto& f : used) store.remove((dir / f).string());
-      else
-        std::ofstream(dir / (".synced"));
+      else  // O_NOFOLLOW: a planted .synced symlink must not truncate its target
+        wb::write_file_under(dir.string(), ".synced", "", "sync marker");
       std::cout << "synced " << data.history.size() << " history rows of run " << run.entity << "/" << run.project << "/"
                 << run.run_id << " to " << base_url << "\n";
       return 0;
@@ -140,7 +140,7 @@ int run_wandb(int argc, char** argv) {
       return 0;
     }
   } catch (const std::exception& e) {
-    std::cerr << "ember wandb " << cmd << ": " << e.what() << "\n";
+    std::cerr << "ember wandb " << cmd << ": " << wb::strip_query_strings(e.what()) << "\n";
     return 1;
   }
   std::cerr << "ember wandb: unknown command '" << cmd << "'\n";

@@ -260,6 +260,20 @@ BOOST_AUTO_TEST_CASE(symlink_in_the_run_directory_is_refused_not_followed) {
   BOOST_TEST(json::serialize(srv.state()).find("TOP-SECRET") == std::string::npos);
 }
 
+BOOST_AUTO_TEST_CASE(planted_synced_marker_symlink_does_not_truncate_its_target) {
+  ember::test::wandb::CleanEnv env;
+  Server srv;
+  TempDir tmp("wandb-sync");
+  fs::path victim = tmp.path() / "victim.txt";
+  std::ofstream(victim) << "precious";
+  fs::path dir = offline_dir(tmp.path(), "syn00001", {});
+  fs::create_symlink(victim, dir / ".synced");
+  auto r = sync(dir, {"--base-url", srv.url()});
+  BOOST_TEST(r.exit_code == 1, r.describe());
+  BOOST_TEST(r.err.find("symlink") != std::string::npos, r.describe());
+  BOOST_TEST(read_file(victim) == "precious");
+}
+
 // A spool directory's meta.json names a base URL; the key must not go there. The user's own
 // settings (here W&B's settings file) decide.
 BOOST_AUTO_TEST_CASE(spool_meta_json_does_not_choose_where_the_key_goes) {
