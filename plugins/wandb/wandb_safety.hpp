@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <boost/asio/ip/address.hpp>
+#include <boost/url/encode.hpp>
+#include <boost/url/rfc/unreserved_chars.hpp>
 #include <cctype>
 #include <cstring>
 #include <filesystem>
@@ -271,21 +273,10 @@ inline std::vector<std::string> redact_argv(std::vector<std::string> argv) {
   return argv;
 }
 
-// One URL path segment percent-encoded (RFC 3986 unreserved characters kept), so a name with
-// spaces, '/', '?', CR or LF stays one segment of one request line.
+// One URL path segment percent-encoded (Boost.URL; RFC 3986 unreserved characters kept, upper-case
+// hex), so a name with spaces, '/', '?', CR or LF stays one segment of one request line.
 inline std::string encode_path_segment(std::string_view s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
+  return boost::urls::encode(boost::core::string_view(s.data(), s.size()), boost::urls::unreserved_chars);
 }
 
 inline bool has_control_chars(std::string_view s) {
