@@ -1,7 +1,9 @@
 #include "commands.hpp"
 
 #include <ember/loader.hpp>
+#include <ember/redact.hpp>
 #include <ember/run_config.hpp>
+#include <ember/signals.hpp>
 #include <ember/version.hpp>
 
 #include <iostream>
@@ -91,6 +93,8 @@ int run_config(const Options& opt) {
     json::value cfg = load_run_config(opt.config, opt.overrides);
     Catalog catalog = scan_plugins(opt, &cfg);
     check_plugin_configs(opt, cfg, catalog);
+    // Secrets (schema `writeOnly`) print as "***": this output is pasted into issues and logs.
+    redact_run_config(cfg, plugin_schemas(catalog));
     std::cout << json::serialize(cfg) << "\n";
     return 0;
   } catch (const ConfigError& e) {
@@ -102,6 +106,9 @@ int run_config(const Options& opt) {
 int run_trainer_impl(Command cmd, const Options& opt, json::value cfg, Catalog& catalog);
 
 int run_trainer(Command cmd, const Options& opt) {
+  // SIGINT/SIGTERM from here on stop the run at the next batch boundary with loggers finalized
+  // (include/ember/signals.hpp); a second one ends the process at once.
+  StopOnSignals stop_on_signals;
   json::value cfg;
   Catalog catalog;
   try {
@@ -112,8 +119,18 @@ int run_trainer(Command cmd, const Options& opt) {
     std::cerr << "ember: config error:\n" << e.what() << "\n";
     return 2;
   }
+  if (int signo = caught_stop_signal()) {  // before anything was created or written
+    std::cerr << "ember: interrupted: " << signal_name(signo) << " received before the run started\n";
+    return 128 + signo;
+  }
   try {
-    return run_trainer_impl(cmd, opt, std::move(cfg), catalog);
+    int rc = run_trainer_impl(cmd, opt, std::move(cfg), catalog);
+    if (int signo = caught_stop_signal())  // after the last batch boundary: the run finished anyway
+      std::cerr << "ember: " << signal_name(signo) << " received after the last step; the run completed\n";
+    return rc;
+  } catch (const Interrupted& e) {
+    std::cerr << "ember: interrupted: " << e.what() << "; loggers finalized\n";
+    return e.exit_status();
   } catch (const ConfigError& e) {
     std::cerr << "ember: config error:\n" << e.what() << "\n";
     return 2;

@@ -1,5 +1,5 @@
 // The `ember` command: parse, load, run, report. Exit codes: 0 ok, 2 usage or config error,
-// 1 runtime failure.
+// 1 runtime failure, 128 + N a run stopped cleanly by signal N (130 SIGINT, 143 SIGTERM).
 #include "commands.hpp"
 
 #include <CLI/CLI.hpp>

@@ -7,7 +7,20 @@
 
 namespace ember::cli {
 
+static ember_stage_t stage_of(Command cmd) {
+  switch (cmd) {
+    case Command::fit: return EMBER_STAGE_FIT;
+    case Command::validate: return EMBER_STAGE_VALIDATE;
+    case Command::test: return EMBER_STAGE_TEST;
+    case Command::predict: return EMBER_STAGE_PREDICT;
+  }
+  return EMBER_STAGE_NONE;
+}
+
 int run_trainer_impl(Command cmd, const Options& opt, boost::json::value cfg, Catalog& catalog) {
+  // The whole run config is known good before any plugin is created or anything written (a
+  // logger that has started writes its version directory, even on failure).
+  check_data_config(cfg, stage_of(cmd), opt.config);
   for (const auto& r : catalog.refusals) std::cerr << "ember: warning: " << r << "\n";
   std::string ckpt = opt.ckpt_path;
   if (ckpt.empty())

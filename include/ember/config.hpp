@@ -5,11 +5,13 @@
 #pragma once
 
 #include <ember/error.hpp>
+#include <ember/json_parse.hpp>
 
 #include <boost/json.hpp>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -49,26 +51,24 @@ inline std::string nearest(std::string_view word, const std::vector<std::string>
   return best_d <= limit ? best : std::string();
 }
 
-// Parse text; on error throw ConfigError "NAME:LINE:COL: message".
-inline json::value parse(std::string_view text, const std::string& name) {
+// The options every config text is read with: comments and trailing commas, as hand-written
+// configs have them.
+inline json::parse_options parse_options() {
   json::parse_options opt;
   opt.allow_comments = true;
   opt.allow_trailing_commas = true;
-  json::stream_parser p(json::storage_ptr(), opt);
-  boost::system::error_code ec;
-  // write() (not write_some) so that text after a complete value is an error at its position.
-  std::size_t used = p.write(text.data(), text.size(), ec);
-  if (!ec) p.finish(ec), used = text.size();
-  if (ec) {
-    std::size_t line = 1, col = 1;
-    for (std::size_t i = 0; i < used && i < text.size(); ++i) {
-      if (text[i] == '\n') ++line, col = 1;
-      else ++col;
-    }
-    throw ConfigError(name + ":" + std::to_string(line) + ":" + std::to_string(col) + ": " +
-                      ec.message() + " (expected valid JSON)");
-  }
-  return p.release();
+  return opt;
+}
+
+// Parse text; on error throw ConfigError "NAME:LINE:COL: message". Refuses, besides bad JSON, a
+// key repeated in one object and numbers beyond double's range (json_parse.hpp says why).
+inline json::value parse(std::string_view text, const std::string& name) {
+  json_parse::Failure f;
+  auto v = json_parse::parse(text, parse_options(), f);
+  if (v) return std::move(*v);
+  auto [line, col] = json_parse::line_col(text, f.offset);
+  throw ConfigError(name + ":" + std::to_string(line) + ":" + std::to_string(col) + ": " + f.message +
+                    (f.kind == json_parse::Failure::Kind::syntax ? " (expected valid JSON)" : ""));
 }
 
 inline json::value load_file(const std::string& path) {
@@ -86,10 +86,13 @@ inline void apply_override(json::value& root, std::string_view assignment) {
     throw ConfigError("--set " + std::string(assignment) + ": expected KEY.PATH=VALUE");
   std::string path(assignment.substr(0, eq));
   std::string raw(assignment.substr(eq + 1));
-  json::value value;
-  boost::system::error_code ec;
-  json::value parsed = json::parse(raw, ec);
-  value = ec ? json::value(raw) : parsed;
+  // Text that is not JSON at all is a string; JSON a config may not hold (a repeated key, a
+  // number beyond double's range) is an error. The message leaves VALUE out: it may be a secret.
+  json_parse::Failure f;
+  auto parsed = json_parse::parse(raw, parse_options(), f);
+  if (!parsed && f.kind != json_parse::Failure::Kind::syntax)
+    throw ConfigError("--set " + path + ": VALUE at column " + std::to_string(f.offset + 1) + ": " + f.message);
+  json::value value = parsed ? std::move(*parsed) : json::value(raw);
   if (!root.is_object()) root = json::object();
   json::value* cur = &root;
   std::size_t start = 0;
@@ -146,6 +149,30 @@ inline bool has_type(const json::value& v, std::string_view t) {
   return false;
 }
 
+// Whether v is a whole number that int64 holds exactly. Every "integer" in a schema must be: the
+// host and the plugins convert them to int64 (or narrower, bounded by the schema's maximum), and a
+// conversion of 1e300 is undefined behaviour, not an error.
+inline bool fits_int64(const json::value& v) {
+  if (v.is_int64()) return true;
+  if (v.is_uint64()) return v.as_uint64() <= static_cast<std::uint64_t>(INT64_MAX);
+  if (!v.is_double()) return false;
+  const double d = v.as_double();
+  // 2^63 is exact in a double; int64 holds [-2^63, 2^63).
+  return std::floor(d) == d && d >= -9223372036854775808.0 && d < 9223372036854775808.0;
+}
+
+// The schema keyword that marks a secret value (a key, a token, a password): JSON Schema's own
+// annotation `writeOnly: true` ("may be set, never read back"), which validators that do not
+// know Ember ignore, rather than a private "x-" keyword. A secret is never shown: `ember config`
+// prints kRedacted in its place, and no message quotes it.
+inline constexpr const char* kSecretKeyword = "writeOnly";
+inline constexpr const char* kRedacted = "***";
+
+inline bool is_secret(const json::object& schema) {
+  const json::value* w = schema.if_contains(kSecretKeyword);
+  return w && w->is_bool() && w->as_bool();
+}
+
 // A JSON value for messages: numbers in plain decimal (0.9, not 9E-1).
 inline std::string show(const json::value& v) {
   if (v.is_double()) {
@@ -160,13 +187,17 @@ inline double number_of(const json::value& v) {
   return v.is_double() ? v.as_double() : v.is_int64() ? double(v.as_int64()) : double(v.as_uint64());
 }
 
-// Validate value against schema (a JSON Schema subset); append problems to issues. When
-// fill_defaults is set, absent properties that declare a default get it.
+namespace detail {
+
+// validate() with `secret` set inside a value marked secret (kSecretKeyword): its messages say
+// what was expected but never quote the value.
 inline void validate(json::value& value, const json::value& schema, const std::string& path,
-                     std::vector<Issue>& issues, bool fill_defaults = false) {
+                     std::vector<Issue>& issues, bool fill_defaults, bool secret) {
   if (!schema.is_object()) return;
   const json::object& s = schema.as_object();
   const std::string here = path.empty() ? "(root)" : path;
+  secret = secret || is_secret(s);
+  auto shown = [&](const json::value& v) { return secret ? std::string(kRedacted) : show(v); };
 
   for (const char* combinator : {"anyOf", "oneOf"}) {
     if (auto* alts = s.if_contains(combinator)) {
@@ -175,7 +206,7 @@ inline void validate(json::value& value, const json::value& schema, const std::s
       for (const auto& alt : alts->as_array()) {
         std::vector<Issue> trial;
         json::value copy = value;
-        validate(copy, alt, path, trial, fill_defaults);
+        validate(copy, alt, path, trial, fill_defaults, secret);
         if (trial.empty()) {
           value = copy;
           ok = true;
@@ -189,11 +220,14 @@ inline void validate(json::value& value, const json::value& schema, const std::s
   }
 
   if (auto* t = s.if_contains("type")) {
-    bool ok = false;
+    bool ok = false, too_big = false;
     std::string expected;
     auto check = [&](const json::value& one) {
       std::string_view name = one.as_string();
-      if (has_type(value, name)) ok = true;
+      if (has_type(value, name)) {
+        if (name == "integer" && !fits_int64(value)) too_big = true;
+        else ok = true;
+      }
       if (!expected.empty()) expected += " or ";
       expected += std::string(name);
     };
@@ -201,6 +235,18 @@ inline void validate(json::value& value, const json::value& schema, const std::s
       for (const auto& one : t->as_array()) check(one);
     else
       check(*t);
+    if (!ok && too_big) {
+      // Past int64: say so, unless the schema's own bounds (checked below) already refuse it.
+      const double x = number_of(value);
+      const json::value* lo = s.if_contains("minimum");
+      const json::value* hi = s.if_contains("maximum");
+      if (!((lo && lo->is_number() && x < number_of(*lo)) || (hi && hi->is_number() && x > number_of(*hi)))) {
+        issues.push_back({here, "expected an integer between -9223372036854775808 and 9223372036854775807, got " +
+                                    shown(value)});
+        return;
+      }
+      ok = true;
+    }
     if (!ok) {
       issues.push_back({here, std::string("expected ") + expected + ", got " + kind_of(value)});
       return;
@@ -214,8 +260,8 @@ inline void validate(json::value& value, const json::value& schema, const std::s
       allowed += (allowed.empty() ? "" : ", ") + show(one);
     }
     if (!found) {
-      std::string msg = "expected one of " + allowed + ", got " + show(value);
-      if (value.is_string()) {
+      std::string msg = "expected one of " + allowed + ", got " + shown(value);
+      if (value.is_string() && !secret) {
         std::vector<std::string> names;
         for (const auto& one : e->as_array())
           if (one.is_string()) names.emplace_back(one.as_string());
@@ -226,15 +272,15 @@ inline void validate(json::value& value, const json::value& schema, const std::s
     }
   }
   if (auto* c = s.if_contains("const"); c && *c != value)
-    issues.push_back({here, "expected " + show(*c) + ", got " + show(value)});
+    issues.push_back({here, "expected " + show(*c) + ", got " + shown(value)});
   if (value.is_number()) {
     double x = number_of(value);
     if (auto* m = s.if_contains("minimum"); m && x < number_of(*m))
-      issues.push_back({here, "expected a value >= " + show(*m) + ", got " + show(value)});
+      issues.push_back({here, "expected a value >= " + show(*m) + ", got " + shown(value)});
     if (auto* m = s.if_contains("exclusiveMinimum"); m && x <= number_of(*m))
-      issues.push_back({here, "expected a value > " + show(*m) + ", got " + show(value)});
+      issues.push_back({here, "expected a value > " + show(*m) + ", got " + shown(value)});
     if (auto* m = s.if_contains("maximum"); m && x > number_of(*m))
-      issues.push_back({here, "expected a value <= " + show(*m) + ", got " + show(value)});
+      issues.push_back({here, "expected a value <= " + show(*m) + ", got " + shown(value)});
   }
   if (value.is_string()) {
     if (auto* m = s.if_contains("minLength"); m && value.as_string().size() < number_of(*m))
@@ -244,7 +290,7 @@ inline void validate(json::value& value, const json::value& schema, const std::s
     if (auto* items = s.if_contains("items")) {
       auto& arr = value.as_array();
       for (std::size_t i = 0; i < arr.size(); ++i)
-        validate(arr[i], *items, path + "[" + std::to_string(i) + "]", issues, fill_defaults);
+        validate(arr[i], *items, path + "[" + std::to_string(i) + "]", issues, fill_defaults, secret);
     }
   }
   if (value.is_object()) {
@@ -259,7 +305,7 @@ inline void validate(json::value& value, const json::value& schema, const std::s
     for (auto& kv : obj) {
       std::string child = join_path(path, kv.key());
       if (props && props->contains(kv.key())) {
-        validate(kv.value(), props->at(kv.key()), child, issues, fill_defaults);
+        validate(kv.value(), props->at(kv.key()), child, issues, fill_defaults, secret);
       } else if (additional && additional->is_bool() && !additional->as_bool()) {
         std::vector<std::string> names;
         if (props)
@@ -273,13 +319,52 @@ inline void validate(json::value& value, const json::value& schema, const std::s
         }
         issues.push_back({child, msg});
       } else if (additional && additional->is_object()) {
-        validate(kv.value(), *additional, child, issues, fill_defaults);
+        validate(kv.value(), *additional, child, issues, fill_defaults, secret);
       }
     }
     if (fill_defaults && props)
       for (const auto& p : *props)
         if (!obj.contains(p.key()) && p.value().is_object())
           if (auto* d = p.value().as_object().if_contains("default")) obj[p.key()] = *d;
+  }
+}
+
+}  // namespace detail
+
+// Validate value against schema (a JSON Schema subset); append problems to issues. When
+// fill_defaults is set, absent properties that declare a default get it. Numbers must be finite
+// (parse() refuses others) and an "integer" must fit int64; a value marked secret
+// (kSecretKeyword) is never quoted in an issue.
+inline void validate(json::value& value, const json::value& schema, const std::string& path,
+                     std::vector<Issue>& issues, bool fill_defaults = false) {
+  detail::validate(value, schema, path, issues, fill_defaults, false);
+}
+
+// Replace every value that schema marks secret (kSecretKeyword) with kRedacted, for printing.
+// Absent, null and empty-string secrets stay as they are: "not set" is worth seeing and tells
+// nothing. Follows properties, additionalProperties, items, and every anyOf/oneOf alternative
+// (redacting too much is the safe side).
+inline void redact(json::value& value, const json::value& schema) {
+  if (!schema.is_object()) return;
+  const json::object& s = schema.as_object();
+  if (is_secret(s)) {
+    if (!value.is_null() && !(value.is_string() && value.as_string().empty())) value = kRedacted;
+    return;
+  }
+  for (const char* combinator : {"anyOf", "oneOf"})
+    if (auto* alts = s.if_contains(combinator); alts && alts->is_array())
+      for (const auto& alt : alts->as_array()) redact(value, alt);
+  if (value.is_array())
+    if (auto* items = s.if_contains("items"))
+      for (auto& e : value.as_array()) redact(e, *items);
+  if (value.is_object()) {
+    const json::object* props = nullptr;
+    if (auto* p = s.if_contains("properties"); p && p->is_object()) props = &p->as_object();
+    const json::value* additional = s.if_contains("additionalProperties");
+    for (auto& kv : value.as_object()) {
+      if (props && props->contains(kv.key())) redact(kv.value(), props->at(kv.key()));
+      else if (additional && additional->is_object()) redact(kv.value(), *additional);
+    }
   }
 }
 

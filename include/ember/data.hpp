@@ -9,7 +9,9 @@
 #include <torch/torch.h>
 #include <zlib.h>
 
+#include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -58,15 +60,27 @@ inline torch::Tensor read_idx_file(const storage::UrlSpace& urls, const std::str
   const unsigned type = static_cast<unsigned char>(b[2]), dims = static_cast<unsigned char>(b[3]);
   if (type != 0x08) throw RuntimeError(url + ": idx type " + std::to_string(type) + " unsupported (expected 0x08 ubyte)");
   if (dims == 0 || b.size() < 4 + 4 * dims) throw RuntimeError(url + ": truncated idx header");
-  std::vector<std::int64_t> shape;
-  std::int64_t count = 1;
-  for (unsigned d = 0; d < dims; ++d) shape.push_back(be32(b, 4 + 4 * d)), count *= shape.back();
+  // The element count is the product of up to 255 32-bit sizes: checked, so a header whose
+  // product wraps around to the body size is refused here rather than by libtorch (a
+  // backtrace, not a message).
   const std::size_t off = 4 + 4 * dims;
-  if (b.size() - off != static_cast<std::size_t>(count))
-    throw RuntimeError(url + ": idx body has " + std::to_string(b.size() - off) + " bytes, header says " +
-                       std::to_string(count));
+  const std::uint64_t body = b.size() - off;
+  std::vector<std::int64_t> shape;
+  std::string declared;
+  std::uint64_t count = 1;
+  bool overflow = false;
+  for (unsigned d = 0; d < dims; ++d) {
+    const std::uint32_t n = be32(b, 4 + 4 * d);
+    shape.push_back(n);
+    declared += (d ? " x " : "") + std::to_string(n);
+    if (__builtin_mul_overflow(count, std::uint64_t{n}, &count)) overflow = true;
+  }
+  if (overflow || count != body)
+    throw RuntimeError(url + ": idx body has " + std::to_string(body) + " bytes, header says " +
+                       (overflow ? declared + " (more than 2^64 elements)" : std::to_string(count)));
+  if (count == 0) throw RuntimeError(url + ": idx file holds no data (" + declared + ")");
   auto t = torch::empty(shape, torch::kUInt8);
-  std::memcpy(t.data_ptr(), b.data() + off, static_cast<std::size_t>(count));
+  std::memcpy(t.data_ptr(), b.data() + off, static_cast<std::size_t>(body));
   return t;
 }
 
@@ -89,8 +103,24 @@ inline Dataset read_idx(const storage::UrlSpace& urls, const std::vector<std::st
   return d;
 }
 
+// One CSV field as a finite number. Blanks around it (and a CRLF line's \r) are allowed; any
+// other trailing text is an error, so "1abc" is not read as 1.
+inline double csv_number(const std::string& field, const std::string& where) {
+  const char* s = field.c_str();
+  char* end = nullptr;
+  const double v = std::strtod(s, &end);
+  const char* rest = end;
+  while (*rest == ' ' || *rest == '\t' || *rest == '\r') ++rest;
+  std::string shown = field;
+  while (!shown.empty() && shown.back() == '\r') shown.pop_back();
+  if (end == s || *rest != '\0')
+    throw RuntimeError(where + ": '" + shown + "' is not a number");
+  if (!std::isfinite(v)) throw RuntimeError(where + ": '" + shown + "' is not a finite number");
+  return v;
+}
+
 // Numeric CSV: every column a number; label_column (negative counts from the end) is y.
-inline Dataset read_csv(const storage::UrlSpace& urls, const std::string& url, int label_column,
+inline Dataset read_csv(const storage::UrlSpace& urls, const std::string& url, std::int64_t label_column,
                         bool has_header) {
   std::istringstream in(urls.read_all(url));
   std::string line;
@@ -108,14 +138,17 @@ inline Dataset read_csv(const storage::UrlSpace& urls, const std::string& url, i
     while (pos <= line.size()) {
       auto comma = line.find(',', pos);
       std::string f = line.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-      char* end = nullptr;
-      double v = std::strtod(f.c_str(), &end);
-      if (end == f.c_str()) throw RuntimeError(url + ":" + std::to_string(line_no) + ": '" + f + "' is not a number");
-      fields.push_back(v);
+      fields.push_back(csv_number(f, url + ":" + std::to_string(line_no)));
       if (comma == std::string::npos) break;
       pos = comma + 1;
     }
-    if (cols < 0) cols = static_cast<std::int64_t>(fields.size());
+    if (cols < 0) {
+      cols = static_cast<std::int64_t>(fields.size());
+      if (label_column < -cols || label_column >= cols)
+        throw RuntimeError(url + ":" + std::to_string(line_no) + ": label_column " + std::to_string(label_column) +
+                           " is out of range for " + std::to_string(cols) + " columns (expected " +
+                           std::to_string(-cols) + " to " + std::to_string(cols - 1) + "; config key data.label_column)");
+    }
     if (static_cast<std::int64_t>(fields.size()) != cols)
       throw RuntimeError(url + ":" + std::to_string(line_no) + ": " + std::to_string(fields.size()) +
                          " columns, expected " + std::to_string(cols));
@@ -141,12 +174,18 @@ inline Dataset read_csv(const storage::UrlSpace& urls, const std::string& url, i
 // Saved tensors: a pickle (torch::pickle_save / Python torch.save of a dict) with "x" and "y".
 inline Dataset read_tensors(const storage::UrlSpace& urls, const std::string& url) {
   std::string b = urls.read_all(url);
-  torch::IValue v = torch::pickle_load(std::vector<char>(b.begin(), b.end()));
-  if (!v.isGenericDict()) throw RuntimeError(url + ": expected a dict with keys \"x\" and \"y\"");
   Dataset d;
-  for (const auto& kv : v.toGenericDict()) {
-    if (kv.key().toStringRef() == "x") d.x = kv.value().toTensor();
-    if (kv.key().toStringRef() == "y") d.y = kv.value().toTensor();
+  try {  // libtorch's messages carry a backtrace: keep the first line, name the file
+    torch::IValue v = torch::pickle_load(std::vector<char>(b.begin(), b.end()));
+    if (!v.isGenericDict()) throw RuntimeError(url + ": expected a dict with keys \"x\" and \"y\"");
+    for (const auto& kv : v.toGenericDict()) {
+      if (!kv.key().isString()) continue;
+      if (kv.key().toStringRef() == "x") d.x = kv.value().toTensor();
+      if (kv.key().toStringRef() == "y") d.y = kv.value().toTensor();
+    }
+  } catch (const c10::Error& e) {
+    std::string why = e.what_without_backtrace();
+    throw RuntimeError(url + ": not a readable tensors file: " + why.substr(0, why.find('\n')));
   }
   if (!d.x.defined()) throw RuntimeError(url + ": no \"x\" tensor");
   return d;

@@ -11,9 +11,12 @@
 // user's first line of errors. An absent key and a null one both read as "use the default".
 #pragma once
 
+#include <ember/json_parse.hpp>
+
 #include <boost/json.hpp>
 
 #include <charconv>
+#include <cmath>
 #include <cstdint>
 #include <initializer_list>
 #include <limits>
@@ -26,19 +29,22 @@
 namespace ember::plugin {
 
 // Parse text that must be one JSON object. `what` names it in errors: "config",
-// "load_state_dict". Throws std::invalid_argument "<plugin_id>: <what>: not valid JSON: ..." or
+// "load_state_dict". Strict as the host's config reader (json_parse.hpp): a key repeated in one
+// object or a number beyond double's range is refused. Throws std::invalid_argument
+// "<plugin_id>: <what>: not valid JSON at line L, column C: ..." or
 // "<plugin_id>: <what>: expected a JSON object".
 inline boost::json::object parse_object(std::string_view text, std::string_view plugin_id,
                                         std::string_view what) {
   auto prefix = [&] { return std::string(plugin_id) + ": " + std::string(what) + ": "; };
-  boost::json::value v;
-  try {
-    v = boost::json::parse(text);
-  } catch (const std::exception& e) {
-    throw std::invalid_argument(prefix() + "not valid JSON: " + e.what());
+  ember::json_parse::Failure f;
+  auto v = ember::json_parse::parse(text, boost::json::parse_options(), f);
+  if (!v) {
+    auto [line, col] = ember::json_parse::line_col(text, f.offset);
+    throw std::invalid_argument(prefix() + "not valid JSON at line " + std::to_string(line) + ", column " +
+                                std::to_string(col) + ": " + f.message);
   }
-  if (!v.is_object()) throw std::invalid_argument(prefix() + "expected a JSON object");
-  return std::move(v.as_object());
+  if (!v->is_object()) throw std::invalid_argument(prefix() + "expected a JSON object");
+  return std::move(v->as_object());
 }
 
 // A plugin's config object with typed getters. Each getter returns the fallback when the key is
@@ -83,7 +89,7 @@ class Config {
       if (i++) expected += i == choices.size() ? " or " : ", ";
       expected += "\"" + std::string(c) + "\"";
     }
-    fail(key, "expected " + expected + ", got \"" + *s + "\"");
+    fail(key, "expected " + expected + ", got " + shown(key, "\"" + *s + "\""));
   }
 
   // An array of strings; empty when absent.
@@ -106,35 +112,53 @@ class Config {
     return v->get_bool();
   }
 
-  // A whole number (a JSON number that is exactly an int64, 3.0 included) >= min.
+  // A whole number (a JSON number that is exactly an int64, 3.0 included) in [min, max].
   std::int64_t integer(std::string_view key, std::int64_t fallback,
-                       std::int64_t min = std::numeric_limits<std::int64_t>::min()) const {
+                       std::int64_t min = std::numeric_limits<std::int64_t>::min(),
+                       std::int64_t max = std::numeric_limits<std::int64_t>::max()) const {
     const boost::json::value* v = find(key);
     if (!v) return fallback;
     std::string expected = "an integer";
-    if (min != std::numeric_limits<std::int64_t>::min()) expected += " >= " + std::to_string(min);
+    const bool has_min = min != std::numeric_limits<std::int64_t>::min();
+    const bool has_max = max != std::numeric_limits<std::int64_t>::max();
+    if (has_min && has_max) expected += " from " + std::to_string(min) + " to " + std::to_string(max);
+    else if (has_min) expected += " >= " + std::to_string(min);
+    else if (has_max) expected += " <= " + std::to_string(max);
     boost::system::error_code ec;
     std::int64_t n = v->is_number() ? v->to_number<std::int64_t>(ec) : 0;
     if (!v->is_number() || ec) fail_got(key, expected, *v);
-    if (n < min) fail(key, "expected " + expected + ", got " + std::to_string(n));
+    if (n < min || n > max) fail(key, "expected " + expected + ", got " + shown(key, std::to_string(n)));
     return n;
   }
 
+  // A finite number in [min, max].
   std::optional<double> optional_number(std::string_view key,
-                                        double min = -std::numeric_limits<double>::infinity()) const {
+                                        double min = -std::numeric_limits<double>::infinity(),
+                                        double max = std::numeric_limits<double>::infinity()) const {
     const boost::json::value* v = find(key);
     if (!v) return std::nullopt;
-    std::string expected = "a number";
-    if (min != -std::numeric_limits<double>::infinity()) expected += " >= " + shortest(min);
+    std::string expected = "a finite number";
+    const bool has_min = min != -std::numeric_limits<double>::infinity();
+    const bool has_max = max != std::numeric_limits<double>::infinity();
+    if (has_min && has_max) expected += " from " + shortest(min) + " to " + shortest(max);
+    else if (has_min) expected += " >= " + shortest(min);
+    else if (has_max) expected += " <= " + shortest(max);
     if (!v->is_number()) fail_got(key, expected, *v);
     double x = v->to_number<double>();
-    if (!(x >= min)) fail(key, "expected " + expected + ", got " + shortest(x));
+    if (!std::isfinite(x) || !(x >= min) || !(x <= max))
+      fail(key, "expected " + expected + ", got " + shown(key, shortest(x)));
     return x;
   }
   double number(std::string_view key, double fallback,
-                double min = -std::numeric_limits<double>::infinity()) const {
-    return optional_number(key, min).value_or(fallback);
+                double min = -std::numeric_limits<double>::infinity(),
+                double max = std::numeric_limits<double>::infinity()) const {
+    return optional_number(key, min, max).value_or(fallback);
   }
+
+  // Keys whose values no message may quote (a key, a token): the plugin's schema marks them
+  // `"writeOnly": true`, as the host reads them (config.hpp); a plugin that reads its config here
+  // names them once: cfg.set_secret_keys({"api_key"}).
+  void set_secret_keys(std::vector<std::string> keys) { secret_keys_ = std::move(keys); }
 
   // Throws std::invalid_argument "<plugin_id>: config key <key>: <message>".
   [[noreturn]] void fail(std::string_view key, const std::string& message) const {
@@ -146,7 +170,13 @@ class Config {
                              const boost::json::value& got) const {
     // Boost.JSON writes 2.5 as 2.5E0; the user wrote 2.5.
     fail(key, "expected " + expected + ", got " +
-                  (got.is_double() ? shortest(got.get_double()) : boost::json::serialize(got)));
+                  shown(key, got.is_double() ? shortest(got.get_double()) : boost::json::serialize(got)));
+  }
+
+  std::string shown(std::string_view key, std::string text) const {
+    for (const auto& k : secret_keys_)
+      if (k == key) return "***";
+    return text;
   }
 
   static std::string shortest(double v) {
@@ -157,6 +187,7 @@ class Config {
 
   std::string plugin_id_;
   boost::json::object object_;
+  std::vector<std::string> secret_keys_;
 };
 
 }  // namespace ember::plugin

@@ -21,13 +21,20 @@ inline constexpr const char* kPluginRefSchema = R"({
   }
 })";
 
+// The largest count a run config takes (batches, steps, epochs, sizes): 2^53-1, the largest
+// integer a double holds exactly, since the trainer reads numbers through double; it also keeps
+// sums like `rows + batch_size` far from int64's limit. Numbers are finite (config::parse).
+inline constexpr const char* kMaxCount = "9007199254740991";
+
 inline std::string run_config_schema() {
   const std::string ref = kPluginRefSchema;
+  const std::string kCount = kMaxCount;
   return R"({
   "type": "object", "additionalProperties": false,
   "properties": {
     "$schema": {"type": "string"},
-    "seed_everything": {"type": ["integer", "null"], "default": null},
+    "seed_everything": {"type": ["integer", "null"], "minimum": 0, "maximum": 4294967295, "default": null,
+                        "description": "Lightning's seed_everything range: 0 to 2^32-1"},
     "ckpt_path": {"type": ["string", "null"], "default": null,
                   "description": "checkpoint URL to resume from, or \"last\" / \"best\""},
     "plugins": {"type": "object", "additionalProperties": false, "properties": {
@@ -35,31 +42,31 @@ inline std::string run_config_schema() {
       "storage": {"type": "array", "items": )" + ref + R"(, "default": []}
     }},
     "trainer": {"type": "object", "additionalProperties": false, "properties": {
-      "max_epochs": {"type": ["integer", "null"], "minimum": -1, "default": null},
-      "min_epochs": {"type": ["integer", "null"], "minimum": 0, "default": null},
-      "max_steps": {"type": "integer", "minimum": -1, "default": -1},
-      "val_check_interval": {"type": ["number", "null"], "exclusiveMinimum": 0, "default": null},
-      "check_val_every_n_epoch": {"type": ["integer", "null"], "minimum": 1, "default": 1},
-      "limit_train_batches": {"type": ["number", "null"], "minimum": 0, "default": null},
-      "limit_val_batches": {"type": ["number", "null"], "minimum": 0, "default": null},
-      "limit_test_batches": {"type": ["number", "null"], "minimum": 0, "default": null},
-      "limit_predict_batches": {"type": ["number", "null"], "minimum": 0, "default": null},
-      "num_sanity_val_steps": {"type": "integer", "minimum": -1, "default": 2},
-      "accumulate_grad_batches": {"type": "integer", "minimum": 1, "default": 1},
+      "max_epochs": {"type": ["integer", "null"], "minimum": -1, "maximum": )" + kCount + R"(, "default": null},
+      "min_epochs": {"type": ["integer", "null"], "minimum": 0, "maximum": )" + kCount + R"(, "default": null},
+      "max_steps": {"type": "integer", "minimum": -1, "maximum": )" + kCount + R"(, "default": -1},
+      "val_check_interval": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": )" + kCount + R"(, "default": null},
+      "check_val_every_n_epoch": {"type": ["integer", "null"], "minimum": 1, "maximum": )" + kCount + R"(, "default": 1},
+      "limit_train_batches": {"type": ["number", "null"], "minimum": 0, "maximum": )" + kCount + R"(, "default": null},
+      "limit_val_batches": {"type": ["number", "null"], "minimum": 0, "maximum": )" + kCount + R"(, "default": null},
+      "limit_test_batches": {"type": ["number", "null"], "minimum": 0, "maximum": )" + kCount + R"(, "default": null},
+      "limit_predict_batches": {"type": ["number", "null"], "minimum": 0, "maximum": )" + kCount + R"(, "default": null},
+      "num_sanity_val_steps": {"type": "integer", "minimum": -1, "maximum": )" + kCount + R"(, "default": 2},
+      "accumulate_grad_batches": {"type": "integer", "minimum": 1, "maximum": )" + kCount + R"(, "default": 1},
       "gradient_clip_val": {"type": ["number", "null"], "minimum": 0, "default": null},
       "gradient_clip_algorithm": {"enum": ["norm", "value"], "default": "norm"},
-      "log_every_n_steps": {"type": "integer", "minimum": 1, "default": 50},
+      "log_every_n_steps": {"type": "integer", "minimum": 1, "maximum": )" + kCount + R"(, "default": 50},
       "default_root_dir": {"type": "string", "default": "."},
       "deterministic": {"type": "boolean", "default": false},
-      "fast_dev_run": {"type": ["boolean", "integer"], "default": false},
+      "fast_dev_run": {"type": ["boolean", "integer"], "minimum": 0, "maximum": )" + kCount + R"(, "default": false},
       "enable_checkpointing": {"type": "boolean", "default": true},
       "enable_progress_bar": {"type": "boolean", "default": true},
-      "num_threads": {"type": ["integer", "null"], "minimum": 1, "default": null},
+      "num_threads": {"type": ["integer", "null"], "minimum": 1, "maximum": 65536, "default": null},
       "watch": {"type": ["object", "null"], "additionalProperties": false, "default": null,
                 "description": "WandbLogger.watch for every logger that takes media: histograms of gradients/parameters",
                 "properties": {
         "log": {"enum": ["gradients", "parameters", "all"], "default": "gradients"},
-        "log_freq": {"type": "integer", "minimum": 1, "default": 100}
+        "log_freq": {"type": "integer", "minimum": 1, "maximum": )" + kCount + R"(, "default": 100}
       }},
       "logger": {"anyOf": [{"type": "boolean"}, {"type": "array", "items": )" + ref + R"(}], "default": true},
       "callbacks": {"type": "array", "items": )" + ref + R"(, "default": []}
@@ -78,9 +85,9 @@ inline std::string run_config_schema() {
       "lr_scheduler": {"type": "object", "additionalProperties": false, "properties": {
         "name": {"enum": ["step", "cosine"]},
         "interval": {"enum": ["step", "epoch"], "default": "epoch"},
-        "step_size": {"type": "integer", "minimum": 1, "default": 1},
+        "step_size": {"type": "integer", "minimum": 1, "maximum": 2147483647, "default": 1},
         "gamma": {"type": "number", "default": 0.1},
-        "t_max": {"type": "integer", "minimum": 1, "default": 10},
+        "t_max": {"type": "integer", "minimum": 1, "maximum": 2147483647, "default": 10},
         "eta_min": {"type": "number", "default": 0}
       }}
     }},
@@ -91,10 +98,10 @@ inline std::string run_config_schema() {
       "test": {"type": "array", "items": {"type": "string"}},
       "predict": {"type": "array", "items": {"type": "string"}},
       "val_fraction": {"type": "number", "minimum": 0, "maximum": 0.9, "default": 0},
-      "batch_size": {"type": "integer", "minimum": 1, "default": 32},
+      "batch_size": {"type": "integer", "minimum": 1, "maximum": )" + kCount + R"(, "default": 32},
       "shuffle": {"type": "boolean", "default": true},
       "normalize": {"type": "boolean", "default": true},
-      "label_column": {"type": "integer", "default": -1},
+      "label_column": {"type": "integer", "minimum": -2147483648, "maximum": 2147483647, "default": -1},
       "has_header": {"type": "boolean", "default": true}
     }}
   }

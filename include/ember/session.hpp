@@ -12,11 +12,53 @@
 
 #include <boost/json.hpp>
 
+#include <cmath>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 namespace ember {
+
+// What entry point fn needs from the config's data section, checked before anything is created
+// (a logger that has started writes its version directory): the split it runs on, and the number
+// of URLs each split's format takes. Throws ConfigError naming source and the key.
+inline void check_data_config(const boost::json::value& cfg, ember_stage_t fn, const std::string& source) {
+  const auto* d = cfg.as_object().if_contains("data");
+  const boost::json::object empty;
+  const auto& o = d && d->is_object() ? d->as_object() : empty;
+  const std::string format = o.contains("format") ? std::string(o.at("format").as_string()) : "idx";
+  auto count = [&](const char* k) -> std::size_t {
+    const auto* v = o.if_contains(k);
+    return v && v->is_array() ? v->as_array().size() : 0;
+  };
+  for (const char* k : {"train", "val", "test", "predict"}) {
+    const std::size_t n = count(k);
+    if (n == 0) continue;
+    if (format == "idx" && n > 2)
+      throw ConfigError(source + ": data." + k + ": format idx takes [images] or [images, labels], got " + std::to_string(n) + " URLs");
+    if (format != "idx" && n != 1)
+      throw ConfigError(source + ": data." + k + ": format " + format + " takes one URL per split, got " + std::to_string(n));
+  }
+  const bool val_split = count("train") > 0 && o.contains("val_fraction") && config::number_of(o.at("val_fraction")) > 0;
+  switch (fn) {
+    case EMBER_STAGE_FIT:
+      if (!count("train")) throw ConfigError(source + ": fit: no training data (config key data.train)");
+      break;
+    case EMBER_STAGE_VALIDATE:
+      if (!count("val") && !val_split)
+        throw ConfigError(source + ": validate: no validation data (config key data.val or data.val_fraction)");
+      break;
+    case EMBER_STAGE_TEST:
+      if (!count("test")) throw ConfigError(source + ": test: no test data (config key data.test)");
+      break;
+    case EMBER_STAGE_PREDICT:
+      if (!count("predict")) throw ConfigError(source + ": predict: no data (config key data.predict)");
+      break;
+    default:
+      break;
+  }
+}
 
 class Session {
  public:
@@ -45,6 +87,9 @@ class Session {
       if (inst.interface<ember_storage_v1_t>(EMBER_STORAGE_V1) == nullptr)
         throw ConfigError(source_ + ": " + ref.where + ": plugin '" + ref.id + "' offers no " EMBER_STORAGE_V1);
     }
+    // Data next (it may live on a storage plugin's scheme): a missing file or a bad row is
+    // reported before any logger or callback exists.
+    build_data();
     const auto* logger = tcfg.if_contains("logger");
     if (logger && logger->is_bool() && logger->as_bool() && catalog_.find("csv_logger")) {
       // Lightning's default logger; here the CSV logger (no TensorBoard dependency).
@@ -56,7 +101,6 @@ class Session {
     if (progress && !has("progress_bar") && catalog_.find("progress_bar"))
       instantiate({"trainer.enable_progress_bar", "progress_bar", boost::json::object()});
     for (auto& p : plugins_) trainer_->add_plugin(*p);
-    build_data();
     trainer_->set_data(train_.get(), val_.get(), test_.get(), predict_.get());
     return *trainer_;
   }
@@ -161,6 +205,10 @@ class Session {
     const auto batch = static_cast<std::int64_t>(num("batch_size", 32));
     const bool shuffle = flag("shuffle", true), normalize = flag("normalize", true);
     const std::uint64_t seed = trainer_->options().seed.value_or(0);
+    // An integer by the schema; kept in int64 (a huge value is out of range for any file, and
+    // read_csv says so with the file and line) rather than cast to int.
+    const double lc = num("label_column", -1);
+    const std::int64_t label_column = std::fabs(lc) < 9.0e18 ? static_cast<std::int64_t>(lc) : INT64_MAX;
     auto files = [&](const char* k) {
       std::vector<std::string> out;
       if (auto* v = o.if_contains(k))
@@ -171,7 +219,7 @@ class Session {
       if (format == "idx") return data::read_idx(trainer_->urls(), f, normalize);
       if (f.size() != 1) throw ConfigError(source_ + ": data: format " + format + " takes one URL per split");
       if (format == "csv")
-        return data::read_csv(trainer_->urls(), f[0], static_cast<int>(num("label_column", -1)), flag("has_header", true));
+        return data::read_csv(trainer_->urls(), f[0], label_column, flag("has_header", true));
       return data::read_tensors(trainer_->urls(), f[0]);
     };
     if (auto f = files("train"); !f.empty()) {

@@ -12,10 +12,12 @@
 #include <ember/metrics.hpp>
 #include <ember/module.hpp>
 #include <ember/registry.hpp>
+#include <ember/signals.hpp>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -411,6 +413,13 @@ class Trainer : public Services, public MediaSink {
     stop_reason_ = who + ": " + std::string(reason);
   }
 
+  // Stop the running loop as after signal signo (include/ember/signals.hpp): at the next batch
+  // boundary of any loop, through on_exception, loggers finalized "interrupted", teardown, then
+  // Interrupted is thrown out of fit/validate/test/predict. Async-signal-safe and callable from
+  // any thread: for an application that owns its signal handlers (a StopOnSignals guard is the
+  // ready-made alternative; the trainer honours both).
+  void request_interrupt(int signo) noexcept { interrupt_.store(signo, std::memory_order_relaxed); }
+
  private:
   struct Stateful {
     std::string id;
@@ -431,6 +440,18 @@ class Trainer : public Services, public MediaSink {
     return std::min<std::int64_t>(n, static_cast<std::int64_t>(lim.value));
   }
   std::int64_t dev_limit(std::int64_t n) const { return opt_.fast_dev_run ? std::min(n, opt_.fast_dev_run) : n; }
+
+  // A pending stop signal (request_interrupt, or one a StopOnSignals guard caught) ends the run
+  // here, at a batch boundary: nothing is torn mid-step. Two relaxed loads per batch.
+  void check_interrupt() {
+    int signo = interrupt_.load(std::memory_order_relaxed);
+    if (signo == 0) signo = caught_stop_signal();
+    if (signo == 0) return;
+    should_stop_ = true;
+    stop_reason_ = signal_name(signo) + " received";
+    throw Interrupted(signo, signal_name(signo) + " received: stopped at global_step " + std::to_string(global_step_) +
+                                 " (epoch " + std::to_string(epoch_) + ")");
+  }
 
   void dispatch(ember_hook_id_t id) {
     if (id == EMBER_HOOK_ID_on_load_checkpoint) (module_.*hook_member(id))(args_);
@@ -511,7 +532,8 @@ class Trainer : public Services, public MediaSink {
   }
 
   // Run body inside setup/teardown; on failure: on_exception, loggers finalize "failed",
-  // teardown, then rethrow (the host exits 1).
+  // teardown, then rethrow (the host exits 1). A stop signal takes the same path (Interrupted;
+  // loggers finalize "interrupted"; the host exits 128 + signo).
   template <class F>
   void run(ember_stage_t stage, F&& body) {
     stage_ = fn_ = stage;
@@ -547,8 +569,11 @@ class Trainer : public Services, public MediaSink {
       } catch (const std::exception& e2) {
         more.push_back(std::string("module: on_exception: ") + e2.what());
       }
+      // A stop signal is not a failure of the run's code: loggers hear "interrupted" (the ABI's
+      // word; Lightning says "failed" for both), the rest of the path is the same.
+      const char* status = dynamic_cast<const Interrupted*>(&e) ? "interrupted" : "failed";
       for (auto& lg : loggers_)
-        if (lg.table->finalize && lg.table->finalize(lg.self, cstr("failed")) != EMBER_OK)
+        if (lg.table->finalize && lg.table->finalize(lg.self, cstr(status)) != EMBER_OK)
           more.push_back(lg.id + ": finalize failed: " + std::string(sv(lg.last_error(lg.self))));
       for (auto& err : registry_.call_all(EMBER_HOOK_ID_teardown, args_)) more.push_back(err.what());
       try {
@@ -603,7 +628,11 @@ class Trainer : public Services, public MediaSink {
       next_batch_ = 0;
       bool hit_max_steps = false;
       for (std::int64_t b = first; b < n_train; ++b) {
+        check_interrupt();
         train_batch(b, n_train, buf);
+        // Lightning raises SIGTERMException here: after the batch's hooks and logged row, before
+        // a validation run could start.
+        check_interrupt();
         const bool last = b + 1 == n_train;
         const bool val_now = val_ && n_val > 0 && (epoch_ + 1) % opt_.check_val_every_n_epoch == 0 &&
                              ((b + 1) % val_every == 0 || (last && opt_.val_check_interval <= 1.0));
@@ -724,6 +753,7 @@ class Trainer : public Services, public MediaSink {
     dispatch(is_val ? EMBER_HOOK_ID_on_validation_start : EMBER_HOOK_ID_on_test_start);
     dispatch(is_val ? EMBER_HOOK_ID_on_validation_epoch_start : EMBER_HOOK_ID_on_test_epoch_start);
     for (std::int64_t b = 0; b < n; ++b) {
+      check_interrupt();
       Batch batch = loader->batch(b);
       args_.batch_idx = b;
       dispatch(is_val ? EMBER_HOOK_ID_on_validation_batch_start : EMBER_HOOK_ID_on_test_batch_start);
@@ -760,6 +790,7 @@ class Trainer : public Services, public MediaSink {
     dispatch(EMBER_HOOK_ID_on_predict_start);
     dispatch(EMBER_HOOK_ID_on_predict_epoch_start);
     for (std::int64_t b = 0; b < n; ++b) {
+      check_interrupt();
       Batch batch = predict_->batch(b);
       args_.batch_idx = b;
       dispatch(EMBER_HOOK_ID_on_predict_batch_start);
@@ -802,6 +833,7 @@ class Trainer : public Services, public MediaSink {
   std::int64_t watch_freq_ = 0;  // 0: not watching
   bool watch_grads_ = false, watch_params_ = false, watch_set_ = false;
   std::string stop_reason_;
+  std::atomic<int> interrupt_{0};  // request_interrupt's signal number, 0: none
 };
 
 }  // namespace ember

@@ -66,11 +66,11 @@ constexpr const char* kSchema = R"({
                  "description": "directory URL; default: the trainer's default_root_dir"},
     "name": {"type": "string", "default": "lightning_logs",
              "description": "experiment name, a sub-directory of save_dir; empty: none"},
-    "version": {"type": ["integer", "string", "null"], "minimum": 0, "default": null,
+    "version": {"type": ["integer", "string", "null"], "minimum": 0, "maximum": 9007199254740991, "default": null,
                 "description": "integer N: version_N; string: the directory name; null: the next free version_N"},
-    "flush_logs_every_n_steps": {"type": "integer", "minimum": 1, "default": 100,
+    "flush_logs_every_n_steps": {"type": "integer", "minimum": 1, "maximum": 9007199254740991, "default": 100,
                                  "description": "flush when the step advanced this much since the last flush"},
-    "flush_every_seconds": {"type": "number", "minimum": 0, "default": 5,
+    "flush_every_seconds": {"type": "number", "minimum": 0, "maximum": 86400, "default": 5,
                             "description": "flush rows that waited this long; on object stores also the least time between rewrites; 0: off"}
   }
 })";

@@ -35,7 +35,7 @@ constexpr const char* kSchema = R"({
                 "description": "the callback metric to watch, e.g. val_loss"},
     "mode": {"enum": ["min", "max"], "default": "min",
              "description": "min: lower is better; max: higher is better"},
-    "patience": {"type": "integer", "minimum": 0, "default": 3,
+    "patience": {"type": "integer", "minimum": 0, "maximum": 9007199254740991, "default": 3,
                  "description": "checks without improvement before stopping"},
     "min_delta": {"type": "number", "minimum": 0, "default": 0.0,
                   "description": "an improvement must exceed this"},

@@ -39,11 +39,11 @@ constexpr const char* kSchema = R"({
   "properties": {
     "enabled": {"type": "boolean", "default": true,
                 "description": "false: print nothing"},
-    "refresh_rate": {"type": "number", "minimum": 0, "default": 0.1,
+    "refresh_rate": {"type": "number", "minimum": 0, "maximum": 86400, "default": 0.1,
                      "description": "terminal: least seconds between redraws"},
-    "plain_every_n_batches": {"type": "integer", "minimum": 0, "default": 0,
+    "plain_every_n_batches": {"type": "integer", "minimum": 0, "maximum": 9007199254740991, "default": 0,
                               "description": "not a terminal: a line every N batches; 0: four lines per epoch"},
-    "max_metrics": {"type": "integer", "minimum": 0, "default": 6,
+    "max_metrics": {"type": "integer", "minimum": 0, "maximum": 1000, "default": 6,
                     "description": "at most this many metrics on a line"},
     "metrics": {"type": "array", "items": {"type": "string", "minLength": 1}, "default": [],
                 "description": "names of the metrics to show, in order; empty: the callback metrics as logged"}

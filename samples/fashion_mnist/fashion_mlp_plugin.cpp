@@ -26,9 +26,9 @@ constexpr const char* kSchema = R"({
   "type": "object", "additionalProperties": false,
   "properties": {
     "lr": {"type": "number", "exclusiveMinimum": 0, "default": 0.001},
-    "hidden1": {"type": "integer", "minimum": 1, "default": 128},
-    "hidden2": {"type": "integer", "minimum": 1, "default": 256},
-    "log_examples": {"type": "integer", "minimum": 0, "default": 8,
+    "hidden1": {"type": "integer", "minimum": 1, "maximum": 1048576, "default": 128},
+    "hidden2": {"type": "integer", "minimum": 1, "maximum": 1048576, "default": 256},
+    "log_examples": {"type": "integer", "minimum": 0, "maximum": 1024, "default": 8,
                      "description": "validation images + predictions logged as media (wandb) per validation; 0: none"}
   }
 })";

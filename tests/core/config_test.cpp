@@ -1,9 +1,13 @@
 // JSON configuration: FILE:LINE:COL parse errors, --set overrides, schema checks with key paths
-// and "did you mean", defaults, and load_run_config end to end on a file.
+// and "did you mean", defaults, and load_run_config end to end on a file; strict JSON (repeated
+// keys, non-finite numbers), range checks of every count, secrets (writeOnly) kept out of messages
+// and printed configs, and the plugin helper's reader (plugin_config.hpp).
 #define BOOST_TEST_MODULE config
 #include <boost/test/unit_test.hpp>
 
 #include <ember/config.hpp>
+#include <ember/plugin_config.hpp>
+#include <ember/redact.hpp>
 #include <ember/run_config.hpp>
 
 #include "expect.hpp"
@@ -327,6 +331,302 @@ BOOST_AUTO_TEST_CASE(nearest_suggests_only_plausible_typos) {
   BOOST_TEST(ember::config::nearest("max_stesp", keys) == "max_steps");
   BOOST_TEST(ember::config::nearest("learning_rate", keys) == "");
   BOOST_TEST(ember::config::nearest("anything", {}) == "");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ---------------------------------------------------------------------------------------------
+// Issue 10 item 13: JSON a config may not hold.
+BOOST_AUTO_TEST_SUITE(strict_json)
+
+BOOST_AUTO_TEST_CASE(repeated_key_is_refused_at_the_second_one) {
+  // Last-wins would turn TLS verification off without a word.
+  const std::string what = parse_error("{\n  \"verify_tls\": true,\n  \"verify_tls\": false\n}\n");
+  BOOST_TEST(what.rfind("run.json:3:3: ", 0) == 0u, what);
+  BOOST_TEST(contains(what, "duplicate key \"verify_tls\""), what);
+}
+
+BOOST_AUTO_TEST_CASE(repeated_key_in_a_nested_object_is_refused_and_located) {
+  const std::string what =
+      parse_error("{\"a\": {\"x\": 1},\n \"b\": [{\"k\": 1}, {\"k\": 2, \"q\\\"\": 0, \"q\\\"\": 1}]}");
+  BOOST_TEST(what.rfind("run.json:2:37: ", 0) == 0u, what);
+  BOOST_TEST(contains(what, "duplicate key \"q\\\"\""), what);
+}
+
+BOOST_AUTO_TEST_CASE(same_key_in_different_objects_is_fine) {
+  json::value v = ember::config::parse(R"({"a": {"k": 1}, "b": {"k": 2}, "c": [{"k": 3}, {"k": 4}], "k": 5})", "x");
+  BOOST_TEST(v.at("c").as_array()[1].at("k").as_int64() == 4);
+  BOOST_TEST(v.at("k").as_int64() == 5);
+}
+
+BOOST_AUTO_TEST_CASE(number_beyond_double_is_refused_at_its_start) {
+  // 1e999 used to become Infinity, which `ember config` then printed as invalid JSON.
+  const std::string what = parse_error("{\n  \"lr\": 1e999\n}");
+  BOOST_TEST(what.rfind("run.json:2:9: ", 0) == 0u, what);
+  BOOST_TEST(contains(what, "finite"), what);
+  const std::string neg = parse_error("[0, -1e999]");
+  BOOST_TEST(neg.rfind("run.json:1:5: ", 0) == 0u, neg);
+}
+
+BOOST_AUTO_TEST_CASE(tiny_and_huge_finite_numbers_still_parse) {
+  json::value v = ember::config::parse(R"({"a": 1e-999, "b": 1e300, "c": 18446744073709551615})", "x");
+  BOOST_TEST(v.at("a").as_double() == 0.0);
+  BOOST_TEST(v.at("b").as_double() == 1e300);
+  BOOST_TEST(v.at("c").is_uint64());
+}
+
+BOOST_AUTO_TEST_CASE(load_run_config_names_the_file_for_a_repeated_key) {
+  ember::test::TempDir tmp;
+  const auto path = tmp / "dup.json";
+  ember::test::write_file(path, "{\"trainer\": {\"max_epochs\": 3,\n \"max_epochs\": 4}}");
+  const std::string what = ember::test::error_of([&] { ember::load_run_config(path.string(), {}); });
+  BOOST_TEST(contains(what, path.string() + ":2:2: duplicate key \"max_epochs\""), what);
+}
+
+BOOST_AUTO_TEST_CASE(set_with_a_non_finite_number_is_refused_without_echoing_it) {
+  const std::string what = load_error("{}", {"model.optimizer.lr=1e999"});
+  BOOST_TEST(contains(what, "--set model.optimizer.lr"), what);
+  BOOST_TEST(contains(what, "finite"), what);
+  BOOST_TEST(!contains(what, "1e999"), what);
+}
+
+BOOST_AUTO_TEST_CASE(set_with_a_repeated_key_is_refused) {
+  const std::string what = load_error("{}", {R"(trainer.watch={"log": "all", "log": "gradients"})"});
+  BOOST_TEST(contains(what, "--set trainer.watch"), what);
+  BOOST_TEST(contains(what, "duplicate key \"log\""), what);
+}
+
+BOOST_AUTO_TEST_CASE(printed_config_is_always_valid_json) {
+  json::value cfg = load_text(R"({"model": {"optimizer": {"lr": 1e-300}}, "data": {"val_fraction": 0.5}})");
+  const std::string text = json::serialize(cfg);
+  BOOST_CHECK_NO_THROW(json::parse(text));
+  BOOST_TEST(!contains(text, "Infinity"), text);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ---------------------------------------------------------------------------------------------
+// Issue 10 item 13: every count and number of the run config is range-checked, with its key path.
+BOOST_AUTO_TEST_SUITE(ranges)
+
+BOOST_AUTO_TEST_CASE(batch_size_beyond_int64_is_refused) {
+  // Was cast to int64 (undefined), ran 0 steps and exited 0.
+  const std::string what = load_error(R"({"data": {"batch_size": 1e300}})");
+  BOOST_TEST(contains(what, "run.json: data.batch_size: expected a value <= 9007199254740991, got 1e+300"), what);
+}
+
+BOOST_AUTO_TEST_CASE(integer_past_int64_without_bounds_is_refused_as_such) {
+  json::value schema = ember::config::parse(R"({"properties": {"n": {"type": "integer"}}})", "s");
+  for (const char* text : {R"({"n": 1e300})", R"({"n": -1e19})", R"({"n": 9223372036854775808})"}) {
+    json::value v = json::parse(text);
+    const std::string what = ember::test::error_of([&] { ember::config::check(v, schema, "src"); });
+    BOOST_TEST(contains(what, "src: n: expected an integer between -9223372036854775808 and 9223372036854775807"), what);
+  }
+  json::value ok = json::parse(R"({"n": 9223372036854775807})");
+  BOOST_CHECK_NO_THROW(ember::config::check(ok, schema, "src"));
+}
+
+BOOST_AUTO_TEST_CASE(batch_size_beyond_the_largest_count_is_refused) {
+  const std::string what = load_error("{}", {"data.batch_size=9007199254740992"});
+  BOOST_TEST(contains(what, "data.batch_size: expected a value <= 9007199254740991, got 9007199254740992"), what);
+  BOOST_CHECK_NO_THROW(load_text("{}", {"data.batch_size=9007199254740991"}));
+}
+
+BOOST_AUTO_TEST_CASE(negative_fast_dev_run_is_refused) {
+  const std::string what = load_error(R"({"trainer": {"fast_dev_run": -3}})");
+  BOOST_TEST(contains(what, "trainer.fast_dev_run: expected a value >= 0, got -3"), what);
+  BOOST_CHECK_NO_THROW(load_text(R"({"trainer": {"fast_dev_run": true}})"));
+  BOOST_CHECK_NO_THROW(load_text(R"({"trainer": {"fast_dev_run": 5}})"));
+}
+
+BOOST_AUTO_TEST_CASE(seed_everything_is_lightnings_range) {
+  // A negative seed was cast to unsigned.
+  const std::string what = load_error(R"({"seed_everything": -1})");
+  BOOST_TEST(contains(what, "run.json: seed_everything: expected a value >= 0, got -1"), what);
+  const std::string what2 = load_error("{}", {"seed_everything=4294967296"});
+  BOOST_TEST(contains(what2, "seed_everything: expected a value <= 4294967295"), what2);
+  BOOST_TEST(load_text("{}", {"seed_everything=4294967295"}).at("seed_everything").as_int64() == 4294967295);
+}
+
+BOOST_AUTO_TEST_CASE(integer_past_int64_written_out_is_refused) {
+  const std::string what = load_error(R"({"trainer": {"max_steps": 9223372036854775808}})");
+  BOOST_TEST(contains(what, "trainer.max_steps: expected a value <= 9007199254740991, got 9223372036854775808"), what);
+}
+
+BOOST_AUTO_TEST_CASE(every_trainer_count_is_bounded_both_ways) {
+  // Each key with a value below its minimum and one above its maximum (or past int64).
+  const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+      {"trainer.max_epochs", {"-2", "1e17"}},
+      {"trainer.min_epochs", {"-1", "1e17"}},
+      {"trainer.max_steps", {"-2", "1e300"}},
+      {"trainer.val_check_interval", {"0", "1e17"}},
+      {"trainer.check_val_every_n_epoch", {"0", "1e17"}},
+      {"trainer.limit_train_batches", {"-1", "1e300"}},
+      {"trainer.limit_val_batches", {"-0.5", "1e17"}},
+      {"trainer.limit_test_batches", {"-1", "1e17"}},
+      {"trainer.limit_predict_batches", {"-1", "1e17"}},
+      {"trainer.num_sanity_val_steps", {"-2", "1e17"}},
+      {"trainer.accumulate_grad_batches", {"0", "1e17"}},
+      {"trainer.log_every_n_steps", {"0", "1e17"}},
+      {"trainer.fast_dev_run", {"-1", "1e17"}},
+      {"trainer.num_threads", {"0", "100000"}},
+      {"trainer.watch.log_freq", {"0", "1e17"}},
+      {"model.lr_scheduler.step_size", {"0", "4294967296"}},
+      {"model.lr_scheduler.t_max", {"0", "4294967296"}},
+      {"model.optimizer.lr", {"0", "-1"}},
+      {"data.batch_size", {"0", "1e17"}},
+      {"data.label_column", {"-2147483649", "2147483648"}},
+      {"seed_everything", {"-1", "1e10"}},
+  };
+  for (const auto& [key, values] : cases)
+    for (const auto& value : values) {
+      BOOST_TEST_CONTEXT(key << "=" << value) {
+        const std::string what = load_error("{}", {key + "=" + value});
+        BOOST_TEST(contains(what, "run.json: " + key + ": expected "), what);
+      }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(in_range_values_are_accepted_unchanged) {
+  json::value cfg = load_text(R"({"trainer": {"max_epochs": -1, "limit_train_batches": 0.25, "limit_val_batches": 10,
+    "val_check_interval": 100, "num_sanity_val_steps": -1}, "data": {"label_column": -1, "batch_size": 1e3}})");
+  BOOST_TEST(cfg.at("trainer").at("limit_train_batches").as_double() == 0.25);
+  BOOST_TEST(cfg.at("data").at("batch_size").as_double() == 1000.0);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ---------------------------------------------------------------------------------------------
+// Issue 10 item 5: secrets (schema "writeOnly": true) never reach a message or a printed config.
+BOOST_AUTO_TEST_SUITE(secrets)
+
+const char* kS3LikeSchema = R"({
+  "type": "object", "additionalProperties": false,
+  "properties": {
+    "access_key_id": {"type": "string", "default": ""},
+    "secret_access_key": {"type": "string", "writeOnly": true, "default": ""},
+    "session_token": {"type": "string", "writeOnly": true, "default": ""},
+    "pin": {"type": "integer", "writeOnly": true, "maximum": 9999},
+    "mode": {"enum": ["a", "b"], "writeOnly": true},
+    "nested": {"type": "object", "properties": {"token": {"anyOf": [{"type": "string", "writeOnly": true}, {"type": "null"}]}}}
+  }
+})";
+
+ember::PluginSchemas schemas_with_s3() {
+  ember::PluginSchemas s;
+  s.emplace("s3", ember::config::parse(kS3LikeSchema, "s3 schema"));
+  s.emplace("csv_logger", json::value());  // a plugin without a schema: no config, no secrets
+  return s;
+}
+
+BOOST_AUTO_TEST_CASE(messages_about_a_secret_never_quote_it) {
+  json::value schema = ember::config::parse(kS3LikeSchema, "s");
+  json::value v = json::parse(R"({"pin": 123456789, "mode": "hunter2", "secret_access_key": 42})");
+  const std::string what = ember::test::error_of([&] { ember::config::check(v, schema, "run.json", "cfg"); });
+  BOOST_TEST(contains(what, "cfg.pin: expected a value <= 9999, got ***"), what);
+  BOOST_TEST(contains(what, "cfg.mode: expected one of \"a\", \"b\", got ***"), what);
+  BOOST_TEST(contains(what, "cfg.secret_access_key: expected string, got integer"), what);
+  BOOST_TEST(!contains(what, "123456789"), what);
+  BOOST_TEST(!contains(what, "hunter2"), what);
+  BOOST_TEST(!contains(what, "did you mean"), what);
+}
+
+BOOST_AUTO_TEST_CASE(redact_replaces_set_secrets_and_keeps_the_rest) {
+  json::value schema = ember::config::parse(kS3LikeSchema, "s");
+  json::value v = json::parse(R"({"access_key_id": "AKIA", "secret_access_key": "SECRET", "session_token": "",
+                                  "pin": 1234, "nested": {"token": "TOK"}})");
+  ember::config::redact(v, schema);
+  BOOST_TEST(v.at("access_key_id").as_string() == "AKIA");
+  BOOST_TEST(v.at("secret_access_key").as_string() == "***");
+  BOOST_TEST(v.at("session_token").as_string() == "");  // not set: nothing to hide
+  BOOST_TEST(v.at("pin").as_string() == "***");
+  BOOST_TEST(v.at("nested").at("token").as_string() == "***");
+}
+
+BOOST_AUTO_TEST_CASE(redact_run_config_follows_plugin_references) {
+  json::value cfg = load_text(R"({
+    "plugins": {"storage": [{"plugin": "s3", "config": {"secret_access_key": "SECRET", "access_key_id": "AKIA"}}]},
+    "trainer": {"logger": [{"plugin": "mystery", "config": {"password": "PW"}}, {"plugin": "csv_logger"}]}})");
+  ember::redact_run_config(cfg, schemas_with_s3());
+  const std::string text = json::serialize(cfg);
+  BOOST_TEST(!contains(text, "SECRET"), text);
+  BOOST_TEST(!contains(text, "PW"), text);  // a plugin whose schema is unknown: its whole config
+  BOOST_TEST(contains(text, "AKIA"), text);
+  BOOST_TEST(cfg.at("plugins").at("storage").as_array()[0].at("config").at("secret_access_key").as_string() == "***");
+  BOOST_TEST(cfg.at("trainer").at("logger").as_array()[0].at("config").as_string() == "***");
+}
+
+BOOST_AUTO_TEST_CASE(redact_override_hides_secrets_inside_a_set_value) {
+  const auto schemas = schemas_with_s3();
+  const std::string set =
+      R"(plugins.storage=[{"plugin": "s3", "config": {"secret_access_key": "SECRET", "region": "eu-west-1"}}])";
+  const std::string shown = ember::redact_override(set, schemas);
+  BOOST_TEST(!contains(shown, "SECRET"), shown);
+  BOOST_TEST(contains(shown, "plugins.storage=["), shown);
+  BOOST_TEST(contains(shown, "eu-west-1"), shown);
+  BOOST_TEST(ember::redact_override("trainer.max_epochs=3", schemas) == "trainer.max_epochs=3");
+  BOOST_TEST(ember::redact_override("data.train=[\"a b\" ,\"c\"]", schemas) == "data.train=[\"a b\" ,\"c\"]");
+}
+
+BOOST_AUTO_TEST_CASE(redact_override_uses_the_resolved_config_for_context) {
+  ember::PluginSchemas schemas;
+  schemas.emplace("m", ember::config::parse(
+                           R"({"type": "object", "properties": {"api_key": {"type": "string", "writeOnly": true}}})", "m"));
+  const json::value base = json::parse(R"({"model": {"plugin": "m", "config": {"lr": 0.1}}})");
+  BOOST_TEST(ember::redact_override("model.config.api_key=abc123", schemas, base) == "model.config.api_key=***");
+  BOOST_TEST(ember::redact_override("model.config.lr=0.5", schemas, base) == "model.config.lr=0.5");
+  // Without the context the model plugin is unknown, so its whole config counts as secret.
+  BOOST_TEST(ember::redact_override("model.config.lr=0.5", schemas) == "model.config.lr=***");
+}
+
+BOOST_AUTO_TEST_CASE(redact_override_of_an_invalid_value_keeps_only_the_key) {
+  const std::string shown = ember::redact_override(R"(plugins.storage={"a": 1, "a": "SECRET"})", schemas_with_s3());
+  BOOST_TEST(shown == "plugins.storage=***");
+}
+
+BOOST_AUTO_TEST_CASE(redact_argv_redacts_every_set_form) {
+  const std::string secret = R"(plugins.storage=[{"plugin": "s3", "config": {"session_token": "TOKEN"}}])";
+  const std::vector<std::string> argv = {"ember", "fit", "--config", "run.json", "--set", "trainer.max_epochs=1",
+                                         secret, "--set=" + secret, "--plugin-dir", "plugins"};
+  const auto shown = ember::redact_argv(argv, schemas_with_s3());
+  BOOST_TEST(shown.size() == argv.size());
+  std::string all;
+  for (const auto& a : shown) all += a + " ";
+  BOOST_TEST(!contains(all, "TOKEN"), all);
+  BOOST_TEST(shown[5] == "trainer.max_epochs=1");
+  BOOST_TEST(shown[7].rfind("--set=plugins.storage=[", 0) == 0u, shown[7]);
+  BOOST_TEST(shown[9] == "plugins");
+  BOOST_TEST(shown[3] == "run.json");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ---------------------------------------------------------------------------------------------
+// The plugin helper's reader: as strict as the host's, bounded both ways, secrets unquoted.
+BOOST_AUTO_TEST_SUITE(plugin_config)
+
+BOOST_AUTO_TEST_CASE(repeated_key_is_refused_with_line_and_column) {
+  const std::string what = ember::test::error_of([] { ember::plugin::Config c("{\"a\": 1,\n \"a\": 2}", "p"); });
+  BOOST_TEST(contains(what, "p: config: not valid JSON at line 2, column 2: duplicate key \"a\""), what);
+}
+
+BOOST_AUTO_TEST_CASE(integer_and_number_take_a_maximum) {
+  ember::plugin::Config c(R"({"n": 2147483648, "x": 1e300, "ok": 7})", "p");
+  const std::string what = ember::test::error_of([&] { c.integer("n", 0, 1, 2147483647); });
+  BOOST_TEST(contains(what, "p: config key n: expected an integer from 1 to 2147483647, got 2147483648"), what);
+  const std::string what2 = ember::test::error_of([&] { c.number("x", 0, 0, 86400); });
+  BOOST_TEST(contains(what2, "p: config key x: expected a finite number from 0 to 86400, got 1e+300"), what2);
+  BOOST_TEST(c.integer("ok", 0, 1, 10) == 7);
+  BOOST_TEST(c.integer("absent", 5, 1, 10) == 5);
+}
+
+BOOST_AUTO_TEST_CASE(secret_keys_are_not_quoted) {
+  ember::plugin::Config c(R"({"api_key": 12345, "mode": "hunter2"})", "p");
+  c.set_secret_keys({"api_key", "mode"});
+  const std::string what = ember::test::error_of([&] { c.optional_string("api_key"); });
+  BOOST_TEST(contains(what, "p: config key api_key: expected a string, got ***"), what);
+  const std::string what2 = ember::test::error_of([&] { c.one_of("mode", "a", {"a", "b"}); });
+  BOOST_TEST(!contains(what2, "hunter2"), what2);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

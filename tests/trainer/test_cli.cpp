@@ -6,6 +6,7 @@
 
 #include "../support/run_process.hpp"
 #include "../support/temp_dir.hpp"
+#include "cli_paths.hpp"
 
 #include <boost/json.hpp>
 #include <signal.h>
@@ -19,11 +20,7 @@ using ember::test::TempDir;
 
 namespace {
 
-const std::string kData = "/usr/share/datasets/fashion-mnist/";
-
-std::string exe() { return ember::test::require_env("EMBER_EXE"); }
-std::string plugins() { return ember::test::require_env("EMBER_BUILD_ROOT") + "/plugins"; }
-std::string test_plugins() { return ember::test::require_env("EMBER_BUILD_ROOT") + "/tests/trainer/plugins"; }
+using namespace ember::test::cli_paths;
 
 json::object base_config(const std::string& root) {
   return json::object{
@@ -203,71 +200,6 @@ BOOST_AUTO_TEST_CASE(embedding_application_trains_and_tests) {
   BOOST_REQUIRE_MESSAGE(r.exit_code == 0, r.describe());
   BOOST_TEST(r.out.find("embed: epoch 0 done, step 200") != std::string::npos, r.out);
   BOOST_TEST(r.out.find("embed: test test_accuracy 0.") != std::string::npos, r.out);
-}
-
-// kill -9 the trainer just as it starts writing a checkpoint (inotify tells us, no sleeps);
-// the index and every checkpoint it names must still load, and the run must resume.
-BOOST_AUTO_TEST_CASE(kill_9_during_checkpoint_save_keeps_previous_checkpoint_valid) {
-  TempDir dir;
-  const auto ckdir = dir.path() / "checkpoints";
-  std::filesystem::create_directories(ckdir);
-  auto cfg = base_config(dir.path().string());
-  cfg["trainer"].as_object()["limit_train_batches"] = 200;
-  callbacks(cfg).push_back(json::object{{"plugin", "model_checkpoint"},
-                                        {"config", json::object{{"every_n_train_steps", 1}, {"save_top_k", 1}}}});
-  auto path = write_config(dir, cfg);
-
-  int fd = inotify_init1(IN_CLOEXEC);
-  BOOST_REQUIRE(fd >= 0);
-  BOOST_REQUIRE(inotify_add_watch(fd, ckdir.c_str(), IN_CREATE) >= 0);
-  std::vector<std::string> argv{exe(), "fit", "--config", path, "--plugin-dir", plugins()};
-  std::vector<char*> args;
-  for (auto& a : argv) args.push_back(a.data());
-  args.push_back(nullptr);
-  pid_t pid = fork();
-  BOOST_REQUIRE(pid >= 0);
-  if (pid == 0) {
-    int devnull = open("/dev/null", O_WRONLY);
-    dup2(devnull, 1);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  // The 6th temporary checkpoint file: by then index and checkpoints exist; kill mid-write.
-  int temp_files = 0;
-  bool killed = false;
-  char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-  while (!killed) {
-    pollfd p{fd, POLLIN, 0};
-    int ready = poll(&p, 1, 120000);
-    BOOST_REQUIRE_MESSAGE(ready > 0, "no checkpoint file was created within 120 s");
-    ssize_t n = read(fd, buf, sizeof buf);
-    for (char* q = buf; q < buf + n;) {
-      auto* ev = reinterpret_cast<inotify_event*>(q);
-      std::string name = ev->len ? ev->name : "";
-      if (name.find(".ckpt.tmp-") != std::string::npos && ++temp_files == 6 && !killed) {
-        kill(pid, SIGKILL);
-        killed = true;
-      }
-      q += sizeof(inotify_event) + ev->len;
-    }
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  close(fd);
-  BOOST_REQUIRE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-
-  auto index = json::parse(ember::test::read_file(ckdir / "checkpoints.json")).as_object();
-  std::vector<std::string> named{std::string(index["last"].as_string()), std::string(index["best"].as_string())};
-  for (auto& e : index["top_k"].as_array()) named.emplace_back(e.as_object().at("url").as_string());
-  std::string script = "import sys, torch\nfor p in sys.argv[1:]:\n    c = torch.load(p)\n    assert 'state_dict' in c, p\nprint('ok', len(sys.argv) - 1)\n";
-  std::vector<std::string> py{"/usr/bin/python3", "-c", script};
-  py.insert(py.end(), named.begin(), named.end());
-  auto r = run_process(py);
-  BOOST_REQUIRE_MESSAGE(r.exit_code == 0, r.describe());
-  BOOST_TEST(r.out.find("ok 3") != std::string::npos, r.out);
-
-  auto resumed = ember_run({"fit", "--config", path, "--ckpt-path", "last", "--set", "trainer.limit_train_batches=8"});
-  BOOST_TEST(resumed.exit_code == 0, resumed.describe());
 }
 
 // The plain-C plugin end to end through `ember fit`: it sees Lightning's hooks (its counts are

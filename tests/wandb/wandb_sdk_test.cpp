@@ -1,8 +1,8 @@
 // The test server's fidelity, checked with a real W&B client: @wandb/sdk from npm (installed by
 // scripts/bootstrap into .deps/npm) runs sdk_client.mjs under node against wandb_server.py —
 // init with a project and config, history rows, finish — and the test asserts what the server
-// recorded and what the SDK was told. Skipped (meson SKIP, exit 77), never passed, when node or
-// the package is missing.
+// recorded and what the SDK was told. Skipped (meson SKIP, exit 77, with the reason), never
+// passed, when node or the package is missing; under CI=true that is a failure (needs_tools.hpp).
 #define BOOST_TEST_MODULE wandb_sdk
 #define BOOST_TEST_NO_MAIN
 #include <unistd.h>
@@ -16,6 +16,7 @@
 
 #include "../support/run_process.hpp"
 #include "../support/temp_dir.hpp"
+#include "needs_tools.hpp"
 #include "wandb_server.hpp"
 
 namespace fs = std::filesystem;
@@ -26,36 +27,17 @@ using ember::test::wandb::Server;
 
 namespace {
 
-bool g_skipped = false, g_ran = false;
-std::string g_skip_reason;
-
-std::string find_node() {
-  const char* path = std::getenv("PATH");
-  std::stringstream dirs(path ? path : "/usr/local/bin:/usr/bin:/bin");
-  for (std::string d; std::getline(dirs, d, ':');) {
-    fs::path p = fs::path(d.empty() ? "." : d) / "node";
-    if (::access(p.c_str(), X_OK) == 0) return p.string();
-  }
-  return {};
-}
+std::string find_node() { return ember::test::tools::find_on_path("node"); }
 
 fs::path sdk_dir() { return fs::path(ember::test::require_env("EMBER_SOURCE_ROOT")) / ".deps/npm/node_modules/@wandb/sdk"; }
 
-// Skips the case with the reason when node or @wandb/sdk is not installed.
-struct SdkInstalled {
-  boost::test_tools::assertion_result operator()(boost::unit_test::test_unit_id) const {
-    boost::test_tools::assertion_result r(true);
-    if (find_node().empty()) {
-      r = false;
-      r.message() << "node is not on PATH (scripts/bootstrap installs it)";
-    } else if (!fs::exists(sdk_dir() / "package.json")) {
-      r = false;
-      r.message() << "@wandb/sdk is not installed in " << sdk_dir().string() << " (scripts/bootstrap installs it)";
-    }
-    if (!r) g_skipped = true, g_skip_reason = r.message().str();
-    return r;
-  }
-};
+// node and @wandb/sdk: skipped with the reason when missing, failed under CI.
+const ember::test::tools::Needs kSdk{[]() -> std::string {
+  if (find_node().empty()) return "node is not on PATH (scripts/bootstrap installs it)";
+  if (!fs::exists(sdk_dir() / "package.json"))
+    return "@wandb/sdk is not installed in " + sdk_dir().string() + " (scripts/bootstrap installs it)";
+  return "";
+}};
 
 // The node child inherits this environment: the server's URL and a key, nothing else of W&B's.
 struct Env {
@@ -71,7 +53,6 @@ struct Env {
 };
 
 ember::test::ProcessResult run_sdk_client(const std::string& run_id) {
-  g_ran = true;
   std::string script = ember::test::require_env("EMBER_WANDB_SDK_CLIENT");
   // coreutils' timeout bounds a client that would hang (its sender loops forever if the run
   // never starts).
@@ -91,7 +72,8 @@ std::vector<json::object> requests(Server& srv) {
 
 BOOST_AUTO_TEST_SUITE(wandb_sdk)
 
-BOOST_AUTO_TEST_CASE(js_sdk_run_is_recorded_with_config_history_summary_and_exit, *boost::unit_test::precondition(SdkInstalled())) {
+BOOST_AUTO_TEST_CASE(js_sdk_run_is_recorded_with_config_history_summary_and_exit, *boost::unit_test::precondition(kSdk)) {
+  kSdk.require();
   Server srv;
   Env env(srv, kKey);
   auto r = run_sdk_client("sdk00001");
@@ -161,7 +143,8 @@ BOOST_AUTO_TEST_CASE(js_sdk_run_is_recorded_with_config_history_summary_and_exit
   }
 }
 
-BOOST_AUTO_TEST_CASE(js_sdk_with_a_wrong_key_stops_at_the_viewer_401, *boost::unit_test::precondition(SdkInstalled())) {
+BOOST_AUTO_TEST_CASE(js_sdk_with_a_wrong_key_stops_at_the_viewer_401, *boost::unit_test::precondition(kSdk)) {
+  kSdk.require();
   Server srv;
   Env env(srv, "wrongwrongwrongwrongwrongwrongwrongwrong");
   auto r = run_sdk_client("sdk00002");
@@ -177,11 +160,5 @@ BOOST_AUTO_TEST_CASE(js_sdk_with_a_wrong_key_stops_at_the_viewer_401, *boost::un
 
 BOOST_AUTO_TEST_SUITE_END()
 
-// Boost.Test's main, except that a run whose every case was skipped (no node, no package) exits
-// 77, which meson reports as SKIP rather than OK.
-int main(int argc, char* argv[]) {
-  int rc = boost::unit_test::unit_test_main(&init_unit_test, argc, argv);
-  if (rc != 0 || !g_skipped || g_ran) return rc;
-  std::cerr << "wandb_sdk: skipped: " << g_skip_reason << "\n";
-  return 77;
-}
+// A run with skipped cases (no node, no package) exits 77: meson SKIP, not OK.
+int main(int argc, char* argv[]) { return ember::test::tools::main_with_skip(argc, argv, "wandb_sdk"); }
