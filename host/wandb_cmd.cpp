@@ -110,8 +110,8 @@ int run_wandb(int argc, char** argv) {
       while (base_url.size() > 1 && base_url.back() == '/') base_url.pop_back();
       if (!spool_base.empty() && spool_base != base_url)
         std::cerr << "ember wandb sync: " << target << " was spooled for " << wb::strip_query_strings(spool_base)
-                  << "; sending to " << base_url << " (the base URL comes from --base-url or WANDB_BASE_URL, never from "
-                  << "the directory)\n";
+                  << "; sending to " << base_url << " (the base URL comes from --base-url, WANDB_BASE_URL or W&B's "
+                  << "settings file, never from the directory)\n";
       wb::Api api = make_api(base_url, allow_insecure);
       wb::RunRef run = wb::upload_run(api, data);
       if (spool)

@@ -284,7 +284,7 @@ BOOST_AUTO_TEST_CASE(spool_meta_json_does_not_choose_where_the_key_goes) {
   fs::create_directories(dir);
   std::ofstream(dir / "meta.json") << json::serialize(json::object{
       {"project", "proj"}, {"run_id", "spool001"}, {"base_url", attacker.url()}, {"pid", 1}, {"hostname", "h"}});
-  std::ofstream(dir / "hist-000000000000000.jsonl") << "{\"loss\": 1, \"_step\": 0}\n";
+  std::ofstream(dir / "hist-000000000000000.jsonl") << "{\"loss\": 1, \"_step\": 0, \"_runtime\": 0.5, \"_timestamp\": 1700000000}\n";
   std::ofstream(cfg.path() / "settings") << "[default]\nbase_url = " << mine.url() << "\n";
   ::setenv("WANDB_CONFIG_DIR", cfg.path().c_str(), 1);
   auto r = sync(dir);
