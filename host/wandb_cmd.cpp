@@ -3,10 +3,14 @@
 //   ember wandb sync DIR [--base-url URL]          an offline run (offline-run-<ts>-<id>/) or a
 //                                                  spool directory (run-<id>-<pid>/) -> W&B
 //   ember wandb download ENTITY/PROJECT/NAME[:ALIAS] --to DIR [--base-url URL]
+//   both: [--allow-insecure-http]                  send the key over http:// to a non-loopback host
 //
 // The key comes from WANDB_API_KEY or the netrc entry of the base URL's host; the base URL from
-// --base-url, WANDB_BASE_URL, the spool's meta.json, then https://api.wandb.ai. Exit codes as the
-// rest of `ember`: 0 ok, 2 usage, 1 failure.
+// --base-url, WANDB_BASE_URL, W&B's settings file (base_url under [default] in
+// $WANDB_CONFIG_DIR/settings or ~/.config/wandb/settings), then https://api.wandb.ai — never from the directory being synced
+// (a spool's meta.json could name any host, and the key would go there). The directory is read as
+// untrusted: regular files only, no symlinks, no paths outside it. Downloaded files stay inside
+// --to. Exit codes as the rest of `ember`: 0 ok, 2 usage, 1 failure.
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -22,45 +26,42 @@ namespace {
 namespace fs = std::filesystem;
 namespace wb = ember::wandb;
 
-// The spool on the local filesystem (the plugin uses the host's URL space instead).
-class FsStore final : public wb::Store {
- public:
-  std::optional<std::string> read(const std::string& url) override {
-    std::ifstream in(url, std::ios::binary);
-    if (!in) return std::nullopt;
-    std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    return s;
-  }
-  void write(const std::string& url, std::string_view bytes) override {
-    std::string tmp = url + ".tmp";
-    {
-      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-      out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-      if (!out) throw std::runtime_error("cannot write " + tmp);
-    }
-    fs::rename(tmp, url);
-  }
-  std::vector<std::string> list(const std::string& dir) override {
-    std::vector<std::string> out;
-    for (const auto& e : fs::directory_iterator(dir)) out.push_back(e.path().filename().string());
-    std::sort(out.begin(), out.end());
-    return out;
-  }
-  void remove(const std::string& url) override {
-    std::error_code ec;
-    fs::remove(url, ec);
-  }
-};
-
 int usage() {
-  std::cerr << "usage: ember wandb sync DIR [--base-url URL]\n"
-               "       ember wandb download ENTITY/PROJECT/NAME[:ALIAS] --to DIR [--base-url URL]\n";
+  std::cerr << "usage: ember wandb sync DIR [--base-url URL] [--allow-insecure-http]\n"
+               "       ember wandb download ENTITY/PROJECT/NAME[:ALIAS] --to DIR [--base-url URL] [--allow-insecure-http]\n";
   return 2;
 }
 
-wb::Api make_api(const std::string& base_url) {
+// base_url from W&B's settings file, as `wandb login --host URL` writes it (INI, section [default]).
+std::string settings_base_url() {
+  std::string dir = wb::getenv_str("WANDB_CONFIG_DIR");
+  if (dir.empty()) {
+    std::string home = wb::getenv_str("HOME");
+    if (home.empty()) return {};
+    dir = home + "/.config/wandb";
+  }
+  std::ifstream in(dir + "/settings");
+  std::string line, section;
+  auto trim = [](std::string t) {
+    while (!t.empty() && std::isspace(static_cast<unsigned char>(t.back()))) t.pop_back();
+    std::size_t b = 0;
+    while (b < t.size() && std::isspace(static_cast<unsigned char>(t[b]))) ++b;
+    return t.substr(b);
+  };
+  while (std::getline(in, line)) {
+    line = trim(line);
+    if (line.size() > 1 && line.front() == '[' && line.back() == ']') section = line.substr(1, line.size() - 2);
+    auto eq = line.find('=');
+    if (section == "default" && eq != std::string::npos && trim(line.substr(0, eq)) == "base_url")
+      return trim(line.substr(eq + 1));
+  }
+  return {};
+}
+
+wb::Api make_api(const std::string& base_url, bool allow_insecure) {
   wb::ApiOptions o;
   o.base_url = base_url;
+  wb::check_key_transport(base_url, ember::http::Url::parse(base_url).host, allow_insecure, "--allow-insecure-http");
   o.api_key = wb::getenv_str("WANDB_API_KEY");
   std::string where;
   if (o.api_key.empty()) o.api_key = wb::netrc_key(ember::http::Url::parse(base_url).host, &where);
@@ -77,8 +78,11 @@ int run_wandb(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);  // argv[0] is "wandb"
   if (args.empty() || args[0] == "--help" || args[0] == "-h") return usage();
   std::string cmd = args[0], target, to, base_url;
+  bool allow_insecure = false;
   for (std::size_t i = 1; i < args.size(); ++i) {
-    if ((args[i] == "--base-url" || args[i] == "--to") && i + 1 < args.size()) {
+    if (args[i] == "--allow-insecure-http") {
+      allow_insecure = true;
+    } else if ((args[i] == "--base-url" || args[i] == "--to") && i + 1 < args.size()) {
       (args[i] == "--to" ? to : base_url) = args[i + 1];
       ++i;
     } else if (target.empty() && args[i].rfind("--", 0) != 0) {
@@ -90,28 +94,30 @@ int run_wandb(int argc, char** argv) {
   }
   if (target.empty()) return usage();
   if (base_url.empty()) base_url = wb::getenv_str("WANDB_BASE_URL");
+  if (base_url.empty()) base_url = settings_base_url();
   try {
     if (cmd == "sync") {
       fs::path dir(target);
       if (!fs::is_directory(dir)) throw std::runtime_error(target + ": not a directory");
       wb::RunData data;
       std::vector<std::string> used;
-      bool spool = fs::exists(dir / "meta.json");
-      FsStore store;
-      if (spool) {
-        std::string spool_base;
-        data = wb::read_spool_dir(store, dir.string(), &used, &spool_base);
-        if (base_url.empty()) base_url = spool_base;
-      } else {
-        data = wb::read_offline_dir(dir);
-      }
+      bool spool = fs::exists(fs::symlink_status(dir / "meta.json"));
+      wb::LocalStore store(false);
+      std::string spool_base;
+      if (spool) data = wb::read_spool_dir(store, dir.string(), &used, &spool_base);
+      else data = wb::read_offline_dir(dir);
       if (base_url.empty()) base_url = "https://api.wandb.ai";
-      wb::Api api = make_api(base_url);
+      while (base_url.size() > 1 && base_url.back() == '/') base_url.pop_back();
+      if (!spool_base.empty() && spool_base != base_url)
+        std::cerr << "ember wandb sync: " << target << " was spooled for " << wb::strip_query_strings(spool_base)
+                  << "; sending to " << base_url << " (the base URL comes from --base-url, WANDB_BASE_URL or W&B's "
+                  << "settings file, never from the directory)\n";
+      wb::Api api = make_api(base_url, allow_insecure);
       wb::RunRef run = wb::upload_run(api, data);
       if (spool)
         for (const auto& f : used) store.remove((dir / f).string());
-      else
-        std::ofstream(dir / (".synced"));
+      else  // O_NOFOLLOW: a planted .synced symlink must not truncate its target
+        wb::write_file_under(dir.string(), ".synced", "", "sync marker");
       std::cout << "synced " << data.history.size() << " history rows of run " << run.entity << "/" << run.project << "/"
                 << run.run_id << " to " << base_url << "\n";
       return 0;
@@ -122,22 +128,19 @@ int run_wandb(int argc, char** argv) {
         return usage();
       }
       if (base_url.empty()) base_url = "https://api.wandb.ai";
-      wb::Api api = make_api(base_url);
+      wb::Api api = make_api(base_url, allow_insecure);
       wb::DownloadedArtifact a = wb::download_artifact(api, target);
+      // The manifest's paths are the server's choice: every one is checked before anything is
+      // written, and each file is written below --to without following a symlink.
+      for (const auto& kv : a.files) wb::safe_relative_path(kv.first, "artifact " + target + ": manifest entry");
       fs::create_directories(to);
-      for (const auto& [name, bytes] : a.files) {
-        fs::path p = fs::path(to) / name;
-        fs::create_directories(p.parent_path());
-        std::ofstream out(p, std::ios::binary | std::ios::trunc);
-        out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-        if (!out) throw std::runtime_error("cannot write " + p.string());
-        std::cout << p.string() << "\n";
-      }
+      for (const auto& [name, bytes] : a.files)
+        std::cout << wb::write_file_under(to, name, bytes, "artifact " + target + ": manifest entry") << "\n";
       std::cerr << "downloaded " << target << " (" << a.version << ", " << a.files.size() << " file(s)) to " << to << "\n";
       return 0;
     }
   } catch (const std::exception& e) {
-    std::cerr << "ember wandb " << cmd << ": " << e.what() << "\n";
+    std::cerr << "ember wandb " << cmd << ": " << wb::strip_query_strings(e.what()) << "\n";
     return 1;
   }
   std::cerr << "ember wandb: unknown command '" << cmd << "'\n";

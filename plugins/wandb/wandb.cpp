@@ -69,7 +69,7 @@ constexpr const char* kSchema = R"JSON({
     "base_url": {"type": ["string", "null"], "description": "env WANDB_BASE_URL; default https://api.wandb.ai"},
     "define_metric": {"type": ["object", "null"], "description": "{\"val_accuracy\": {\"summary\": \"max\", \"goal\": \"maximize\"}}"},
     "config": {"type": ["object", "null"], "description": "extra run config merged with the hyper-parameters"},
-    "spool_dir": {"type": ["string", "null"], "description": "URL of the spool root; default /tmp/ember-wandb-spool"},
+    "spool_dir": {"type": ["string", "null"], "description": "URL of the spool root; default $TMPDIR/ember-wandb-spool-<uid> (0700, checked)"},
     "finalize_timeout_s": {"type": "number", "minimum": 0, "maximum": 86400, "default": 30},
     "http_timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400, "default": 30},
     "retry_initial_s": {"type": "number", "minimum": 0, "maximum": 3600, "default": 2},
@@ -79,6 +79,7 @@ constexpr const char* kSchema = R"JSON({
     "max_queue_mb": {"type": "number", "exclusiveMinimum": 0, "maximum": 1048576, "default": 256, "description": "rows kept in memory before spooling"},
     "verify_tls": {"type": "boolean", "default": true},
     "ca_file": {"type": ["string", "null"]},
+    "allow_insecure_http": {"type": "boolean", "default": false, "description": "allow an http:// base_url to a non-loopback host (the API key travels in clear)"},
     "sync_spool_on_start": {"type": "boolean", "default": true, "description": "send runs left in the spool by earlier processes"},
     "console": {"type": ["string", "null"], "enum": ["auto", "redirect", "off", null],
                 "description": "capture stdout/stderr into the run's output.log (teed: the terminal still gets everything); env WANDB_CONSOLE; default auto"}
@@ -379,6 +380,12 @@ class WandbLogger final : public ember::plugin::Plugin,
     for (char c : meta_.run_id)
       if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_'))
         config_error("config key id (or WANDB_RUN_ID): '" + meta_.run_id + "' may hold only letters, digits, '-' and '_'");
+    // They become URL path segments (file_stream) and header-adjacent text: no control characters.
+    for (auto [key, value] : {std::pair<const char*, const std::string*>{"project (or WANDB_PROJECT)", &meta_.project},
+                              {"entity (or WANDB_ENTITY)", &meta_.entity}})
+      if (wb::has_control_chars(*value))
+        config_error(std::string("config key ") + key + ": control characters (CR, LF, ...) are not allowed in '" +
+                     wb::strip_query_strings(*value) + "'");
     meta_.group = s("group", "WANDB_RUN_GROUP");
     meta_.job_type = s("job_type", "WANDB_JOB_TYPE");
     meta_.notes = s("notes", "WANDB_NOTES");
@@ -420,8 +427,10 @@ class WandbLogger final : public ember::plugin::Plugin,
     if (auto* c = o.if_contains("config"); c && c->is_object()) config_ = c->as_object();
     spool_root_ = s("spool_dir", nullptr);
     if (spool_root_.empty()) {
+      // Per user: a shared /tmp/ember-wandb-spool let others read the rows and plant runs that the
+      // next start would upload with this user's key. Created 0700 and checked (wandb_safety.hpp).
       std::string tmp = env("TMPDIR");
-      spool_root_ = (tmp.empty() ? std::string("/tmp") : tmp) + "/ember-wandb-spool";
+      spool_root_ = (tmp.empty() ? std::string("/tmp") : tmp) + "/ember-wandb-spool-" + std::to_string(::geteuid());
     }
     finalize_timeout_ = num("finalize_timeout_s", 30);
     http_timeout_ = num("http_timeout_s", 30);
@@ -432,6 +441,19 @@ class WandbLogger final : public ember::plugin::Plugin,
     max_queue_bytes_ = static_cast<std::size_t>(num("max_queue_mb", 256) * 1024 * 1024);
     if (auto* v = o.if_contains("verify_tls"); v && v->is_bool()) verify_tls_ = v->as_bool();
     ca_file_ = s("ca_file", nullptr);
+    if (auto* v = o.if_contains("allow_insecure_http"); v && v->is_bool()) allow_insecure_http_ = v->as_bool();
+    try {
+      wb::check_key_transport(base_url_, ember::http::Url::parse(base_url_).host, allow_insecure_http_,
+                              "config key allow_insecure_http: true");
+    } catch (const std::invalid_argument& e) {
+      config_error(std::string("config key base_url (or WANDB_BASE_URL): ") + e.what());
+    } catch (const std::exception& e) {
+      config_error(std::string("config key base_url (or WANDB_BASE_URL): ") + wb::strip_query_strings(e.what()));
+    }
+    if (!verify_tls_)
+      log(EMBER_LOG_WARN, "verify_tls is false: the TLS certificate of " + wb::strip_query_strings(base_url_) +
+                              " is NOT checked; anyone on the network path can impersonate W&B and read the API key "
+                              "and the run. Use ca_file for a private CA instead.");
     if (auto* v = o.if_contains("sync_spool_on_start"); v && v->is_bool()) sync_spool_ = v->as_bool();
     console_mode_ = s("console", "WANDB_CONSOLE", "auto");
     if (console_mode_ != "auto" && console_mode_ != "redirect" && console_mode_ != "off")
@@ -444,6 +466,7 @@ class WandbLogger final : public ember::plugin::Plugin,
       std::string host = ember::http::Url::parse(base_url_).host;
       api_key_ = wb::netrc_key(host, &netrc_path_);
     }
+    if (std::string local = wb::local_path_of(spool_root_); !local.empty()) spool_root_ = local;
     spool_dir_ = wb::join_url(spool_root_, "run-" + meta_.run_id + "-" + std::to_string(::getpid()));
     summary_ = wb::Summary(defs_);
   }
@@ -451,7 +474,7 @@ class WandbLogger final : public ember::plugin::Plugin,
   ~WandbLogger() override {
     if (worker_.joinable()) {
       try {
-        log(EMBER_LOG_WARN, "destroyed without finalize; finishing the run as failed");
+        say(EMBER_LOG_WARN, "destroyed without finalize; finishing the run as failed");
         finish("failed");
       } catch (...) {
       }
@@ -810,9 +833,11 @@ class WandbLogger final : public ember::plugin::Plugin,
     return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
   }
 
+  // Every message the plugin logs: no URL query string (pre-signed URLs carry signatures there,
+  // and console capture would copy the line into output.log).
   void say(ember_log_level_t level, const std::string& msg) const {
     if (silent_ && level < EMBER_LOG_WARN) return;
-    log(level, msg);
+    log(level, wb::strip_query_strings(msg));
   }
 
   void start() {
@@ -886,7 +911,7 @@ class WandbLogger final : public ember::plugin::Plugin,
     if (!report_.empty()) {
       std::string r = report_;
       report_.clear();
-      log(EMBER_LOG_WARN, r);
+      say(EMBER_LOG_WARN, r);
     }
   }
 
@@ -1083,11 +1108,11 @@ class WandbLogger final : public ember::plugin::Plugin,
   void send_media_files() {
     while (!spooled_files_.empty()) {
       const auto& [path, url] = spooled_files_.front();
-      if (auto bytes = store_->read(url)) {
+      if (auto bytes = spool_->read(url)) {
         wb::upload_run_file(*api_, *run_, path, *bytes);
         uploaded_.push_back(path);
       }
-      store_->remove(url);
+      spool_->remove(url);
       spooled_files_.pop_front();
     }
     while (!media_files_.empty()) {
@@ -1137,6 +1162,11 @@ class WandbLogger final : public ember::plugin::Plugin,
       std::fclose(f);
     }
     if (!argv.empty()) argv.erase(argv.begin());
+    // `--set s3.secret_access_key=…` and the like must not reach W&B.
+    std::vector<std::string> raw;
+    for (const auto& a : argv) raw.emplace_back(a.as_string());
+    argv.clear();
+    for (auto& a : wb::redact_argv(std::move(raw))) argv.emplace_back(wb::strip_query_strings(a));
     ProcSample s = sample_proc();
     char started[64];
     std::time_t t = static_cast<std::time_t>(start_unix_);
@@ -1195,6 +1225,10 @@ class WandbLogger final : public ember::plugin::Plugin,
     ao.wait = [this](Clock::time_point t) { return wait_until(t); };
     api_ = std::make_unique<wb::Api>(ao);
     store_ = std::make_unique<HostStore>(host());
+    // A local spool (the default) is private: 0700 directories checked to be ours, 0600 files.
+    // Another scheme (s3://…) is the user's choice; its access control is the bucket's.
+    if (wb::local_path_of(spool_root_).empty()) spool_ = std::make_unique<HostStore>(host());
+    else spool_ = std::make_unique<wb::LocalStore>(true);
     last_post_ = last_stats_ = Clock::now();
     last_cpu_s_ = sample_proc().cpu_s;
 
@@ -1452,7 +1486,7 @@ class WandbLogger final : public ember::plugin::Plugin,
   void send_spooled(Stream& s) {
     while (!s.spooled.empty()) {
       auto [first, url] = s.spooled.front();
-      auto text = store_->read(url);
+      auto text = spool_->read(url);
       json::array content;
       if (text)
         for (auto& kv : wb::split_segment(first, *text))
@@ -1463,7 +1497,7 @@ class WandbLogger final : public ember::plugin::Plugin,
         post(json::object{{"files", json::object{{s.file, json::object{{"offset", wire(s, first)}, {"content", content}}},
                                                  {"wandb-summary.json", summary_file(summary_text(false))}}},
                           {"dropped", 0}});
-      store_->remove(url);
+      spool_->remove(url);
       s.spooled_lines -= static_cast<std::int64_t>(content.size());
       s.spooled.erase(s.spooled.begin());
     }
@@ -1480,7 +1514,7 @@ class WandbLogger final : public ember::plugin::Plugin,
         text.reserve(s->mem_bytes + s->lines.size());
         for (auto& l : s->lines) text += l, text += '\n';
         std::string url = wb::join_url(spool_dir_, wb::spool_segment_name(s->kind, s->mem_first));
-        store_->write(url, text);
+        spool_->write(url, text);
         s->spooled.emplace_back(s->mem_first, url);
         s->spooled_lines += static_cast<std::int64_t>(s->lines.size());
         s->mem_first += static_cast<std::int64_t>(s->lines.size());
@@ -1492,14 +1526,14 @@ class WandbLogger final : public ember::plugin::Plugin,
       while (!media_files_.empty()) {
         auto& [path, bytes] = media_files_.front();
         std::string url = wb::join_url(spool_dir_, wb::spool_file_name(path));
-        store_->write(url, bytes);
+        spool_->write(url, bytes);
         spooled_files_.emplace_back(path, url);
         media_bytes_ -= bytes.size();
         media_files_.pop_front();
         any = true;
       }
       if (any || !meta_written_) write_spool_meta();
-      if (any) store_->write(wb::join_url(spool_dir_, "summary.json"), summary_text(false));
+      if (any) spool_->write(wb::join_url(spool_dir_, "summary.json"), summary_text(false));
     } catch (const std::exception& e) {
       if (!spill_warned_) say(EMBER_LOG_ERROR, std::string("cannot spool to ") + spool_dir_ + ": " + e.what() + "; rows stay in memory");
       spill_warned_ = true;
@@ -1524,20 +1558,20 @@ class WandbLogger final : public ember::plugin::Plugin,
     meta["shift_until"] = shift_until_;
     meta["step_shift"] = starting_step_;
     meta["runtime_shift"] = runtime_offset_;
-    store_->write(wb::join_url(spool_dir_, "meta.json"), json::serialize(meta));
+    spool_->write(wb::join_url(spool_dir_, "meta.json"), json::serialize(meta));
     meta_written_ = true;
   }
 
   void leave_in_spool() {
-    if (!store_) return;
+    if (!spool_) return;
     spill();
     std::int64_t rows = history_.pending();
     std::int64_t events = events_.pending();
     std::int64_t output = output_.pending();
     try {
       write_spool_meta();
-      store_->write(wb::join_url(spool_dir_, "summary.json"), summary_text(true));
-      store_->write(wb::join_url(spool_dir_, "exit.json"), json::serialize(json::object{{"exitcode", exit_code_}}));
+      spool_->write(wb::join_url(spool_dir_, "summary.json"), summary_text(true));
+      spool_->write(wb::join_url(spool_dir_, "exit.json"), json::serialize(json::object{{"exitcode", exit_code_}}));
     } catch (const std::exception& e) {
       report_ = std::string("could not send the run to W&B and cannot spool it: ") + e.what();
       return;
@@ -1557,8 +1591,12 @@ class WandbLogger final : public ember::plugin::Plugin,
   // Runs other processes left in the spool root (a W&B outage, a wrong key): upload them now.
   void sync_leftover_spools() {
     std::vector<std::string> dirs;
+    const bool local = !wb::local_path_of(spool_root_).empty();
+    // Only a spool root that is ours and private: anything in a shared one may have been planted
+    // to be uploaded with this user's key.
+    if (local && !wb::is_private_dir(spool_root_)) return;
     try {
-      dirs = store_->list(spool_root_);
+      dirs = spool_->list(spool_root_);
     } catch (const std::exception&) {
       return;
     }
@@ -1566,21 +1604,26 @@ class WandbLogger final : public ember::plugin::Plugin,
       if (name.rfind("run-", 0) != 0) continue;
       std::string dir = wb::join_url(spool_root_, name);
       if (dir == spool_dir_) continue;
+      if (local && !wb::is_private_dir(dir)) {
+        say(EMBER_LOG_WARN, "skipping spool directory " + dir + ": not a directory of yours with mode 0700; not sent");
+        continue;
+      }
       try {
-        auto meta_text = store_->read(wb::join_url(dir, "meta.json"));
+        auto meta_text = spool_->read(wb::join_url(dir, "meta.json"));
         if (!meta_text) continue;
         json::object meta = json::parse(*meta_text).as_object();
         std::string base = meta.if_contains("base_url") ? std::string(meta.at("base_url").as_string()) : "";
         if (base != base_url_) continue;
         auto pid = static_cast<pid_t>(meta.at("pid").to_number<std::int64_t>());
-        bool alive = pid == ::getpid() ? is_live(dir) : ::kill(pid, 0) == 0;
+        // EPERM: the process exists but is another user's; it is alive, not a leftover.
+        bool alive = pid == ::getpid() ? is_live(dir) : (::kill(pid, 0) == 0 || errno == EPERM);
         if (meta.at("hostname").as_string() == meta_.host && alive) continue;  // still running
         std::vector<std::string> used;
-        wb::RunData d = wb::read_spool_dir(*store_, dir, &used, nullptr);
+        wb::RunData d = wb::read_spool_dir(*spool_, dir, &used, nullptr);
         const std::size_t rows = d.history.size();
         const std::string id = d.meta.run_id;
         wb::upload_run(*api_, std::move(d));
-        for (const auto& f : used) store_->remove(wb::join_url(dir, f));
+        for (const auto& f : used) spool_->remove(wb::join_url(dir, f));
         say(EMBER_LOG_INFO, "sent run " + id + " left in the spool " + dir + " (" + std::to_string(rows) +
                                 " history rows)");
       } catch (const wb::ApiError& e) {
@@ -1694,7 +1737,8 @@ class WandbLogger final : public ember::plugin::Plugin,
   void take_console() {
     console_lines_.clear();
     console_->take(console_lines_);
-    for (const auto& l : console_lines_) {
+    for (auto& l : console_lines_) {
+      l.text = wb::strip_query_strings(l.text);  // a pre-signed URL printed by anyone stays out of W&B
       if (offline_) {
         write_record(wb::output_raw_record(l));
         continue;
@@ -1819,7 +1863,7 @@ class WandbLogger final : public ember::plugin::Plugin,
   }
 
   // Config.
-  bool online_ = false, offline_ = false, silent_ = false, verify_tls_ = true, sync_spool_ = true;
+  bool online_ = false, offline_ = false, silent_ = false, verify_tls_ = true, sync_spool_ = true, allow_insecure_http_ = false;
   std::string console_mode_ = "auto";
   wb::RunMeta meta_;
   std::string resume_, save_dir_, base_url_, prefix_, artifact_name_, spool_root_, spool_dir_, ca_file_;
@@ -1864,7 +1908,8 @@ class WandbLogger final : public ember::plugin::Plugin,
   // Worker only.
   std::string spare_rows_, post_body_;
   std::unique_ptr<wb::Api> api_;
-  std::unique_ptr<HostStore> store_;
+  std::unique_ptr<HostStore> store_;  // checkpoints (any scheme the host has)
+  std::unique_ptr<wb::Store> spool_;  // the spool: LocalStore (private) for a local spool_dir
   std::optional<wb::RunRef> run_;
   json::object cfg_config_;
   wb::Summary summary_;

@@ -17,11 +17,13 @@
 #include <functional>
 #include <memory>
 #include <random>
+#include <set>
 #include <sstream>
 #include <thread>
 
 #include "wandb_console.hpp"
 #include "wandb_proto.hpp"
+#include "wandb_safety.hpp"
 
 namespace ember::wandb {
 
@@ -97,7 +99,10 @@ class Api {
   // POST {base}/files/{entity}/{project}/{run}/file_stream.
   json::value file_stream(const std::string& entity, const std::string& project, const std::string& run,
                           const std::string& body) {
-    std::string target = base_.target + "/files/" + entity + "/" + project + "/" + run + "/file_stream";
+    // Each segment percent-encoded: a project named "a b\r\nX: y" must stay one path segment of
+    // one request line, not become a header.
+    std::string target = base_.target + "/files/" + encode_path_segment(entity) + "/" + encode_path_segment(project) + "/" +
+                         encode_path_segment(run) + "/file_stream";
     http::Response r = send(base_, "POST", target, body, true, "file_stream");
     check_status(r, "W&B " + o_.base_url + target, {400, 403, 404, 409}, true);
     try {
@@ -183,7 +188,11 @@ class Api {
       u.target = url;
       return u;
     }
-    return http::Url::parse(url);
+    try {
+      return http::Url::parse(url);
+    } catch (const http::Error&) {  // its message quotes the URL, query (signature) included
+      throw ApiError(Failure::fatal, 0, "W&B: '" + redact_query(url) + "' is not a valid http(s) URL");
+    }
   }
 
   void check_status(const http::Response& r, const std::string& what, std::initializer_list<int> no_retry,
@@ -211,7 +220,8 @@ class Api {
     try {
       return client(u).send(req);
     } catch (const http::Error& e) {
-      throw ApiError(Failure::retryable, 0, "W&B " + what + ": " + e.what());
+      // http::Error may quote the request target, whose query is a pre-signed URL's signature.
+      throw ApiError(Failure::retryable, 0, "W&B " + what + ": " + strip_query_strings(e.what()));
     }
   }
 
@@ -424,6 +434,24 @@ inline std::string shift_history_line(std::string_view line, std::int64_t step, 
   return out;
 }
 
+// "uploadHeaders" of CreateRunFiles / CreateArtifactFiles / CreateArtifactManifest: a list of
+// "Name:Value" strings the storage signed the upload URL over (Content-MD5 among them); W&B's
+// clients send them back with the PUT, and the storage refuses the upload without them.
+inline std::vector<std::pair<std::string, std::string>> upload_headers(const json::value* h) {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (h && h->is_array())
+    for (const auto& x : h->as_array())
+      if (x.is_string()) {
+        std::string s(x.as_string());
+        auto c = s.find(':');
+        if (c == std::string::npos || has_control_chars(s)) continue;
+        std::string v = s.substr(c + 1);
+        while (!v.empty() && v.front() == ' ') v.erase(v.begin());
+        out.emplace_back(s.substr(0, c), v);
+      }
+  return out;
+}
+
 // CreateRunFiles for one file, then PUT its bytes (a null uploadUrl means the server has it).
 inline void upload_run_file(Api& api, const RunRef& run, const std::string& name, const std::string& bytes) {
   json::object d = api.retry([&] {
@@ -436,14 +464,7 @@ inline void upload_run_file(Api& api, const RunRef& run, const std::string& name
   const json::object* crf = d.if_contains("createRunFiles") ? d.at("createRunFiles").if_object() : nullptr;
   if (!crf || crf->at("runID").is_null())
     throw ApiError(Failure::fatal, 200, "W&B CreateRunFiles " + name + ": no runID in the answer");
-  std::vector<std::pair<std::string, std::string>> headers;
-  if (auto* h = crf->if_contains("uploadHeaders"); h && h->is_array())
-    for (const auto& x : h->as_array())
-      if (x.is_string()) {
-        std::string s(x.as_string());
-        auto c = s.find(':');
-        if (c != std::string::npos) headers.emplace_back(s.substr(0, c), s.substr(c + 1));
-      }
+  std::vector<std::pair<std::string, std::string>> headers = upload_headers(crf->if_contains("uploadHeaders"));
   for (const auto& f : crf->at("files").as_array()) {
     const auto& o = f.as_object();
     if (o.at("name").as_string() != name || o.at("uploadUrl").is_null()) continue;
@@ -570,14 +591,16 @@ inline LoggedArtifact log_artifact(Api& api, const RunRef& run, const ArtifactSp
     auto it = spec.files.find(name);
     if (it == spec.files.end()) continue;
     std::string url(node.at("uploadUrl").as_string());
-    api.retry([&] { api.put(url, it->second); });
+    auto headers = upload_headers(node.if_contains("uploadHeaders"));
+    api.retry([&] { api.put(url, it->second, headers); });
   }
   std::string manifest = manifest_json(digests, sizes, birth_id);
   json::object m2 = manifest_call(true, md5_b64(manifest));
   const auto& mf = m2.at("createArtifactManifest").at("artifactManifest").at("file").as_object();
   if (auto* u = mf.if_contains("uploadUrl"); u && u->is_string()) {
     std::string url(u->as_string());
-    api.retry([&] { api.put(url, manifest); });
+    auto headers = upload_headers(mf.if_contains("uploadHeaders"));
+    api.retry([&] { api.put(url, manifest, headers); });
   }
   api.retry([&] {
     return api.graphql("mutation CommitArtifact($artifactID: ID!) { commitArtifact(input: {artifactID: $artifactID}) { "
@@ -780,6 +803,55 @@ class Store {
   virtual void remove(const std::string& url) = 0;
 };
 
+// The spool on the local filesystem. Reads open regular files only and never follow a symlink
+// (a spool directory may come from someone else: `ember wandb sync DIR`). A private store (the
+// plugin's own spool) also creates its directories 0700 after checking that an existing one is
+// ours and closed to others (ensure_private_dir), and its files 0600 (O_EXCL|O_NOFOLLOW, then an
+// atomic rename).
+class LocalStore final : public Store {
+ public:
+  explicit LocalStore(bool private_dirs) : private_(private_dirs) {}
+  std::optional<std::string> read(const std::string& url) override {
+    auto [dir, name] = split(url);
+    return read_regular_file_under(dir, name, "spool file");
+  }
+  void write(const std::string& url, std::string_view bytes) override {
+    auto [dir, name] = split(url);
+    if (private_ && checked_.insert(dir).second) {
+      auto [root, run] = split(dir);
+      if (checked_.insert(root).second) ensure_private_dir(root);
+      ensure_private_dir(dir);
+    }
+    std::string tmp = name + ".tmp-" + std::to_string(::getpid());
+    Fd d = open_root_dir(dir);
+    ::unlinkat(d.get(), tmp.c_str(), 0);
+    {
+      Fd f(::openat(d.get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, private_ ? 0600 : 0644));
+      if (f.get() < 0) throw std::runtime_error("cannot write " + dir + "/" + tmp + ": " + errno_text(errno));
+      write_all(f.get(), bytes, dir + "/" + tmp);
+    }
+    if (::renameat(d.get(), tmp.c_str(), d.get(), name.c_str()) != 0)
+      throw std::runtime_error("cannot rename " + dir + "/" + tmp + " to " + name + ": " + errno_text(errno));
+  }
+  std::vector<std::string> list(const std::string& dir) override {
+    std::vector<std::string> out;
+    for (const auto& e : std::filesystem::directory_iterator(dir)) out.push_back(e.path().filename().string());
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+  void remove(const std::string& url) override { ::unlink(url.c_str()); }
+
+ private:
+  static std::pair<std::string, std::string> split(std::string url) {
+    while (url.size() > 1 && url.back() == '/') url.pop_back();
+    auto s = url.rfind('/');
+    if (s == std::string::npos) return {".", url};
+    return {s == 0 ? "/" : url.substr(0, s), url.substr(s + 1)};
+  }
+  bool private_;
+  std::set<std::string> checked_;
+};
+
 inline std::string join_url(std::string a, std::string_view b) {
   if (!a.empty() && a.back() != '/') a += '/';
   return a + std::string(b);
@@ -901,16 +973,18 @@ inline RunData read_offline_dir(const std::filesystem::path& dir) {
   std::vector<fs::path> logs;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec))
-    if (e.path().extension() == ".wandb") logs.push_back(e.path());
+    if (e.path().extension() == ".wandb") {
+      if (e.is_symlink()) throw std::runtime_error(e.path().string() + ": a symlink; refused (sync reads regular files only)");
+      logs.push_back(e.path());
+    }
   if (ec) throw std::runtime_error("cannot read directory " + dir.string() + ": " + ec.message());
   if (logs.size() != 1)
     throw std::runtime_error(dir.string() + ": expected exactly one *.wandb file, found " + std::to_string(logs.size()));
-  auto slurp = [](const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    if (!in) throw std::runtime_error("cannot read " + p.string());
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
+  // Regular files only, never through a symlink: the directory may be someone else's.
+  auto slurp = [&](const fs::path& p) {
+    auto bytes = read_regular_file_under(dir.string(), p.filename().string(), "sync:");
+    if (!bytes) throw std::runtime_error("cannot read " + p.string());
+    return std::move(*bytes);
   };
   RunData d;
   bool have_run = false;
@@ -969,9 +1043,12 @@ inline RunData read_offline_dir(const std::filesystem::path& dir) {
   }
   // The run files: the three every run has, and those files records name (media/…).
   for (const char* f : {"wandb-metadata.json", "wandb-summary.json", "config.yaml"}) listed.emplace_back(f);
+  // A files record names a path under files/: an absolute path, "..", a symlink or anything but a
+  // regular file is refused (it would upload a file from outside the run directory).
   for (const auto& f : listed) {
-    fs::path p = dir / "files" / f;
-    if (f.find("..") == std::string::npos && fs::exists(p)) d.files[f] = slurp(p);
+    if (d.files.count(f)) continue;
+    if (auto bytes = read_regular_file_under((dir / "files").string(), f, logs[0].string() + ": files record"))
+      d.files[f] = std::move(*bytes);
   }
   return d;
 }

@@ -6,7 +6,7 @@
 //
 //   wandb_console_child lines CONFIG_JSON
 //       printf, iostreams, write(2), a child process, a progress line redrawn with '\r', CRLF,
-//       invalid UTF-8, a line without its newline; one history row
+//       invalid UTF-8, a pre-signed URL, a line without its newline; one history row
 //   wandb_console_child tty CONFIG_JSON
 //       says whether fds 1 and 2 are terminals and how wide, and redraws a progress line
 //   wandb_console_child flood CONFIG_JSON SERVER_URL N
@@ -47,6 +47,7 @@ void print_lines(LoadedPlugin& p) {
   std::printf("crlf line\r\n");
   std::printf("bad utf8 \xff\xfe end\n");
   std::printf("caf\xc3\xa9 \xe2\x9c\x93\n");
+  std::printf("upload to https://s.example/k?X-Goog-Signature=SIGSECRET&X-Goog-Date=1 failed\n");  // a pre-signed URL
   std::fflush(stdout);
   if (std::system("echo out from a child process") != 0) throw std::runtime_error("system() failed");
   std::fprintf(stderr, "err 3\n");

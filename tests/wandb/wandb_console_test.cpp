@@ -129,6 +129,7 @@ double now() { return std::chrono::duration<double>(std::chrono::system_clock::n
 // What wandb_console_child's "lines" mode writes, as the captured text of each line.
 const std::vector<std::string> kStdout = {"out 1",     "out 2",           "out 3 write", "progress 100%",
                                           "crlf line", "bad utf8 \xEF\xBF\xBD\xEF\xBF\xBD end", "caf\xc3\xa9 \xe2\x9c\x93",
+                                          "upload to https://s.example/k?... failed",  // the query (signature) cut
                                           "out from a child process", "no newline at the end"};
 const std::vector<std::string> kStderr = {"err 1", "err 2", "err 3"};
 
@@ -162,6 +163,7 @@ BOOST_AUTO_TEST_CASE(console_lines_reach_output_log_in_order_with_stderr_marked_
                    "no newline at the endafter finalize\n"},
                   "child stdout");
   expect_in_order(r.err, {"err 1\n", "err 2\n", "err 3\n"}, "child stderr");
+  BOOST_TEST(r.out.find("k?X-Goog-Signature=SIGSECRET&X-Goog-Date=1 failed\n") != std::string::npos);  // the terminal: unchanged
 
   json::object run = srv.run("con00001");
   BOOST_REQUIRE_MESSAGE(!run.empty(), r.describe());
@@ -287,7 +289,7 @@ BOOST_AUTO_TEST_CASE(console_lines_kept_in_the_spool_are_sent_by_ember_wandb_syn
   TempDir spool("wandb-con-spool");
   auto r = child({"lines", config(srv, "con00009", spool)});
   BOOST_REQUIRE_MESSAGE(r.exit_code == 0, r.describe());
-  BOOST_TEST(r.err.find("1 history rows, 0 system-metric rows, 12 console lines") != std::string::npos, r.describe());
+  BOOST_TEST(r.err.find("1 history rows, 0 system-metric rows, 13 console lines") != std::string::npos, r.describe());
   BOOST_TEST(srv.run("con00009").empty());
   std::vector<fs::path> dirs;
   for (auto& e : fs::directory_iterator(spool.path())) dirs.push_back(e.path());

@@ -19,6 +19,9 @@ Everything it receives is appended as JSON lines to --log (one object per reques
               tells when a client is blocked in one, so a test knows where the client is
       reset:  the next N requests have their connection closed without a response
                   "sink": true}
+      plant_artifact: {"project", "collection", ["entity", "type", "aliases"], "files": {PATH: {"b64": BYTES,
+              ["md5": DIGEST]}}} commits a version directly, manifest and all, with paths and MD5s no
+              honest client would upload (hostile "../x", a wrong digest): tests of `ember wandb download`
       sink:   file_stream history lines are counted (run "sunk_rows", "sunk_last_offset"), not
               parsed or logged: the throughput figure then measures the client, not this server
   GET /_state   what it stored (runs, history, summary, files, artifacts) and a request summary;
@@ -70,7 +73,7 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 OP_RE = re.compile(r"(query|mutation)\s+(\w+)")
 TYPE_ALIAS_RE = re.compile(r"(\w+)\s*:\s*__type\s*\(\s*name\s*:\s*\"(\w+)\"\s*\)")
@@ -482,7 +485,8 @@ class Handler(BaseHTTPRequestHandler):
                 st.api_key = c["api_key"]
             if "sink" in c:
                 st.sink = bool(c["sink"])
-        self.reply(200, {"ok": True})
+            planted = self.plant_artifact(c["plant_artifact"]) if "plant_artifact" in c else None
+        self.reply(200, {"ok": True, "planted": planted})
 
     def holds(self, cond, run, n):
         """Evaluate a /_wait condition; the state lock is held."""
@@ -551,6 +555,9 @@ class Handler(BaseHTTPRequestHandler):
         key = path[len("/storage/"):]
         st = self.st
         if self.command == "PUT":
+            refused = self.refuse_upload(key, body)
+            if refused:
+                return self.reply(403, {"error": refused}, "application/json")
             with st.lock:
                 # Like a pre-signed URL: only a key handed out by CreateRunFiles, RunUploadUrls,
                 # CreateArtifactFiles or CreateArtifactManifest, and with the MD5 declared for it.
@@ -826,7 +833,7 @@ class Handler(BaseHTTPRequestHandler):
         if not all(isinstance(f, str) and f for f in files):
             raise BadRequest(400, "CreateRunFiles: files must be a list of non-empty names")
         r = self.upserted_run(where, v["entity"], v["project"], v["run"])
-        base = "%s/storage/runs/%s/%s/%s/" % (self.base(), r["entity"], r["project"], r["name"])
+        base = "%s/storage/runs/%s/%s/%s/" % (self.base(), *(quote(r[k], safe="") for k in ("entity", "project", "name")))
         self.issue_run_files(r, files, where)
         return {"createRunFiles": {"runID": r["id"], "uploadHeaders": [],
                                    "files": [{"name": f, "uploadUrl": base + f} for f in v.get("files") or []]}}
@@ -839,7 +846,7 @@ class Handler(BaseHTTPRequestHandler):
         if not all(isinstance(f, str) and f for f in files):
             raise BadRequest(400, "RunUploadUrls: files must be a list of non-empty names")
         r = self.upserted_run(where, v.get("entity") or self.st.default_entity, v["name"], v["run"])
-        base = "%s/storage/runs/%s/%s/%s/" % (self.base(), r["entity"], r["project"], r["name"])
+        base = "%s/storage/runs/%s/%s/%s/" % (self.base(), *(quote(r[k], safe="") for k in ("entity", "project", "name")))
         self.issue_run_files(r, files, where)
         edges = [{"node": {"name": f, "url": base + f, "updatedAt": None}} for f in v.get("files") or []]
         return {"model": {"bucket": {"id": r["id"], "files": {"uploadHeaders": [], "edges": edges}}}}
@@ -978,7 +985,9 @@ class Handler(BaseHTTPRequestHandler):
             "id": "manifest-" + a["id"], "file": {
                 "id": "file-manifest-" + a["id"], "name": "wandb_manifest.json",
                 "displayName": "wandb_manifest.json",
-                "uploadUrl": url if include else None, "uploadHeaders": [] if include else None}}}}
+                "uploadUrl": url if include else None,
+                "uploadHeaders": self.upload_headers_for("artifacts/%s/wandb_manifest.json" % a["id"],
+                                                         inp.get("digest")) if include else None}}}}
 
     op_UpdateArtifactManifest = op_CreateArtifactManifest
 
@@ -1003,7 +1012,8 @@ class Handler(BaseHTTPRequestHandler):
             a["files"][f["name"]] = {"md5": f.get("md5"), "key": key}
             self.st.issued[key] = {"by": "CreateArtifactFiles", "md5": f["md5"], "artifact": a["id"]}
             edges.append({"node": {"id": "file-" + key, "name": f["name"], "displayName": f["name"],
-                                   "uploadUrl": self.file_url(a, f["name"]), "uploadHeaders": [],
+                                   "uploadUrl": self.file_url(a, f["name"]),
+                                   "uploadHeaders": self.upload_headers_for(key, f.get("md5")),
                                    "storagePath": key, "uploadMultipartUrls": None,
                                    "artifact": {"id": a["id"]}}})
         return {"createArtifactFiles": {"files": {"edges": edges}}}
@@ -1104,6 +1114,66 @@ class Handler(BaseHTTPRequestHandler):
         return {"useArtifact": {"artifact": {"id": a["id"], "digest": a["digest"], "description": a["description"],
                                              "state": a["state"], "createdAt": a["createdAt"],
                                              "metadata": a["metadata"]} if a else None}}
+
+    # -- storage signatures (uploadHeaders) ------------------------------------------------------
+    # W&B's storage signs an artifact upload URL over the headers CreateArtifactFiles /
+    # CreateArtifactManifest return (Content-MD5 among them) and refuses a PUT without them.
+    def upload_headers_for(self, key, md5_b64):
+        """The uploadHeaders for storage key `key` ("Name:Value" strings), remembered for the PUT."""
+        if not md5_b64:
+            return []
+        sig = hashlib.sha256(("%s\n%s" % (key, md5_b64)).encode()).hexdigest()[:32]
+        want = {"Content-MD5": md5_b64, UPLOAD_SIG_HEADER: sig}
+        self.st.__dict__.setdefault("expected_headers", {})[key] = want
+        return ["%s:%s" % kv for kv in want.items()]
+
+    def refuse_upload(self, key, body):
+        """Why a storage PUT is refused (a signed header missing or different), or None. Keys that
+        were never signed (run files) are not checked."""
+        with self.st.lock:
+            want = getattr(self.st, "expected_headers", {}).get(key)
+        if not want:
+            return None
+        for name, value in want.items():
+            got = self.headers.get(name)
+            if got != value:
+                return "upload of %s: header %s is %s; the signed upload URL requires %r" % (
+                    key, name, "missing" if got is None else repr(got), value)
+        return None  # the body against the declared MD5: storage()'s BadDigest check
+
+    # -- planted artifacts (tests of downloads) ----------------------------------------------------
+    def plant_artifact(self, spec):
+        """A committed version made directly from `spec` (see /_control); the state lock is held."""
+        st = self.st
+        entity = spec.get("entity") or st.default_entity
+        key = (entity, spec["project"], spec["collection"])
+        c = st.collections.setdefault(key, {"type": spec.get("type", "model"), "versions": [], "aliases": {}})
+        aid = base64.b64encode(("Artifact:" + uuid.uuid4().hex[:12]).encode()).decode()
+        files, contents = {}, {}
+        for path, f in (spec.get("files") or {}).items():
+            data = base64.b64decode(f.get("b64", ""))
+            skey = "artifacts/%s/files/%s" % (aid, path)
+            st.blobs[skey] = data
+            md5 = f.get("md5") or base64.b64encode(hashlib.md5(data).digest()).decode()
+            files[path] = {"md5": md5, "key": skey}
+            contents[path] = {"digest": md5, "birthArtifactID": aid, "size": len(data)}
+        manifest = json.dumps({"version": 1, "storagePolicy": "wandb-storage-policy-v1",
+                               "storagePolicyConfig": {"storageLayout": "V2"}, "contents": contents})
+        st.blobs["artifacts/%s/wandb_manifest.json" % aid] = manifest.encode()
+        digest = hashlib.md5(("wandb-artifact-manifest-v1\n" + "".join(
+            "%s:%s\n" % (p, contents[p]["digest"]) for p in sorted(contents))).encode()).hexdigest()
+        a = {"id": aid, "entity": entity, "project": spec["project"], "collection": spec["collection"],
+             "type": c["type"], "digest": digest, "state": "COMMITTED", "description": None,
+             "metadata": json.dumps(spec.get("metadata") or {}), "aliases": [],
+             "versionIndex": len(c["versions"]), "files": files, "runName": None,
+             "createdAt": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()), "manifest": manifest}
+        st.artifacts[aid] = a
+        c["versions"].append(aid)
+        self.move_aliases(a, ["latest"] + list(spec.get("aliases") or []))
+        return {"id": aid, "version": "v%d" % a["versionIndex"]}
+
+
+UPLOAD_SIG_HEADER = "X-Ember-Test-Signature"
 
 
 def main():

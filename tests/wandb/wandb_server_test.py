@@ -312,7 +312,7 @@ class Artifacts(ServerCase):
             n = e["node"]
             data = (put or files).get(n["displayName"])
             if data is not None:
-                got = self.srv.request("PUT", n["uploadUrl"][len(self.srv.url):], data, auth=False)
+                got = self.srv.request("PUT", n["uploadUrl"][len(self.srv.url):], data, upload_headers(n), auth=False)
                 if data == files[n["displayName"]]:
                     self.assertEqual(got[0], 200, got)
                 else:
@@ -324,8 +324,8 @@ class Artifacts(ServerCase):
                                                 for p, d in sorted(digests.items())}}, indent=4).encode()
         code, body = self.manifest_call(aid, True, manifest_md5 or md5_b64(manifest))
         self.assertEqual(code, 200, body)
-        murl = body["data"]["createArtifactManifest"]["artifactManifest"]["file"]["uploadUrl"]
-        got = self.srv.request("PUT", murl[len(self.srv.url):], manifest, auth=False)
+        mfile = body["data"]["createArtifactManifest"]["artifactManifest"]["file"]
+        got = self.srv.request("PUT", mfile["uploadUrl"][len(self.srv.url):], manifest, upload_headers(mfile), auth=False)
         self.assertEqual(got[0], 200 if manifest_md5 is None else 400, got)
         return aid, self.srv.gql("mutation CommitArtifact { x }", {"artifactID": aid})
 
@@ -392,6 +392,11 @@ class Artifacts(ServerCase):
         got = self.srv.gql("mutation CreateArtifactFiles { x }", {"artifactFiles": [
             {"artifactID": aid, "name": "b.bin", "md5": md5_b64(b"2")}]})
         self.assertRefused(got, 409, ["COMMITTED"])
+
+
+def upload_headers(node):
+    """uploadHeaders ("Name:Value" strings) as the dict a PUT sends back, as W&B's clients do."""
+    return dict(h.split(":", 1) for h in node.get("uploadHeaders") or [])
 
 
 if __name__ == "__main__":

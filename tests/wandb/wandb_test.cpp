@@ -21,6 +21,7 @@
 #include <set>
 #include <thread>
 
+#include "../support/run_process.hpp"
 #include "plugin_fixture.hpp"
 #include "wandb_api.hpp"
 #include "wandb_png.hpp"
@@ -917,6 +918,232 @@ BOOST_AUTO_TEST_CASE(media_files_wait_in_the_spool_while_wandb_is_away) {
   BOOST_REQUIRE(!row.empty());
   const std::string path(row.at("img").at("path").as_string());
   BOOST_TEST(run.at("file_sha256").at(path).as_string() == row.at("img").at("sha256").as_string());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ---- hardening (issue 10: items 5-8, 15) -----------------------------------------------------------
+
+namespace {
+
+std::string construct_error(Trainer& t, const std::string& config) {
+  try {
+    Wandb w(t, config);
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+std::string mode_of(const fs::path& p) {
+  char m[8];
+  std::snprintf(m, sizeof m, "%03o", static_cast<unsigned>(fs::status(p).permissions() & fs::perms::all));
+  return m;
+}
+
+// A spool run directory as a process with pid `pid` on this host would have left it.
+void plant_spool_run(const fs::path& root, const std::string& id, std::int64_t pid, const std::string& base_url,
+                     fs::perms mode) {
+  fs::path dir = root / ("run-" + id + "-" + std::to_string(pid));
+  fs::create_directories(dir);
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  std::ofstream(dir / "meta.json") << json::serialize(json::object{
+      {"project", "proj"}, {"run_id", id}, {"base_url", base_url}, {"pid", pid}, {"hostname", host}});
+  std::ofstream(dir / "hist-000000000000000.jsonl") << "{\"loss\": 1, \"_step\": 0, \"_runtime\": 0.5, \"_timestamp\": 1700000000}\n";
+  fs::permissions(dir, mode);
+}
+
+// A pid that no process has now: a child that has exited and been reaped.
+pid_t dead_pid() {
+  pid_t p = ::fork();
+  if (p == 0) ::_exit(0);
+  int st;
+  ::waitpid(p, &st, 0);
+  return p;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(hardening)
+
+BOOST_AUTO_TEST_CASE(argv_values_of_secret_looking_keys_are_redacted) {
+  std::vector<std::string> in{"fit",  "--set", "s3.secret_access_key=AKIA/abc", "--set=logger.API_KEY=k1",
+                              "AWS_SESSION_TOKEN=t1", "--api-token", "t2", "--set", "trainer.max_epochs=3",
+                              "--config", "c.json", "db.Password=p", "aws.credentials=c"};
+  auto out = wb::redact_argv(in);
+  std::vector<std::string> want{"fit", "--set", "s3.secret_access_key=<redacted>", "--set=logger.API_KEY=<redacted>",
+                                "AWS_SESSION_TOKEN=<redacted>", "--api-token", "<redacted>", "--set", "trainer.max_epochs=3",
+                                "--config", "c.json", "db.Password=<redacted>", "aws.credentials=<redacted>"};
+  BOOST_TEST(out == want, boost::test_tools::per_element());
+}
+
+// Run by run_metadata_args_hide_secret_values in a child process whose argv carries the secrets
+// (wandb-metadata.json's "args" is the process's own argv); not run on its own.
+BOOST_AUTO_TEST_CASE(argv_child, *boost::unit_test::disabled()) {
+  const char* url = std::getenv("EMBER_ARGV_CHILD_URL");
+  BOOST_REQUIRE(url);
+  TempDir spool("wandb-spool");
+  Trainer t;
+  Wandb w(t, R"({"project": "proj", "id": "argv0001", "base_url": ")" + std::string(url) + R"(", "spool_dir": ")" +
+                 spool.path().string() + R"("})");
+  w.log(1, {{"loss", 1}});
+  w.finalize();
+}
+
+BOOST_AUTO_TEST_CASE(run_metadata_args_hide_secret_values) {
+  Env env;
+  Server srv;
+  char self[4096];
+  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  BOOST_REQUIRE(n > 0);
+  self[n] = 0;
+  ::setenv("EMBER_ARGV_CHILD_URL", srv.url().c_str(), 1);
+  auto r = ember::test::run_process({self, "--run_test=hardening/argv_child", "--", "--set",
+                                     "s3.secret_access_key=SEKRIT1", "--set=logger.api_key=SEKRIT2",
+                                     "AWS_SESSION_TOKEN=SEKRIT3", "--set", "trainer.max_epochs=3"});
+  ::unsetenv("EMBER_ARGV_CHILD_URL");
+  BOOST_REQUIRE_MESSAGE(r.exit_code == 0, r.describe());
+  std::string meta(srv.run("argv0001").at("files").at("wandb-metadata.json").as_string());
+  BOOST_TEST(meta.find("SEKRIT") == std::string::npos, meta);
+  BOOST_TEST(meta.find("s3.secret_access_key=<redacted>") != std::string::npos, meta);
+  BOOST_TEST(meta.find("trainer.max_epochs=3") != std::string::npos, meta);
+}
+
+BOOST_AUTO_TEST_CASE(query_strings_of_urls_never_reach_messages) {
+  // The exact shapes of ember::http's messages: a failed send quotes the request target, a parse
+  // error the whole URL.
+  BOOST_TEST(wb::strip_query_strings("http http://h:1: send PUT /b/k?X-Goog-Signature=abc&X-Goog-Date=1 failed: EPIPE") ==
+             "http http://h:1: send PUT /b/k?... failed: EPIPE");
+  BOOST_TEST(wb::strip_query_strings("invalid URL 'https://s.example/k?X-Amz-Signature=abc': bad") ==
+             "invalid URL 'https://s.example/k?...': bad");
+  BOOST_TEST(wb::strip_query_strings("is W&B down? retrying") == "is W&B down? retrying");
+  // Api::put with an upload URL that does not parse: the error names it without its signature.
+  wb::ApiOptions o;
+  o.base_url = "http://127.0.0.1:9";
+  o.api_key = kKey;
+  wb::Api api(o);
+  try {
+    api.put("http://127.0.0.1:9/up load?X-Goog-Signature=SIGSECRET", "x");
+    BOOST_FAIL("an invalid URL was accepted");
+  } catch (const std::exception& e) {
+    BOOST_TEST(std::string(e.what()).find("SIGSECRET") == std::string::npos, e.what());
+    BOOST_TEST(std::string(e.what()).find("up load") != std::string::npos, e.what());
+  }
+}
+
+BOOST_AUTO_TEST_CASE(plain_http_to_a_non_loopback_host_needs_allow_insecure_http_and_no_tls_check_warns) {
+  Env env;
+  Trainer t;
+  std::string e = construct_error(t, R"({"mode": "disabled", "base_url": "http://wandb.example.invalid"})");
+  BOOST_TEST(e.find("allow_insecure_http") != std::string::npos, e);
+  BOOST_TEST(e.find(kKey) == std::string::npos);
+  BOOST_TEST(construct_error(t, R"({"mode": "disabled", "base_url": "http://wandb.example.invalid", "allow_insecure_http": true})")
+                 .empty());
+  for (const char* ok : {"http://127.0.0.1:9", "http://localhost:9", "http://[::1]:9", "https://wandb.example.invalid"})
+    BOOST_TEST(construct_error(t, std::string(R"({"mode": "disabled", "base_url": ")") + ok + "\"}").empty(), ok);
+  Trainer t2;
+  BOOST_TEST(construct_error(t2, R"({"mode": "disabled", "base_url": "https://wandb.example.invalid", "verify_tls": false})").empty());
+  BOOST_TEST(t2.joined().find("verify_tls is false") != std::string::npos, t2.joined());
+}
+
+BOOST_AUTO_TEST_CASE(project_with_control_characters_is_refused_and_path_segments_are_escaped) {
+  Env env;
+  Trainer t;
+  std::string e = construct_error(t, R"({"mode": "disabled", "project": "a b\r\nX-Injected: yes"})");
+  BOOST_TEST(e.find("control characters") != std::string::npos, e);
+  BOOST_TEST(construct_error(t, R"({"mode": "disabled", "entity": "me\n"})").find("entity") != std::string::npos);
+  BOOST_TEST(wb::encode_path_segment("a b/c?d\r\n") == "a%20b%2Fc%3Fd%0D%0A");
+
+  // A project with a space, '/', '?' and '#' reaches file_stream as one segment.
+  Server srv;
+  TempDir spool("wandb-spool");
+  Trainer t2;
+  {
+    Wandb w(t2, R"({"project": "my proj/x?y#z", "id": "esc00001", "base_url": ")" + srv.url() + R"(", "spool_dir": ")" +
+                    spool.path().string() + R"(", "retry_initial_s": 0.05, "retry_max_s": 0.1, "finalize_timeout_s": 10})");
+    for (int i = 0; i < 3; ++i) w.log(i, {{"loss", i}});
+    w.finalize();
+  }
+  json::object run = srv.run("esc00001");
+  BOOST_REQUIRE_MESSAGE(!run.empty(), t2.joined());
+  BOOST_TEST(run.at("project").as_string() == "my proj/x?y#z");
+  BOOST_TEST(run.at("history").as_array().size() == 3u, t2.joined());
+  BOOST_TEST(run.at("complete").as_bool());
+}
+
+BOOST_AUTO_TEST_CASE(default_spool_is_a_private_per_user_directory_with_private_files) {
+  Env env;
+  TempDir tmp("wandb-tmpdir");
+  const char* old = std::getenv("TMPDIR");
+  std::string saved = old ? old : "";
+  ::setenv("TMPDIR", tmp.path().c_str(), 1);
+  Trainer t;
+  {
+    Wandb w(t, R"({"project": "proj", "id": "priv0001", "base_url": "http://127.0.0.1:9", "retry_initial_s": 0.05,
+                   "retry_max_s": 0.1, "finalize_timeout_s": 0.3, "stats_interval_s": 0})");
+    for (int i = 0; i < 5; ++i) w.log(i, {{"loss", i}});
+    w.finalize();
+  }
+  if (old) ::setenv("TMPDIR", saved.c_str(), 1);
+  else ::unsetenv("TMPDIR");
+  fs::path root = tmp.path() / ("ember-wandb-spool-" + std::to_string(::geteuid()));
+  BOOST_REQUIRE_MESSAGE(fs::is_directory(root), t.joined());
+  BOOST_TEST(mode_of(root) == "700");
+  std::size_t files = 0;
+  for (auto& run : fs::directory_iterator(root)) {
+    BOOST_TEST(mode_of(run.path()) == "700", run.path());
+    for (auto& f : fs::directory_iterator(run.path())) {
+      BOOST_TEST(mode_of(f.path()) == "600", f.path());
+      ++files;
+    }
+  }
+  BOOST_TEST(files >= 3u);  // meta.json, a history segment, summary.json, exit.json
+}
+
+BOOST_AUTO_TEST_CASE(spool_root_open_to_others_is_refused_and_nothing_is_written_there) {
+  Env env;
+  TempDir tmp("wandb-tmpdir");
+  fs::path root = tmp.path() / "shared-spool";
+  fs::create_directories(root);
+  fs::permissions(root, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec | fs::perms::others_read |
+                            fs::perms::others_exec);
+  Trainer t;
+  {
+    Wandb w(t, R"({"project": "proj", "id": "open0001", "base_url": "http://127.0.0.1:9", "spool_dir": ")" + root.string() +
+                   R"(", "retry_initial_s": 0.05, "retry_max_s": 0.1, "finalize_timeout_s": 0.3, "stats_interval_s": 0})");
+    w.log(1, {{"loss", 1}});
+    w.finalize();
+  }
+  BOOST_TEST(t.joined().find("mode 755") != std::string::npos, t.joined());
+  BOOST_TEST(fs::is_empty(root));
+}
+
+// Leftover runs in the spool are sent at the next start only when they are ours: a run directory
+// open to others is skipped, and a pid that kill() answers with EPERM (another user's process) is
+// alive, not a leftover.
+BOOST_AUTO_TEST_CASE(leftover_spool_sync_sends_only_private_runs_of_dead_processes) {
+  Env env;
+  Server srv;
+  TempDir spool("wandb-spool");
+  const auto priv = fs::perms::owner_all;
+  const auto open = fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec | fs::perms::others_read |
+                    fs::perms::others_exec;
+  plant_spool_run(spool.path(), "good0001", dead_pid(), srv.url(), priv);
+  plant_spool_run(spool.path(), "open0002", dead_pid(), srv.url(), open);
+  bool root_user = ::geteuid() == 0;
+  plant_spool_run(spool.path(), "eperm003", 1, srv.url(), priv);  // pid 1: init, not ours
+  Trainer t;
+  {
+    Wandb w(t, base_config(srv, "next0001", spool.path().string()));
+    w.log(1, {{"loss", 1}});
+    w.finalize();
+  }
+  BOOST_TEST(srv.run("good0001").at("history").as_array().size() == 1u, t.joined());
+  BOOST_TEST(srv.run("open0002").empty(), t.joined());
+  BOOST_TEST(srv.run("eperm003").empty(), t.joined());
+  BOOST_TEST(t.joined().find("open0002") != std::string::npos, t.joined());
+  if (!root_user) BOOST_TEST(::kill(1, 0) != 0);  // the case the EPERM rule is for
 }
 
 BOOST_AUTO_TEST_SUITE_END()
