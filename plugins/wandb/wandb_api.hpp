@@ -989,6 +989,7 @@ inline RunData read_offline_dir(const std::filesystem::path& dir) {
   RunData d;
   bool have_run = false;
   std::int64_t next = 0;
+  std::int64_t run_start_s = 0;     // the run record's start_time, for the stats lines' _runtime
   std::vector<std::string> listed;  // files records' paths
   std::map<std::string, json::value> summary;
   for (const auto& rec : txlog::read_all(slurp(logs[0]), logs[0].string())) {
@@ -996,6 +997,7 @@ inline RunData read_offline_dir(const std::filesystem::path& dir) {
     switch (r.type) {
       case kRun: {
         have_run = true;
+        run_start_s = r.run.start_time_s;
         d.meta.run_id = r.run.run_id, d.meta.entity = r.run.entity, d.meta.project = r.run.project;
         d.meta.display_name = r.run.display_name, d.meta.group = r.run.group, d.meta.job_type = r.run.job_type;
         d.meta.notes = r.run.notes, d.meta.host = r.run.host, d.meta.tags = r.run.tags;
@@ -1012,7 +1014,12 @@ inline RunData read_offline_dir(const std::filesystem::path& dir) {
       }
       case kHistory: d.history[next++] = line_of_items(r.items); break;
       case kStats: {
+        // As W&B's sender flattens a StatsRecord (and the plugin does online): the items plus
+        // _wandb, _timestamp (the record's own) and _runtime since the run's start.
         Items items = r.items;
+        items.emplace_back("_wandb", "true");
+        items.emplace_back("_timestamp", number_text(static_cast<double>(r.timestamp_s)));
+        items.emplace_back("_runtime", number_text(static_cast<double>(std::max<std::int64_t>(0, r.timestamp_s - run_start_s))));
         d.events[static_cast<std::int64_t>(d.events.size())] = line_of_items(items);
         break;
       }

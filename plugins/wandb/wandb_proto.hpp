@@ -557,6 +557,7 @@ struct Decoded {
   int exit_code = 0;                 // exit
   std::int64_t runtime = 0;          // exit
   std::vector<std::string> files;    // files
+  std::int64_t timestamp_s = 0;      // stats: timestamp.seconds
 };
 
 inline Items decode_items(std::string_view body, int field) {
@@ -596,7 +597,17 @@ inline Decoded decode_record(std::string_view data) {
       }
       case kSummary:
       case kConfig: d.items = decode_items(body, 1); break;
-      case kStats: d.items = decode_items(body, 3); break;
+      case kStats: {
+        d.items = decode_items(body, 3);
+        pb::Reader st(body);
+        while (st.next())
+          if (st.field == 2 && st.wire == 2) {
+            pb::Reader t(st.bytes);
+            while (t.next())
+              if (t.field == 1 && t.wire == 0) d.timestamp_s = static_cast<std::int64_t>(t.value);
+          }
+        break;
+      }
       case kExit: {
         pb::Reader e(body);
         while (e.next()) {

@@ -180,13 +180,10 @@ BOOST_AUTO_TEST_CASE(the_decoder_refuses_a_damaged_file, *boost::unit_test::prec
   BOOST_TEST(r.err.find("exactly one") != std::string::npos, r.err);
 }
 
-// KNOWN PLUGIN DEFECT, kept visible as an expected failure (the plugin is another helper's):
-// `ember wandb sync` (plugins/wandb/wandb_api.hpp, read_offline_dir, case kStats) turns a
-// StatsRecord into a wandb-events.jsonl line of its items only. W&B's sender (send_stats) adds
-// _wandb: true, _timestamp (the record's timestamp) and _runtime to every such line, and the
-// plugin does so online (sample_stats); synced system metrics have neither time key. The strict
-// server notes such lines in the run's "warnings". When the plugin is fixed this case passes.
-BOOST_AUTO_TEST_CASE(synced_offline_system_metrics_carry_runtime_and_timestamp, *boost::unit_test::expected_failures(1)) {
+// `ember wandb sync` turns a StatsRecord into a wandb-events.jsonl line as W&B's sender
+// (send_stats) does: its items plus _wandb: true, _timestamp (the record's timestamp) and
+// _runtime; the strict server notes lines without them in the run's "warnings".
+BOOST_AUTO_TEST_CASE(synced_offline_system_metrics_carry_runtime_and_timestamp) {
   TempDir dir("wandb-records");
   fs::path run_dir = offline_run(dir, "rec00003");
   ember::test::wandb::CleanEnv env;
