@@ -50,7 +50,9 @@ namespace {
 
 namespace json = boost::json;
 using ember::plugin::host_error;
+using ember::plugin::is_local_url;
 using ember::plugin::join_url;
+using ember::plugin::local_path;
 using ember::plugin::str;
 using ember::plugin::view;
 using ember::plugin::write_object;
@@ -79,41 +81,6 @@ constexpr std::string_view kHeader = "step,epoch,stage,name,value\n";
 
 [[noreturn]] void throw_error(const std::string& message) {
   throw std::runtime_error(std::string(kId) + ": " + message);
-}
-
-// A bare path or file:// is the local filesystem, which can append in place.
-bool is_local(std::string_view url) {
-  if (url.substr(0, 7) == "file://") return true;
-  auto p = url.find("://");
-  if (p == std::string_view::npos || p == 0) return true;
-  for (char c : url.substr(0, p))
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '-' || c == '.'))
-      return true;
-  return false;
-}
-
-std::string local_path(std::string_view url) {
-  if (url.substr(0, 7) == "file://") url.remove_prefix(7);
-  return std::string(url);
-}
-
-// The last path component of a URL ("s3://b/runs/version_3/" -> "version_3").
-std::string_view basename(std::string_view url) {
-  while (!url.empty() && url.back() == '/') url.remove_suffix(1);
-  auto slash = url.rfind('/');
-  return slash == std::string_view::npos ? url : url.substr(slash + 1);
-}
-
-// "version_17" -> 17; anything else -> nullopt.
-std::optional<std::int64_t> version_number(std::string_view name) {
-  constexpr std::string_view prefix = "version_";
-  if (name.substr(0, prefix.size()) != prefix || name.size() == prefix.size()) return std::nullopt;
-  std::int64_t n = 0;
-  const char* first = name.data() + prefix.size();
-  const char* last = name.data() + name.size();
-  auto [ptr, ec] = std::from_chars(first, last, n);
-  if (ec != std::errc() || ptr != last || n < 0) return std::nullopt;
-  return n;
 }
 
 const char* stage_name(std::int32_t stage) {
@@ -295,27 +262,11 @@ class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
     if (save_dir_resolved_) return local_;
     // Not resolved yet: decide from the configured save_dir (default_root_dir is resolved at the
     // first flush; until then treat it as local so the first flush is never delayed).
-    return !save_dir_ || is_local(*save_dir_);
+    return !save_dir_ || is_local_url(*save_dir_);
   }
 
   // The next free version_N under root (Lightning's _get_next_version).
-  std::int64_t next_version(const std::string& root) {
-    struct Acc {
-      std::int64_t max = -1;
-    } acc;
-    ember_status_t rc = host().list(
-        host().ctx, str(root),
-        [](void* user, const ember_stat_t* e) -> int32_t {
-          if (!e->is_dir) return 0;
-          if (auto n = version_number(basename(view(e->url))))
-            if (*n > static_cast<Acc*>(user)->max) static_cast<Acc*>(user)->max = *n;
-          return 0;
-        },
-        &acc);
-    if (rc != EMBER_OK && rc != EMBER_E_NOT_FOUND)
-      throw_error("cannot list " + root + " to find the next version: " + host_error(host()));
-    return acc.max + 1;
-  }
+  std::int64_t next_version(const std::string& root) { return ember::plugin::next_version(host(), root, kId); }
 
   // Where save_dir is ([train-thread]: the default comes from the trainer state), and so
   // whether the files are local.
@@ -330,7 +281,7 @@ class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
       save_dir_ = std::string(view(st.default_root_dir));
       if (save_dir_->empty()) save_dir_ = ".";
     }
-    local_ = is_local(*save_dir_);
+    local_ = is_local_url(*save_dir_);
     save_dir_resolved_ = true;
   }
 

@@ -57,7 +57,9 @@ namespace json = boost::json;
 namespace tb = ember::tensorboard;
 namespace f = ember::tensorboard::field;
 using ember::plugin::host_error;
+using ember::plugin::is_local_url;
 using ember::plugin::join_url;
+using ember::plugin::local_path;
 using ember::plugin::str;
 using ember::plugin::view;
 using ember::plugin::write_object;
@@ -93,39 +95,6 @@ constexpr const char* kSchema = R"({
 
 [[noreturn]] void throw_error(const std::string& message) {
   throw std::runtime_error(std::string(kId) + ": " + message);
-}
-
-// A bare path or file:// is the local filesystem, which can append in place.
-bool is_local(std::string_view url) {
-  if (url.substr(0, 7) == "file://") return true;
-  auto p = url.find("://");
-  if (p == std::string_view::npos || p == 0) return true;
-  for (char c : url.substr(0, p))
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '-' || c == '.')) return true;
-  return false;
-}
-
-std::string local_path(std::string_view url) {
-  if (url.substr(0, 7) == "file://") url.remove_prefix(7);
-  return std::string(url);
-}
-
-std::string_view basename(std::string_view url) {
-  while (!url.empty() && url.back() == '/') url.remove_suffix(1);
-  auto slash = url.rfind('/');
-  return slash == std::string_view::npos ? url : url.substr(slash + 1);
-}
-
-// "version_17" -> 17; anything else -> nullopt.
-std::optional<std::int64_t> version_number(std::string_view name) {
-  constexpr std::string_view prefix = "version_";
-  if (name.substr(0, prefix.size()) != prefix || name.size() == prefix.size()) return std::nullopt;
-  std::int64_t n = 0;
-  const char* first = name.data() + prefix.size();
-  const char* last = name.data() + name.size();
-  auto [ptr, ec] = std::from_chars(first, last, n);
-  if (ec != std::errc() || ptr != last || n < 0) return std::nullopt;
-  return n;
 }
 
 double unix_now() {
@@ -600,7 +569,7 @@ class TensorBoardLogger : public ember::plugin::Plugin, public ember::plugin::Lo
       save_dir_ = std::string(view(st.default_root_dir));
       if (save_dir_->empty()) save_dir_ = ".";
     }
-    local_ = is_local(*save_dir_);
+    local_ = is_local_url(*save_dir_);
     worker_ = std::thread([this] { run_worker(); });
   }
 
@@ -701,23 +670,7 @@ class TensorBoardLogger : public ember::plugin::Plugin, public ember::plugin::Lo
   }
 
   // The next free version_N under root (Lightning's _get_next_version).
-  std::int64_t next_version(const std::string& root) {
-    struct Acc {
-      std::int64_t max = -1;
-    } acc;
-    ember_status_t rc = host().list(
-        host().ctx, str(root),
-        [](void* user, const ember_stat_t* e) -> int32_t {
-          if (!e->is_dir) return 0;
-          if (auto n = version_number(basename(view(e->url))))
-            if (*n > static_cast<Acc*>(user)->max) static_cast<Acc*>(user)->max = *n;
-          return 0;
-        },
-        &acc);
-    if (rc != EMBER_OK && rc != EMBER_E_NOT_FOUND)
-      throw_error("cannot list " + root + " to find the next version: " + host_error(host()));
-    return acc.max + 1;
-  }
+  std::int64_t next_version(const std::string& root) { return ember::plugin::next_version(host(), root, kId); }
 
   void resolve() {
     if (!log_dir_.empty()) return;
