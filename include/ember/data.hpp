@@ -1,5 +1,6 @@
 // Built-in data: idx (MNIST family, gzipped or not), numeric CSV and saved tensors, read
-// through the URL space and preloaded; batches are zero-copy slices of a per-epoch permutation.
+// through the URL space and preloaded; a batch gathers its rows of a per-epoch permutation
+// (zero-copy slices when not shuffled).
 #pragma once
 
 #include <ember/error.hpp>
@@ -191,15 +192,16 @@ inline Dataset read_tensors(const storage::UrlSpace& urls, const std::string& ur
   return d;
 }
 
-// Batches of one dataset: a seeded permutation per epoch, then zero-copy slices.
+// Batches of one dataset: a seeded permutation per epoch; a batch gathers its rows of it (without
+// shuffling, a zero-copy slice). The rows are gathered per batch rather than the whole dataset
+// permuted at the start of the epoch: the same values, but the first step does not wait for (nor
+// the process hold) a second copy of the data (Fashion-MNIST's 54,000 training rows: 169 MB,
+// about 100 ms before the first step).
 class Loader {
  public:
   Loader() = default;
   Loader(Dataset d, std::int64_t batch_size, bool shuffle, std::uint64_t seed)
-      : data_(std::move(d)), batch_size_(batch_size), shuffle_(shuffle), seed_(seed) {
-    x_ = data_.x;
-    y_ = data_.y;
-  }
+      : data_(std::move(d)), batch_size_(batch_size), shuffle_(shuffle), seed_(seed) {}
   std::int64_t num_batches() const {
     return data_.size() == 0 ? 0 : (data_.size() + batch_size_ - 1) / batch_size_;
   }
@@ -207,24 +209,28 @@ class Loader {
   // The epoch's order depends only on (seed, epoch): a resumed run sees the same batches.
   void start_epoch(std::int64_t epoch) {
     if (!shuffle_ || data_.size() == 0) return;
-    torch::NoGradGuard ng;
     auto gen = at::make_generator<at::CPUGeneratorImpl>(seed_ * 1000003ULL + static_cast<std::uint64_t>(epoch));
-    auto perm = torch::randperm(data_.size(), gen, torch::TensorOptions().dtype(torch::kInt64));
-    x_ = data_.x.index_select(0, perm);
-    if (data_.y.defined()) y_ = data_.y.index_select(0, perm);
+    perm_ = torch::randperm(data_.size(), gen, torch::TensorOptions().dtype(torch::kInt64));
   }
   Batch batch(std::int64_t i) const {
     std::int64_t start = i * batch_size_;
     std::int64_t len = std::min(batch_size_, data_.size() - start);
     Batch b;
-    b.x = x_.narrow(0, start, len);
-    if (y_.defined()) b.y = y_.narrow(0, start, len);
+    if (perm_.defined()) {
+      torch::NoGradGuard ng;
+      auto rows = perm_.narrow(0, start, len);
+      b.x = data_.x.index_select(0, rows);
+      if (data_.y.defined()) b.y = data_.y.index_select(0, rows);
+    } else {
+      b.x = data_.x.narrow(0, start, len);
+      if (data_.y.defined()) b.y = data_.y.narrow(0, start, len);
+    }
     return b;
   }
 
  private:
   Dataset data_;
-  torch::Tensor x_, y_;
+  torch::Tensor perm_;  // this epoch's order; undefined until a shuffled epoch starts
   std::int64_t batch_size_ = 1;
   bool shuffle_ = false;
   std::uint64_t seed_ = 0;
