@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -31,8 +32,18 @@ inline std::string gunzip_if_needed(std::string bytes, const std::string& url) {
     return bytes;
   z_stream zs{};
   if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) throw RuntimeError(url + ": cannot start gunzip");
+  // The output starts at the size gzip's trailer records (ISIZE, the last member's length mod
+  // 2^32), capped at deflate's largest ratio (1032:1), and grows below when that is wrong (several
+  // members, 4 GiB or more): not a guessed 4x buffer, zero-filled and mostly unused (Fashion-MNIST's
+  // training images: 105 MB filled for 47 MB of data, ~20 ms).
+  std::size_t size = bytes.size() * 4;
+  if (bytes.size() >= 18) {
+    const auto* t = reinterpret_cast<const unsigned char*>(bytes.data() + bytes.size() - 4);
+    const std::uint64_t isize = t[0] | (std::uint32_t{t[1]} << 8) | (std::uint32_t{t[2]} << 16) | (std::uint32_t{t[3]} << 24);
+    size = static_cast<std::size_t>(std::min<std::uint64_t>(isize + 1, std::uint64_t{bytes.size()} * 1032));
+  }
   std::string out;
-  out.resize(bytes.size() * 4);
+  out.resize(size);
   zs.next_in = reinterpret_cast<Bytef*>(bytes.data());
   zs.avail_in = static_cast<uInt>(bytes.size());
   int rc;
