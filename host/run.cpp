@@ -26,7 +26,7 @@ int run_trainer_impl(Command cmd, const Options& opt, boost::json::value cfg, Ca
   if (ckpt.empty())
     if (auto* c = cfg.as_object().if_contains("ckpt_path"); c && c->is_string()) ckpt = std::string(c->as_string());
   Session session(std::move(cfg), catalog, opt.config);
-  Trainer& trainer = session.build();
+  Trainer& trainer = session.build(nullptr, stage_of(cmd));
   std::string url = session.resolve_ckpt(ckpt);
   auto print_metrics = [&](const char* what) {
     for (const auto& m : trainer.last_eval_metrics()) std::cout << what << " " << m.name << " " << m.value << "\n";

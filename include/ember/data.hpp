@@ -1,5 +1,6 @@
 // Built-in data: idx (MNIST family, gzipped or not), numeric CSV and saved tensors, read
-// through the URL space and preloaded; batches are zero-copy slices of a per-epoch permutation.
+// through the URL space and preloaded; a batch gathers its rows of a per-epoch permutation
+// (zero-copy slices when not shuffled).
 #pragma once
 
 #include <ember/error.hpp>
@@ -9,6 +10,7 @@
 #include <torch/torch.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -30,8 +32,18 @@ inline std::string gunzip_if_needed(std::string bytes, const std::string& url) {
     return bytes;
   z_stream zs{};
   if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) throw RuntimeError(url + ": cannot start gunzip");
+  // The output starts at the size gzip's trailer records (ISIZE, the last member's length mod
+  // 2^32), capped at deflate's largest ratio (1032:1), and grows below when that is wrong (several
+  // members, 4 GiB or more): not a guessed 4x buffer, zero-filled and mostly unused (Fashion-MNIST's
+  // training images: 105 MB filled for 47 MB of data, ~20 ms).
+  std::size_t size = bytes.size() * 4;
+  if (bytes.size() >= 18) {
+    const auto* t = reinterpret_cast<const unsigned char*>(bytes.data() + bytes.size() - 4);
+    const std::uint64_t isize = t[0] | (std::uint32_t{t[1]} << 8) | (std::uint32_t{t[2]} << 16) | (std::uint32_t{t[3]} << 24);
+    size = static_cast<std::size_t>(std::min<std::uint64_t>(isize + 1, std::uint64_t{bytes.size()} * 1032));
+  }
   std::string out;
-  out.resize(bytes.size() * 4);
+  out.resize(size);
   zs.next_in = reinterpret_cast<Bytef*>(bytes.data());
   zs.avail_in = static_cast<uInt>(bytes.size());
   int rc;
@@ -191,15 +203,16 @@ inline Dataset read_tensors(const storage::UrlSpace& urls, const std::string& ur
   return d;
 }
 
-// Batches of one dataset: a seeded permutation per epoch, then zero-copy slices.
+// Batches of one dataset: a seeded permutation per epoch; a batch gathers its rows of it (without
+// shuffling, a zero-copy slice). The rows are gathered per batch rather than the whole dataset
+// permuted at the start of the epoch: the same values, but the first step does not wait for (nor
+// the process hold) a second copy of the data (Fashion-MNIST's 54,000 training rows: 169 MB,
+// about 100 ms before the first step).
 class Loader {
  public:
   Loader() = default;
   Loader(Dataset d, std::int64_t batch_size, bool shuffle, std::uint64_t seed)
-      : data_(std::move(d)), batch_size_(batch_size), shuffle_(shuffle), seed_(seed) {
-    x_ = data_.x;
-    y_ = data_.y;
-  }
+      : data_(std::move(d)), batch_size_(batch_size), shuffle_(shuffle), seed_(seed) {}
   std::int64_t num_batches() const {
     return data_.size() == 0 ? 0 : (data_.size() + batch_size_ - 1) / batch_size_;
   }
@@ -207,24 +220,28 @@ class Loader {
   // The epoch's order depends only on (seed, epoch): a resumed run sees the same batches.
   void start_epoch(std::int64_t epoch) {
     if (!shuffle_ || data_.size() == 0) return;
-    torch::NoGradGuard ng;
     auto gen = at::make_generator<at::CPUGeneratorImpl>(seed_ * 1000003ULL + static_cast<std::uint64_t>(epoch));
-    auto perm = torch::randperm(data_.size(), gen, torch::TensorOptions().dtype(torch::kInt64));
-    x_ = data_.x.index_select(0, perm);
-    if (data_.y.defined()) y_ = data_.y.index_select(0, perm);
+    perm_ = torch::randperm(data_.size(), gen, torch::TensorOptions().dtype(torch::kInt64));
   }
   Batch batch(std::int64_t i) const {
     std::int64_t start = i * batch_size_;
     std::int64_t len = std::min(batch_size_, data_.size() - start);
     Batch b;
-    b.x = x_.narrow(0, start, len);
-    if (y_.defined()) b.y = y_.narrow(0, start, len);
+    if (perm_.defined()) {
+      torch::NoGradGuard ng;
+      auto rows = perm_.narrow(0, start, len);
+      b.x = data_.x.index_select(0, rows);
+      if (data_.y.defined()) b.y = data_.y.index_select(0, rows);
+    } else {
+      b.x = data_.x.narrow(0, start, len);
+      if (data_.y.defined()) b.y = data_.y.narrow(0, start, len);
+    }
     return b;
   }
 
  private:
   Dataset data_;
-  torch::Tensor x_, y_;
+  torch::Tensor perm_;  // this epoch's order; undefined until a shuffled epoch starts
   std::int64_t batch_size_ = 1;
   bool shuffle_ = false;
   std::uint64_t seed_ = 0;

@@ -73,8 +73,12 @@ class Session {
     while (!plugins_.empty()) plugins_.pop_back();
   }
 
-  // Build everything. module may be null: then the config's model section provides it.
-  Trainer& build(Module* module = nullptr) {
+  // Build everything. module may be null: then the config's model section provides it. stage:
+  // the one entry point the caller will run (as `ember fit` does), so that only the data splits
+  // it uses are read (fit: train and val; validate: val, from train for val_fraction; test;
+  // predict); EMBER_STAGE_NONE reads every split the config names, for a caller that runs
+  // several (fit, then test).
+  Trainer& build(Module* module = nullptr, ember_stage_t stage = EMBER_STAGE_NONE) {
     const auto& root = cfg_.as_object();
     const auto& tcfg = root.at("trainer").as_object();
     auto opts = TrainerOptions::from_json(tcfg, root.contains("seed_everything") ? root.at("seed_everything") : boost::json::value());
@@ -89,7 +93,7 @@ class Session {
     }
     // Data next (it may live on a storage plugin's scheme): a missing file or a bad row is
     // reported before any logger or callback exists.
-    build_data();
+    build_data(stage);
     const auto* logger = tcfg.if_contains("logger");
     if (logger && logger->is_bool() && logger->as_bool() && catalog_.find("csv_logger")) {
       // Lightning's default logger; here the CSV logger (no TensorBoard dependency).
@@ -194,7 +198,7 @@ class Session {
     throw ConfigError(source_ + ": model: expected model.plugin or model.torchscript");
   }
 
-  void build_data() {
+  void build_data(ember_stage_t stage) {
     const auto* d = cfg_.as_object().if_contains("data");
     if (!d) return;
     const auto& o = d->as_object();
@@ -222,7 +226,9 @@ class Session {
         return data::read_csv(trainer_->urls(), f[0], label_column, flag("has_header", true));
       return data::read_tensors(trainer_->urls(), f[0]);
     };
-    if (auto f = files("train"); !f.empty()) {
+    auto wants = [&](ember_stage_t s) { return stage == EMBER_STAGE_NONE || stage == s; };
+    const bool wants_val = wants(EMBER_STAGE_FIT) || wants(EMBER_STAGE_VALIDATE);
+    if (auto f = files("train"); !f.empty() && (wants(EMBER_STAGE_FIT) || (wants(EMBER_STAGE_VALIDATE) && files("val").empty()))) {
       data::Dataset train = load(f);
       data::Dataset val;
       if (auto vf = files("val"); !vf.empty()) {
@@ -238,11 +244,11 @@ class Session {
       }
       train_ = std::make_unique<data::Loader>(std::move(train), batch, shuffle, seed);
       if (val.size()) val_ = std::make_unique<data::Loader>(std::move(val), batch, false, seed);
-    } else if (auto vf = files("val"); !vf.empty()) {
+    } else if (auto vf = files("val"); !vf.empty() && wants_val) {
       val_ = std::make_unique<data::Loader>(load(vf), batch, false, seed);
     }
-    if (auto f = files("test"); !f.empty()) test_ = std::make_unique<data::Loader>(load(f), batch, false, seed);
-    if (auto f = files("predict"); !f.empty()) predict_ = std::make_unique<data::Loader>(load(f), batch, false, seed);
+    if (auto f = files("test"); !f.empty() && wants(EMBER_STAGE_TEST)) test_ = std::make_unique<data::Loader>(load(f), batch, false, seed);
+    if (auto f = files("predict"); !f.empty() && wants(EMBER_STAGE_PREDICT)) predict_ = std::make_unique<data::Loader>(load(f), batch, false, seed);
   }
 
   std::string checkpoint_dir() const {

@@ -30,7 +30,46 @@ std::string be32(std::uint32_t v) {
   return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8), static_cast<char>(v)};
 }
 
+// bytes as one gzip member.
+std::string gzip(const std::string& bytes) {
+  z_stream zs{};
+  BOOST_REQUIRE(deflateInit2(&zs, 9, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+  std::string out(deflateBound(&zs, bytes.size()), '\0');
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(bytes.data()));
+  zs.avail_in = static_cast<uInt>(bytes.size());
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = static_cast<uInt>(out.size());
+  BOOST_REQUIRE(deflate(&zs, Z_FINISH) == Z_STREAM_END);
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  return out;
+}
+
 }  // namespace
+
+// The gunzip buffer starts at the size the gzip trailer records; where that is wrong (a second
+// member's trailer) or far beyond the data (capped), the whole first member is still read.
+BOOST_AUTO_TEST_CASE(gzipped_idx_reads_whole_whatever_the_trailer_says) {
+  TempDir dir;
+  ember::storage::UrlSpace urls;
+  std::string idx = std::string("\x00\x00\x08\x02", 4) + be32(1000) + be32(784);
+  for (int i = 0; i < 784000; ++i) idx += static_cast<char>((i * 7) % 251);
+  auto plain = ember::data::read_idx_file(urls, write(dir, "plain.idx", idx));
+  // A second, tiny member: its trailer (ISIZE 1) is the last 4 bytes of the file.
+  auto two = ember::data::read_idx_file(urls, write(dir, "two.idx.gz", gzip(idx) + gzip("x")));
+  BOOST_TEST(two.sizes() == plain.sizes());
+  BOOST_TEST(torch::equal(two, plain));
+  // A trailer claiming 4 GiB - 1 for a tiny file: the buffer is capped, not 4 GiB.
+  std::string claims = gzip(idx);
+  for (int i = 1; i <= 4; ++i) claims[claims.size() - i] = '\xff';
+  auto msg = error_of([&] { ember::data::read_idx_file(urls, write(dir, "claims.idx.gz", claims)); });
+  BOOST_TEST(msg.find("corrupt gzip data") != std::string::npos, msg);
+  // Zeros compress about 1000:1: the cap still leaves room for all of them.
+  std::string zeros = std::string("\x00\x00\x08\x01", 4) + be32(4000000) + std::string(4000000, '\0');
+  auto z = ember::data::read_idx_file(urls, write(dir, "zeros.idx.gz", gzip(zeros)));
+  BOOST_TEST(z.size(0) == 4000000);
+  BOOST_TEST(z.sum().item<std::int64_t>() == 0);
+}
 
 BOOST_AUTO_TEST_CASE(csv_label_column_out_of_range_names_file_and_line) {
   TempDir dir;
