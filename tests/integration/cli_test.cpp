@@ -13,6 +13,7 @@
 
 #include <sys/stat.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -62,6 +63,10 @@ BOOST_AUTO_TEST_CASE(version_exits_zero_and_names_the_abi) {
   ProcessResult r = run_ember({"--version"});
   BOOST_TEST(r.exit_code == 0, r.describe());
   BOOST_TEST(contains(r.out, "ember "), r.describe());
+  // The version is written once, in meson's project(version:), and generated into version.hpp.
+  const char* version = std::getenv("EMBER_PROJECT_VERSION");
+  BOOST_REQUIRE_MESSAGE(version && *version, "run with meson test (EMBER_PROJECT_VERSION)");
+  BOOST_TEST(r.out.rfind("ember " + std::string(version) + " (", 0) == 0, r.describe());
   BOOST_TEST(contains(r.out, "plugin ABI " + std::to_string(EMBER_ABI_MAJOR) + "." +
                                  std::to_string(EMBER_ABI_MINOR)),
              r.describe());

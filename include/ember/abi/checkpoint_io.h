@@ -1,7 +1,11 @@
 /* Ember C ABI: checkpoint I/O, "ember.checkpoint_io/1" (Lightning's CheckpointIO).
  *
- * By default the host writes checkpoints through the storage layer; a plugin with this interface
- * replaces that (to encrypt, to compress, to send elsewhere).
+ * Reserved, not used yet: no trainer code asks a plugin for this interface or calls it. The host
+ * writes and reads every checkpoint through the storage layer (ember.storage/1 for remote
+ * schemes) whatever plugins are loaded; a plugin offering ember.checkpoint_io/1 is only listed
+ * as such by `ember plugins`. The layout below is pinned by tests/abi so that a later minor
+ * release can start using it (as Lightning's CheckpointIO: to encrypt, compress, or write
+ * another format) without breaking plugins built against it.
  */
 #ifndef EMBER_ABI_CHECKPOINT_IO_H
 #define EMBER_ABI_CHECKPOINT_IO_H
