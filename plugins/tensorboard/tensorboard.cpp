@@ -35,6 +35,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ember/media.hpp>
+#include <ember/media_table.hpp>
 #include <ember/plugin.hpp>
 #include <ember/plugin_config.hpp>
 #include <ember/plugin_io.hpp>
@@ -485,27 +486,12 @@ class TensorBoardLogger : public ember::plugin::Plugin, public ember::plugin::Lo
   // torch's SummaryWriter.add_text).
   void log_table(const ember_log_context_t& ctx, std::string_view key, std::string_view columns_json,
                  std::string_view rows_json) override {
-    auto bad = [&](const std::string& what) {
-      throw std::invalid_argument("log_table '" + std::string(key) + "': " + what);
-    };
-    auto parse = [&](std::string_view text, const char* what) {
-      boost::system::error_code ec;
-      json::value v = json::parse(text, ec);
-      if (ec) bad(std::string(what) + " is not valid JSON (" + ec.message() + ")");
-      if (!v.is_array()) bad(std::string(what) + " is not a JSON array");
-      return std::move(v.as_array());
-    };
-    json::array columns = parse(columns_json, "columns_json"), rows = parse(rows_json, "rows_json");
-    if (columns.empty()) bad("no columns");
-    for (std::size_t r = 0; r < rows.size(); ++r)
-      if (!rows[r].is_array() || rows[r].as_array().size() != columns.size())
-        bad("row " + std::to_string(r) + " is " + json::serialize(rows[r]) + "; expected an array of " +
-            std::to_string(columns.size()) + " values, one per column");
+    const ember::media::Table t = ember::media::parse_table(key, columns_json, rows_json);
     Proto dim, shape, tensor, v, summary;
     dim.int64(f::kDimSize, 1);
     shape.message(f::kShapeDim, dim);
     tensor.varint(f::kTensorDtype, f::kDtString).message(f::kTensorShape, shape)
-        .bytes(f::kTensorStringVal, table_markdown(columns, rows));
+        .bytes(f::kTensorStringVal, table_markdown(t.columns, t.rows));
     v.bytes(f::kValueTag, std::string(key) + "/text_summary")
         .message(f::kValueMetadata, plugin_metadata("text", {}))
         .message(f::kValueTensor, tensor);

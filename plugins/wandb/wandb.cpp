@@ -23,6 +23,7 @@
 #include <cstdlib>
 #include <deque>
 #include <ember/media.hpp>
+#include <ember/media_table.hpp>
 #include <ember/plugin.hpp>
 #include <fstream>
 #include <mutex>
@@ -559,27 +560,9 @@ class WandbLogger final : public ember::plugin::Plugin,
     MediaItem item;
     item.kind = MediaItem::Kind::table;
     item.key = media_key(key, "log_table");
-    auto bad = [&](const std::string& what) {
-      throw std::invalid_argument("log_table '" + std::string(key) + "': " + what);
-    };
-    auto parse = [&](std::string_view text, const char* what) {
-      boost::system::error_code ec;
-      json::value v = json::parse(text, ec);
-      if (ec) bad(std::string(what) + " is not valid JSON (" + ec.message() + ")");
-      if (!v.is_array()) bad(std::string(what) + " is not a JSON array");
-      return std::move(v.as_array());
-    };
-    item.columns = parse(columns_json, "columns_json");
-    item.rows = parse(rows_json, "rows_json");
-    if (item.columns.empty()) bad("no columns");
-    for (const auto& c : item.columns)
-      if (!c.is_string()) bad("columns_json holds " + json::serialize(c) + "; expected column names (strings)");
-    for (std::size_t r = 0; r < item.rows.size(); ++r) {
-      const json::value& row = item.rows[r];
-      if (!row.is_array() || row.as_array().size() != item.columns.size())
-        bad("row " + std::to_string(r) + " is " + (row.is_array() ? std::to_string(row.as_array().size()) + " values" : json::serialize(row)) +
-            "; expected an array of " + std::to_string(item.columns.size()) + " values, one per column");
-    }
+    ember::media::Table t = ember::media::parse_table(key, columns_json, rows_json);
+    item.columns = std::move(t.columns);
+    item.rows = std::move(t.rows);
     queue_media(ctx, std::move(item));
   }
 
