@@ -3,6 +3,7 @@
 #include <ember/loader.hpp>
 #include <ember/redact.hpp>
 #include <ember/run_config.hpp>
+#include <ember/schemes.hpp>
 #include <ember/signals.hpp>
 #include <ember/version.hpp>
 
@@ -39,6 +40,12 @@ static Catalog scan_plugins(const Options& opt, const json::value* cfg) {
   return catalog;
 }
 
+static json::array schemes_of(const PluginLibrary& lib) {
+  json::array out;
+  for (auto& s : claimed_schemes(lib)) out.emplace_back(s);
+  return out;
+}
+
 int run_plugins(const Options& opt) {
   Catalog catalog = scan_plugins(opt, nullptr);
   if (opt.json) {
@@ -50,12 +57,16 @@ int run_plugins(const Options& opt) {
                                   {"version", lib->version()},
                                   {"abi", lib->abi()},
                                   {"interfaces", ifaces},
+                                  {"schemes", schemes_of(*lib)},
                                   {"description", lib->description()},
                                   {"file", lib->path()}});
     }
     json::array refused;
     for (auto& r : catalog.refusals) refused.emplace_back(r);
-    std::cout << json::serialize(json::object{{"plugins", list}, {"refused", refused}}) << "\n";
+    json::array conflicts;
+    for (auto& c : scheme_owners(catalog).conflicts) conflicts.emplace_back(c);
+    std::cout << json::serialize(json::object{{"plugins", list}, {"refused", refused}, {"scheme_conflicts", conflicts}})
+              << "\n";
   } else {
     for (const auto& [id, lib] : catalog.plugins) {
       std::cout << id << " " << lib->version() << "  abi " << lib->abi() << "  ";
@@ -66,6 +77,7 @@ int run_plugins(const Options& opt) {
     }
     if (catalog.plugins.empty()) std::cout << "no plugins found\n";
     for (const auto& r : catalog.refusals) std::cerr << r << "\n";
+    for (const auto& c : scheme_owners(catalog).conflicts) std::cerr << "note: " << c << "\n";
   }
   return 0;
 }
@@ -84,6 +96,15 @@ static void check_plugin_configs(const Options& opt, json::value& cfg, const Cat
     } catch (const ConfigError& e) {
       errors += (errors.empty() ? "" : "\n") + std::string(e.what());
     }
+  }
+  // Every URL scheme the run uses must be served: by the host, a configured plugin, or a plugin
+  // found that claims it (loaded for it when the run starts).
+  std::vector<std::pair<std::string, std::string>> extra;
+  if (!opt.ckpt_path.empty() && opt.ckpt_path != "last" && opt.ckpt_path != "best") extra.emplace_back("--ckpt-path", opt.ckpt_path);
+  try {
+    auto_storage_plugins(cfg, catalog, opt.config, extra);
+  } catch (const ConfigError& e) {
+    errors += (errors.empty() ? "" : "\n") + std::string(e.what());
   }
   if (!errors.empty()) throw ConfigError(errors);
 }

@@ -26,6 +26,7 @@ int run_trainer_impl(Command cmd, const Options& opt, boost::json::value cfg, Ca
   if (ckpt.empty())
     if (auto* c = cfg.as_object().if_contains("ckpt_path"); c && c->is_string()) ckpt = std::string(c->as_string());
   Session session(std::move(cfg), catalog, opt.config);
+  if (!ckpt.empty() && ckpt != "last" && ckpt != "best") session.uses_url("ckpt_path", ckpt);
   Trainer& trainer = session.build(nullptr, stage_of(cmd));
   std::string url = session.resolve_ckpt(ckpt);
   auto print_metrics = [&](const char* what) {

@@ -10,7 +10,7 @@
 #include "abi/callbacks.h"
 #include "abi/logger.h"
 #include "abi/media.h"
-#include "abi/checkpoint_io.h"
+#include "abi/checkpoints.h"
 #include "abi/entry.h"
 
 #endif /* EMBER_ABI_H */

@@ -218,7 +218,7 @@ class PluginLibrary {
   std::vector<std::string> interfaces() const {
     std::vector<std::string> out;
     for (const char* i : {EMBER_CALLBACKS_V1, EMBER_LOGGER_V1, EMBER_MEDIA_V1, EMBER_STORAGE_V1,
-                          EMBER_CHECKPOINT_IO_V1, EMBER_STATE_V1, "ember.model/1"})
+                          EMBER_STATE_V1, EMBER_CHECKPOINTS_V1, "ember.model/1"})
       if (entry_->get_interface(nullptr, cstr(i))) out.emplace_back(i);
     return out;
   }
@@ -633,6 +633,11 @@ struct InterfaceSpec<ember_media_v1_t> {
                                        EMBER_SLOT_(ember_media_v1_t, log_table, false),
                                        EMBER_SLOT_(ember_media_v1_t, log_histogram, false)};
 };
+template <>
+struct InterfaceSpec<ember_checkpoints_v1_t> {
+  static constexpr const char* id = EMBER_CHECKPOINTS_V1;
+  static constexpr SlotSpec slots[] = {EMBER_SLOT_(ember_checkpoints_v1_t, resolve, true)};
+};
 #undef EMBER_SLOT_
 
 template <class Table, class = void>
@@ -708,6 +713,7 @@ class PluginInstance {
     if (why.empty()) why = adopt<ember_state_v1_t>();
     if (why.empty()) why = adopt<ember_storage_v1_t>();
     if (why.empty()) why = adopt<ember_media_v1_t>();
+    if (why.empty()) why = adopt<ember_checkpoints_v1_t>();
     if (!why.empty()) {
       e.destroy(self_);
       self_ = nullptr;
@@ -777,7 +783,8 @@ class PluginInstance {
   std::string config_;
   void* self_ = nullptr;
   std::tuple<std::optional<ember_callbacks_v1_t>, std::optional<ember_logger_v1_t>, std::optional<ember_state_v1_t>,
-             std::optional<ember_storage_v1_t>, std::optional<ember_media_v1_t>>
+             std::optional<ember_storage_v1_t>, std::optional<ember_media_v1_t>,
+             std::optional<ember_checkpoints_v1_t>>
       tables_;  // adopted at creation
 };
 

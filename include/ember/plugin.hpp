@@ -159,6 +159,15 @@ class Storage {
   virtual void remove(std::string_view url) = 0;
 };
 
+// "ember.checkpoints/1": a plugin that keeps checkpoints says where "last" / "best" are, so the
+// host (ckpt_path) and other plugins never read its private index.
+class CheckpointIndex {
+ public:
+  virtual ~CheckpointIndex() = default;
+  // The URL of the checkpoint named which ("last", "best"); throw NotFound when there is none.
+  virtual std::string resolve_checkpoint(std::string_view which) = 0;
+};
+
 // Callback.state_dict / load_state_dict: JSON text saved in checkpoints under the plugin id.
 class State {
  public:
@@ -330,6 +339,21 @@ struct Exports {
     return &table;
   }
 
+  // --- checkpoint index
+  static ember_status_t ck_resolve(void* s, ember_str_t which, const ember_sink_t* sink) noexcept {
+    T* t = self(s);
+    return guarded_args(t, [&] {
+      if (!sink) throw std::invalid_argument("resolve: sink is NULL");
+      std::string url = t->resolve_checkpoint(view(which));
+      if (sink->write(sink->ctx, url.data(), url.size()) != EMBER_OK)
+        throw std::runtime_error("the host refused the checkpoint URL");
+    });
+  }
+  static const ember_checkpoints_v1_t* checkpoints() {
+    static const ember_checkpoints_v1_t table = {sizeof(ember_checkpoints_v1_t), &ck_resolve};
+    return &table;
+  }
+
   // --- storage: the C functions over Storage's virtuals; a File crosses as ember_file_t*.
   static ember_file_t* to_c(std::unique_ptr<Storage::File> f) {
     if (!f) throw Error("open returned no file", EMBER_E_FAILED);
@@ -435,6 +459,8 @@ struct Exports {
       if (want == EMBER_MEDIA_V1) return media();
     if constexpr (std::is_base_of_v<Storage, T>)
       if (want == EMBER_STORAGE_V1) return storage();
+    if constexpr (std::is_base_of_v<CheckpointIndex, T>)
+      if (want == EMBER_CHECKPOINTS_V1) return checkpoints();
     if constexpr (has_extra_interfaces<T>::value) return T::extra_interface(self(s), want);
     return nullptr;
   }

@@ -39,7 +39,11 @@ inline std::string run_config_schema() {
                   "description": "checkpoint URL to resume from, or \"last\" / \"best\""},
     "plugins": {"type": "object", "additionalProperties": false, "properties": {
       "dirs": {"type": "array", "items": {"type": "string"}, "default": []},
-      "storage": {"type": "array", "items": )" + ref + R"(, "default": []}
+      "storage": {"type": "array", "items": )" + ref + R"(, "default": []},
+      "default_logger": {"type": "array", "items": {"type": "string", "minLength": 1}, "default": ["csv_logger"],
+                         "description": "trainer.logger: true uses the first of these plugins found; Lightning uses TensorBoardLogger, else CSVLogger"},
+      "default_progress_bar": {"type": ["string", "null"], "default": "progress_bar",
+                               "description": "the plugin trainer.enable_progress_bar adds when no callback of that id is listed; null: none"}
     }},
     "trainer": {"type": "object", "additionalProperties": false, "properties": {
       "max_epochs": {"type": ["integer", "null"], "minimum": -1, "maximum": )" + kCount + R"(, "default": null},

@@ -7,6 +7,7 @@
 #include <ember/model_plugin.hpp>
 #include <ember/plugin_backend.hpp>
 #include <ember/run_config.hpp>
+#include <ember/schemes.hpp>
 #include <ember/script_module.hpp>
 #include <ember/trainer.hpp>
 
@@ -91,43 +92,72 @@ class Session {
       if (inst.interface<ember_storage_v1_t>(EMBER_STORAGE_V1) == nullptr)
         throw ConfigError(source_ + ": " + ref.where + ": plugin '" + ref.id + "' offers no " EMBER_STORAGE_V1);
     }
+    // Schemes the config uses that no configured plugin serves: the plugin that claims each,
+    // with its default config (credentials from the environment), for storage only.
+    for (const auto& id : auto_storage_plugins(cfg_, catalog_, source_, extra_urls_)) {
+      auto lib = catalog_.require(id, source_ + ": a URL scheme of plugin '" + id + "'");
+      storage_only_.push_back(std::make_unique<PluginInstance>(lib, boost::json::object(), *trainer_,
+                                                               source_ + ": plugin " + id + " (loaded for its URL scheme)"));
+      register_storage(*storage_only_.back(), trainer_->urls());
+    }
     // Data next (it may live on a storage plugin's scheme): a missing file or a bad row is
     // reported before any logger or callback exists.
     build_data(stage);
+    // The plugins a bare config gets come from the config's defaults (plugins.default_logger,
+    // plugins.default_progress_bar), not from names in the host.
+    const auto* pcfg = root.if_contains("plugins");
+    auto default_of = [&](const char* key) -> const boost::json::value* {
+      return pcfg && pcfg->is_object() ? pcfg->as_object().if_contains(key) : nullptr;
+    };
     const auto* logger = tcfg.if_contains("logger");
-    if (logger && logger->is_bool() && logger->as_bool() && catalog_.find("csv_logger")) {
-      // Lightning's default logger; here the CSV logger (no TensorBoard dependency).
-      instantiate({"trainer.logger (default)", "csv_logger", boost::json::object()});
-    }
+    if (logger && logger->is_bool() && logger->as_bool())
+      if (const auto* d = default_of("default_logger"); d && d->is_array())
+        for (const auto& id : d->as_array())
+          if (id.is_string() && catalog_.find(std::string(id.as_string()))) {
+            instantiate({"trainer.logger (default: plugins.default_logger)", std::string(id.as_string()), boost::json::object()});
+            break;
+          }
     for (auto& ref : plugin_refs(cfg_, "trainer", "logger")) instantiate(ref);
     for (auto& ref : plugin_refs(cfg_, "trainer", "callbacks")) instantiate(ref);
     const bool progress = tcfg.contains("enable_progress_bar") && tcfg.at("enable_progress_bar").as_bool();
-    if (progress && !has("progress_bar") && catalog_.find("progress_bar"))
-      instantiate({"trainer.enable_progress_bar", "progress_bar", boost::json::object()});
+    if (const auto* d = default_of("default_progress_bar"); progress && d && d->is_string()) {
+      std::string id(d->as_string());
+      if (!has(id) && catalog_.find(id))
+        instantiate({"trainer.enable_progress_bar (plugins.default_progress_bar)", id, boost::json::object()});
+    }
     for (auto& p : plugins_) trainer_->add_plugin(*p);
     trainer_->set_data(train_.get(), val_.get(), test_.get(), predict_.get());
     return *trainer_;
   }
 
+  // A URL the run will use that is not in the config (`--ckpt-path`), so that its scheme is
+  // checked, and its plugin loaded, with the config's. Call before build.
+  void uses_url(std::string key, std::string url) { extra_urls_.emplace_back(std::move(key), std::move(url)); }
+
   Trainer& trainer() { return *trainer_; }
   Module& module() { return *module_; }
 
-  // "last" / "best" resolve through model_checkpoint's index; anything else is a URL.
+  // "last" / "best" resolve through the plugins that keep checkpoints (ember.checkpoints/1,
+  // model_checkpoint's index): the first that knows the name answers; anything else is a URL.
   std::string resolve_ckpt(const std::string& path) {
     if (path.empty() || (path != "last" && path != "best")) return path;
-    std::string dir = checkpoint_dir();
-    std::string index_url = storage::join(dir, "checkpoints.json");
-    std::string text;
-    try {
-      text = trainer_->urls().read_all(index_url);
-    } catch (const std::exception& e) {
-      throw ConfigError("ckpt_path=\"" + path + "\": no checkpoint index at " + index_url + " (" + e.what() + ")");
+    std::string why;
+    for (auto& p : plugins_) {
+      const auto* t = p->interface<ember_checkpoints_v1_t>(EMBER_CHECKPOINTS_V1);
+      if (!t) continue;
+      std::string url;
+      ember_sink_t sink{&url, [](void* ctx, const void* data, size_t n) -> ember_status_t {
+                          static_cast<std::string*>(ctx)->append(static_cast<const char*>(data), n);
+                          return EMBER_OK;
+                        }};
+      ember_status_t rc = t->resolve(p->self(), cstr(path), &sink);
+      if (rc == EMBER_OK && !url.empty()) return url;
+      why += (why.empty() ? "" : "; ") + p->failure("resolve " + path, rc);
     }
-    auto index = config::parse(text, index_url);
-    const auto* v = index.as_object().if_contains(path);
-    if (!v || !v->is_string() || v->as_string().empty())
-      throw ConfigError("ckpt_path=\"" + path + "\": the index " + index_url + " has no '" + path + "' checkpoint");
-    return std::string(v->as_string());
+    if (why.empty())
+      throw ConfigError("ckpt_path=\"" + path + "\": no plugin keeps a checkpoint index (" EMBER_CHECKPOINTS_V1
+                        "); add model_checkpoint to trainer.callbacks");
+    throw ConfigError("ckpt_path=\"" + path + "\": " + why);
   }
 
  private:
@@ -251,14 +281,6 @@ class Session {
     if (auto f = files("predict"); !f.empty() && wants(EMBER_STAGE_PREDICT)) predict_ = std::make_unique<data::Loader>(load(f), batch, false, seed);
   }
 
-  std::string checkpoint_dir() const {
-    std::string root = trainer_->options().default_root_dir;
-    for (auto& ref : plugin_refs(cfg_, "trainer", "callbacks"))
-      if (ref.id == "model_checkpoint")
-        if (auto* d = ref.config.as_object().if_contains("dirpath"); d && d->is_string()) return std::string(d->as_string());
-    return storage::join(root, "checkpoints");
-  }
-
   boost::json::value cfg_;
   const Catalog& catalog_;
   std::string source_;
@@ -268,6 +290,10 @@ class Session {
   Module* module_ = nullptr;
   std::unique_ptr<Trainer> trainer_;
   std::vector<std::unique_ptr<PluginInstance>> plugins_;
+  // Storage plugins loaded for a scheme the config uses (never callbacks or loggers); destroyed
+  // after plugins_ (emptied first in ~Session), before the trainer.
+  std::vector<std::unique_ptr<PluginInstance>> storage_only_;
+  std::vector<std::pair<std::string, std::string>> extra_urls_;
   std::unique_ptr<data::Loader> train_, val_, test_, predict_;
 };
 

@@ -196,7 +196,8 @@ std::string format_value(double v, bool integral, const FieldSpec& s) {
 
 class ModelCheckpoint : public ember::plugin::Plugin,
                         public ember::plugin::Callbacks,
-                        public ember::plugin::State {
+                        public ember::plugin::State,
+                        public ember::plugin::CheckpointIndex {
  public:
   ModelCheckpoint(const ember_host_t* host, std::string_view config) : Plugin(host) {
     const ember::plugin::Config cfg(config, kId);
@@ -228,6 +229,27 @@ class ModelCheckpoint : public ember::plugin::Plugin,
     if ((a.epoch + 1) % every_n_epochs_ != 0) return;
     if (a.global_step == last_step_saved_) return;
     save(a);
+  }
+
+  // ckpt_path "last" / "best": from this instance's own index (dirpath, or
+  // default_root_dir/checkpoints), readable before fit starts.
+  std::string resolve_checkpoint(std::string_view which) override {
+    if (which != "last" && which != "best")
+      throw ember::plugin::Error("no checkpoint named '" + std::string(which) + "' (known: last, best)", EMBER_E_INVALID);
+    const std::string url = join_url(dir(), "checkpoints.json");
+    std::string err;
+    auto text = read_text(url, &err);
+    if (!text) throw ember::plugin::NotFound("no checkpoint index at " + url + " (" + err + ")");
+    json::value index;
+    try {
+      index = json::parse(*text);
+    } catch (const std::exception& e) {
+      throw ember::plugin::Error("the index " + url + " is not JSON: " + e.what(), EMBER_E_INVALID);
+    }
+    const json::value* v = index.is_object() ? index.as_object().if_contains(which) : nullptr;
+    if (!v || !v->is_string() || v->as_string().empty())
+      throw ember::plugin::NotFound("the index " + url + " has no '" + std::string(which) + "' checkpoint");
+    return std::string(v->as_string());
   }
 
   std::string state_dict() override {
@@ -474,19 +496,31 @@ class ModelCheckpoint : public ember::plugin::Plugin,
     }
   }
 
-  // The top-k URLs of the index in d; empty when there is none (nothing is then taken back).
-  std::set<std::string> indexed_urls(const std::string& d) {
-    const std::string url = join_url(d, "checkpoints.json");
-    std::set<std::string> out;
+  // The whole object at url, or nullopt (why in *err) when it cannot be read.
+  std::optional<std::string> read_text(const std::string& url, std::string* err) {
     ember_file_t* f = nullptr;
-    if (host().open_read(host().ctx, str(url), 0, UINT64_MAX, &f) != EMBER_OK) return out;
+    if (ember_status_t rc = host().open_read(host().ctx, str(url), 0, UINT64_MAX, &f); rc != EMBER_OK) {
+      if (err) *err = std::string(view(host().last_error(host().ctx)));
+      return std::nullopt;
+    }
     std::string text;
     char buf[1 << 14];
     size_t got = 0;
     bool ok = true;
     while ((ok = host().read(host().ctx, f, buf, sizeof buf, &got) == EMBER_OK) && got > 0) text.append(buf, got);
+    if (!ok && err) *err = std::string(view(host().last_error(host().ctx)));
     host().close(host().ctx, f);
-    if (!ok) return out;
+    if (!ok) return std::nullopt;
+    return text;
+  }
+
+  // The top-k URLs of the index in d; empty when there is none (nothing is then taken back).
+  std::set<std::string> indexed_urls(const std::string& d) {
+    const std::string url = join_url(d, "checkpoints.json");
+    std::set<std::string> out;
+    auto read = read_text(url, nullptr);
+    if (!read) return out;
+    const std::string& text = *read;
     try {
       auto index = json::parse(text);
       if (const json::value* top = index.as_object().if_contains("top_k"))

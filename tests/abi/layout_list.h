@@ -94,11 +94,10 @@ EMBER_LAYOUT_FIELD(ember_storage_v1_t, storage_v1, stat)
 EMBER_LAYOUT_FIELD(ember_storage_v1_t, storage_v1, list)
 EMBER_LAYOUT_FIELD(ember_storage_v1_t, storage_v1, remove)
 
-EMBER_LAYOUT_TYPE(ember_checkpoint_io_v1_t, checkpoint_io_v1)
-EMBER_LAYOUT_FIELD(ember_checkpoint_io_v1_t, checkpoint_io_v1, struct_size)
-EMBER_LAYOUT_FIELD(ember_checkpoint_io_v1_t, checkpoint_io_v1, save_checkpoint)
-EMBER_LAYOUT_FIELD(ember_checkpoint_io_v1_t, checkpoint_io_v1, load_checkpoint)
-EMBER_LAYOUT_FIELD(ember_checkpoint_io_v1_t, checkpoint_io_v1, remove_checkpoint)
+EMBER_LAYOUT_TYPE(ember_checkpoints_v1_t, checkpoints_v1)
+EMBER_LAYOUT_FIELD(ember_checkpoints_v1_t, checkpoints_v1, struct_size)
+EMBER_LAYOUT_FIELD(ember_checkpoints_v1_t, checkpoints_v1, resolve)
+
 
 EMBER_LAYOUT_TYPE(ember_trainer_state_t, trainer_state)
 EMBER_LAYOUT_FIELD(ember_trainer_state_t, trainer_state, struct_size)

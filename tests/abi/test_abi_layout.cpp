@@ -131,11 +131,9 @@ struct storage_v1 {
   fn remove;
 };
 
-struct checkpoint_io_v1 {
+struct checkpoints_v1 {
   std::uint32_t struct_size;
-  fn save_checkpoint;
-  fn load_checkpoint;
-  fn remove_checkpoint;
+  fn resolve;
 };
 
 struct trainer_state {
@@ -370,8 +368,8 @@ BOOST_AUTO_TEST_CASE(interface_ids_and_entry_symbol_keep_their_names) {
   BOOST_CHECK_EQUAL(std::string(EMBER_STATE_V1), "ember.state/1");
   BOOST_CHECK_EQUAL(std::string(EMBER_LOGGER_V1), "ember.logger/1");
   BOOST_CHECK_EQUAL(std::string(EMBER_STORAGE_V1), "ember.storage/1");
-  BOOST_CHECK_EQUAL(std::string(EMBER_CHECKPOINT_IO_V1), "ember.checkpoint_io/1");
   BOOST_CHECK_EQUAL(std::string(EMBER_MEDIA_V1), "ember.media/1");
+  BOOST_CHECK_EQUAL(std::string(EMBER_CHECKPOINTS_V1), "ember.checkpoints/1");
   BOOST_CHECK_EQUAL(EMBER_MEDIA_MAX_BINS, 512);
   BOOST_CHECK_EQUAL(std::string(EMBER_ENTRY_SYMBOL), "ember_plugin_entry");
 }

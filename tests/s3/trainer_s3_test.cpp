@@ -216,3 +216,56 @@ BOOST_AUTO_TEST_CASE(csv_logger_on_s3_loses_no_row_when_a_rewrite_fails) {
   BOOST_TEST(want.size() > 5u);
   BOOST_TEST(got == want, "rows of the faulted run:\n" << joined(got) << "\nexpected:\n" << joined(want));
 }
+
+// Issue 15.4: a config that writes to s3:// and names no storage plugin works when s3.so is in
+// a plugin directory: the plugin claims the scheme and is loaded for it with its default config
+// (endpoint and credentials from the environment, as the AWS tools find them).
+BOOST_AUTO_TEST_CASE(s3_urls_work_with_no_storage_entry_when_the_plugin_is_in_the_plugin_dir) {
+  TempDir cwd("ember-s3-auto-cwd"), home("ember-s3-auto-home"), conf("ember-s3-auto-conf");
+  auto cfg = run_config(server().endpoint());
+  cfg.erase("plugins");
+  cfg["trainer"].as_object()["default_root_dir"] = "s3://runs/auto";
+  cfg["trainer"].as_object()["limit_train_batches"] = 5;
+  cfg["trainer"].as_object()["limit_val_batches"] = 2;
+  const std::string config = (conf / "run.json").string();
+  write_file(config, json::serialize(cfg));
+  ChildSpec spec;
+  spec.argv = {require_env("EMBER_EXE"), "fit", "--config", config, "--plugin-dir", require_env("EMBER_BUILD_ROOT") + "/plugins"};
+  spec.drop_prefixes = {"AWS_"};
+  spec.env = {{"AWS_ACCESS_KEY_ID", "S3RVER"},
+              {"AWS_SECRET_ACCESS_KEY", kSecret},
+              {"AWS_ENDPOINT_URL", server().endpoint()},
+              {"AWS_REGION", "us-east-1"},
+              {"AWS_CONFIG_FILE", (home / "no-aws-config").string()},
+              {"AWS_SHARED_CREDENTIALS_FILE", (home / "no-aws-credentials").string()},
+              {"HOME", home.path().string()}};
+  spec.cwd = cwd.path().string();
+  auto fit = run_child(spec, std::chrono::seconds(400));
+  BOOST_REQUIRE_MESSAGE(fit.exit_code == 0, fit.describe());
+  BOOST_TEST(contains(fit.out, "global_step 5\n"), fit.out);
+  S3Urls s3(local_config(server().endpoint()));
+  BOOST_TEST(s3.urls.stat("s3://runs/auto/checkpoints/last.ckpt").has_value());
+  BOOST_TEST(s3.urls.stat("s3://runs/auto/lightning_logs/version_0/metrics.csv").has_value());
+  BOOST_TEST(list_dir(cwd.path()).empty(), joined(list_dir(cwd.path())));
+  BOOST_TEST(!contains(fit.err, kSecret));
+}
+
+// A scheme no plugin serves is refused when the config is loaded, before any data is read or a
+// step runs (it used to train a whole epoch and fail at the first write): exit 2, naming the key,
+// the scheme and the plugin that would provide it; nothing is written.
+BOOST_AUTO_TEST_CASE(an_unknown_scheme_fails_at_config_time_naming_key_and_provider) {
+  TempDir cwd("ember-s3-unknown-cwd"), home("ember-s3-unknown-home"), conf("ember-s3-unknown-conf");
+  auto cfg = run_config(server().endpoint());
+  cfg["trainer"].as_object()["default_root_dir"] = "az://container/run";
+  const std::string config = (conf / "run.json").string();
+  write_file(config, json::serialize(cfg));
+  for (const char* cmd : {"config", "fit"}) {
+    auto r = ember_cli({cmd, "--config", config}, cwd, home);
+    BOOST_TEST(r.exit_code == 2, r.describe());
+    BOOST_TEST(contains(r.err, "trainer.default_root_dir: unknown URL scheme 'az://'"), r.err);
+    BOOST_TEST(contains(r.err, "the 'azure' storage plugin provides az://"), r.err);
+    BOOST_TEST(contains(r.err, "s3://"), r.err);  // what is available, the configured s3 plugin's scheme among it
+    BOOST_TEST(!contains(r.out, "global_step"), r.out);
+  }
+  BOOST_TEST(list_dir(cwd.path()).empty(), joined(list_dir(cwd.path())));
+}

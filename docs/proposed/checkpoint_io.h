@@ -1,11 +1,9 @@
-/* Ember C ABI: checkpoint I/O, "ember.checkpoint_io/1" (Lightning's CheckpointIO).
- *
- * Reserved, not used yet: no trainer code asks a plugin for this interface or calls it. The host
- * writes and reads every checkpoint through the storage layer (ember.storage/1 for remote
- * schemes) whatever plugins are loaded; a plugin offering ember.checkpoint_io/1 is only listed
- * as such by `ember plugins`. The layout below is pinned by tests/abi so that a later minor
- * release can start using it (as Lightning's CheckpointIO: to encrypt, compress, or write
- * another format) without breaking plugins built against it.
+/* PROPOSED, NOT PART OF THE ABI: checkpoint I/O, "ember.checkpoint_io/1" (Lightning's
+ * CheckpointIO). Moved out of include/ember/abi/ because no trainer code asked a plugin for it:
+ * a pinned interface nothing calls promises behaviour that does not exist. The host writes and
+ * reads every checkpoint through the storage layer (ember.storage/1 for remote schemes). This
+ * draft is kept for the release that makes the trainer use it (to encrypt, compress, or write
+ * another format such as safetensors); it then moves back under abi/ with tests that drive it.
  */
 #ifndef EMBER_ABI_CHECKPOINT_IO_H
 #define EMBER_ABI_CHECKPOINT_IO_H
