@@ -38,6 +38,11 @@ std::string missing_requirements() {
 const tools::Needs kNeeds{missing_requirements};
 
 const fs::path kFashion = "/usr/share/datasets/fashion-mnist";
+#if defined(__aarch64__)
+const char* const kLoader = "ld-linux-aarch64.so.1";
+#else
+const char* const kLoader = "ld-linux-x86-64.so.2";
+#endif
 
 // Lines of text.
 std::vector<std::string> lines(const std::string& s) {
@@ -124,8 +129,9 @@ BOOST_AUTO_TEST_CASE(package_is_within_lambdas_unzipped_limit_and_prints_its_zip
   BOOST_TEST_MESSAGE("unzipped: " << bytes << " bytes; zip: " << fs::file_size(p.zip) << " bytes");
   BOOST_TEST(bytes <= 250u * 1024 * 1024, "unzipped package " << bytes << " bytes > Lambda's 250 MiB");
   // The layout the bootstrap and `ember lambda` rely on.
-  for (const char* f : {"bootstrap", "bin/ember", "lib/ld-linux-x86-64.so.2", "fit.json"})
+  for (const std::string f : {"bootstrap", "bin/ember", "fit.json"})
     BOOST_TEST(fs::exists(p.task / f), f << " missing from the package");
+  BOOST_TEST(fs::exists(p.task / "lib" / kLoader), "lib/" << kLoader << " missing from the package");
   BOOST_TEST(fs::is_directory(p.task / "plugins"));
   BOOST_TEST(::access((p.task / "bootstrap").c_str(), X_OK) == 0, "bootstrap is not executable");
   BOOST_TEST(p.output.find("within Lambda's 250 MiB limit") != std::string::npos, p.output);
@@ -174,7 +180,7 @@ BOOST_AUTO_TEST_CASE(every_needed_library_resolves_inside_the_package,
                      *boost::unit_test::precondition(kNeeds)) {
   kNeeds.require();
   const auto& p = package();
-  const fs::path loader = p.task / "lib" / "ld-linux-x86-64.so.2";
+  const fs::path loader = p.task / "lib" / kLoader;
   const std::string inside = p.task.string() + "/";
   int elfs = 0;
   for (const auto& e : fs::recursive_directory_iterator(p.task)) {
