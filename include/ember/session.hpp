@@ -130,6 +130,16 @@ class Session {
     return std::string(v->as_string());
   }
 
+  // Where "last" / "best" are looked up: model_checkpoint's dirpath, else
+  // {default_root_dir}/checkpoints (its checkpoints.json index).
+  std::string checkpoint_dir() const {
+    std::string root = trainer_->options().default_root_dir;
+    for (auto& ref : plugin_refs(cfg_, "trainer", "callbacks"))
+      if (ref.id == "model_checkpoint")
+        if (auto* d = ref.config.as_object().if_contains("dirpath"); d && d->is_string()) return std::string(d->as_string());
+    return storage::join(root, "checkpoints");
+  }
+
  private:
   bool has(const std::string& id) const {
     for (auto& p : plugins_)
@@ -249,14 +259,6 @@ class Session {
     }
     if (auto f = files("test"); !f.empty() && wants(EMBER_STAGE_TEST)) test_ = std::make_unique<data::Loader>(load(f), batch, false, seed);
     if (auto f = files("predict"); !f.empty() && wants(EMBER_STAGE_PREDICT)) predict_ = std::make_unique<data::Loader>(load(f), batch, false, seed);
-  }
-
-  std::string checkpoint_dir() const {
-    std::string root = trainer_->options().default_root_dir;
-    for (auto& ref : plugin_refs(cfg_, "trainer", "callbacks"))
-      if (ref.id == "model_checkpoint")
-        if (auto* d = ref.config.as_object().if_contains("dirpath"); d && d->is_string()) return std::string(d->as_string());
-    return storage::join(root, "checkpoints");
   }
 
   boost::json::value cfg_;
