@@ -2,9 +2,11 @@
 """Cold start of the Lambda package, as Lambda starts it, against a bare libtorch program.
 
     coldstart.py --build BUILD --source SRC --bare BARE_TORCH_MAIN --server RUNTIME_API_SERVER
-                 --event EVENT_JSON [--handler NAME] [--config FILE] [--rounds N] [--zip ZIP]
+                 [--event EVENT_JSON] [--handler NAME] [--config FILE] [--ckpt CKPT] [--rounds N]
+                 [--zip ZIP]
 
-Makes the package (scripts/package-lambda on BUILD, or takes --zip), unzips it into ROOT/var/task
+Makes the package (scripts/package-lambda on BUILD with samples/lambda/fashion_mnist.json, and
+the weights of a short fit with this build as model.ckpt; or takes --zip), unzips it into ROOT/var/task
 and runs everything in a chroot of ROOT as tests/lambda_package does (unshare -m as root, ROOT
 read-only, a fresh writable /tmp per start), plus /proc and /sys as Lambda has them (libtorch's
 cpuinfo reads them). Each round, in rotated order (2 warm-up rounds not counted):
@@ -95,10 +97,23 @@ class Bench:
         a = self.a
         zip_path = a.zip
         if not zip_path:
+            ckpt = a.ckpt
+            if not ckpt:  # the predict weights the sample names (model.ckpt): a short fit with this build
+                train = os.path.join(self.work, "train")
+                r = subprocess.run([os.path.join(a.build, "host", "ember"), "fit", "--config",
+                                    os.path.join(a.source, "samples", "fashion_mnist", "fit.json"),
+                                    "--plugin-dir", os.path.join(a.build, "plugins"),
+                                    "--set", "trainer.default_root_dir=" + train, "--set", "trainer.max_epochs=1",
+                                    "--set", "trainer.limit_train_batches=20", "--set", "trainer.limit_val_batches=2",
+                                    "--set", "trainer.num_sanity_val_steps=0", "--set", "trainer.logger=false",
+                                    "--set", 'trainer.callbacks=[{"plugin":"model_checkpoint"}]'],
+                                   capture_output=True, text=True)
+                if r.returncode != 0:
+                    sys.exit("lambda_coldstart: training the sample's weights failed:\n" + r.stdout + r.stderr)
+                ckpt = os.path.join(train, "checkpoints", "last.ckpt")
             cmd = ["/usr/bin/bash", os.path.join(a.source, "scripts", "package-lambda"), "--build", a.build,
-                   "--out", os.path.join(self.work, "out")]
-            if a.config:
-                cmd += ["--config", a.config]
+                   "--config", a.config or os.path.join(a.source, "samples", "lambda", "fashion_mnist.json"),
+                   "--file", ckpt + ":model.ckpt", "--out", os.path.join(self.work, "out")]
             r = subprocess.run(cmd, capture_output=True, text=True)
             sys.stdout.write(r.stderr)
             if r.returncode != 0:
@@ -121,8 +136,10 @@ class Bench:
         shutil.copy(a.bare, os.path.join(self.task, "bin", "bare_torch_main"))
         if not a.handler:
             a.handler = next(f for f in sorted(os.listdir(self.task)) if f.endswith(".json"))
-        with open(a.event) as f:
-            event = json.load(f)
+        event = {"command": "predict", "inputs": [[0.0] * 784]}
+        if a.event:
+            with open(a.event) as f:
+                event = json.load(f)
         with open(os.path.join(self.work, "events.json"), "w") as f:
             json.dump([{"event": event}], f)
 
@@ -194,9 +211,7 @@ class Bench:
             if done is None:
                 rc, _, _ = wait(pid)
                 sys.exit("lambda_coldstart: the runtime exited (%d) before replying:\n%s" % (rc, tail(out)))
-            os.kill(pid, signal.SIGTERM)  # blocked in the next /next: Lambda would freeze it
-            if not select.select([pidfd], [], [], 60)[0]:
-                os.kill(pid, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)  # blocked in the next /next, where Lambda would freeze it
             _, rss, _ = wait(pid)
             os.close(pidfd)
         finally:
@@ -262,7 +277,8 @@ def main():
     ap.add_argument("--config")
     ap.add_argument("--bare", required=True)
     ap.add_argument("--server", required=True)
-    ap.add_argument("--event", required=True)
+    ap.add_argument("--event", help="the predict event (default: one Fashion-MNIST input of zeros)")
+    ap.add_argument("--ckpt", help="the predict weights packaged as model.ckpt (default: a short fit)")
     ap.add_argument("--handler")
     ap.add_argument("--rounds", type=int, default=int(os.environ.get("EMBER_LAMBDA_BENCH_ROUNDS", "10")))
     a = ap.parse_args()

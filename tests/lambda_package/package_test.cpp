@@ -9,11 +9,14 @@
 #define BOOST_TEST_NO_MAIN
 #include <boost/test/unit_test.hpp>
 
+#include "child_process.hpp"
 #include "lambda_chroot.hpp"
 #include "needs_tools.hpp"
 #include "run_process.hpp"
 #include "temp_dir.hpp"
 
+#include <boost/json.hpp>
+#include <signal.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -25,6 +28,7 @@
 #include <vector>
 
 namespace fs = std::filesystem;
+namespace json = boost::json;
 using namespace ember::test;
 
 namespace {
@@ -70,8 +74,18 @@ const Package& package() {
   static Package* made = [] {
     auto* p = new Package;
     const std::string src = require_env("EMBER_SOURCE_ROOT"), build = require_env("EMBER_BUILD_ROOT");
+    // The predict weights the Lambda sample names (lambda.predict_ckpt_path: model.ckpt): a short
+    // fit with this build.
+    auto fit = run_process({require_env("EMBER_EXE"), "fit", "--config", src + "/samples/fashion_mnist/fit.json",
+                            "--plugin-dir", build + "/plugins", "--set", "trainer.default_root_dir=" + (p->dir / "train").string(),
+                            "--set", "trainer.max_epochs=1", "--set", "trainer.limit_train_batches=20",
+                            "--set", "trainer.limit_val_batches=2", "--set", "trainer.num_sanity_val_steps=0",
+                            "--set", "trainer.logger=false", "--set", "trainer.callbacks=[{\"plugin\":\"model_checkpoint\"}]"});
+    if (fit.exit_code != 0) throw std::runtime_error("training the sample's weights failed: " + fit.describe());
     auto r = run_process({"/usr/bin/bash", src + "/scripts/package-lambda", "--build", build,
-                          "--config", src + "/samples/fashion_mnist/fit.json",
+                          "--config", src + "/samples/lambda/fashion_mnist.json",
+                          "--file", (p->dir / "train" / "checkpoints" / "last.ckpt").string() + ":model.ckpt",
+                          "--file", src + "/samples/fashion_mnist/fit.json:fit.json",
                           "--out", (p->dir / "out").string()});
     p->output = r.out + r.err;
     BOOST_TEST_MESSAGE("package-lambda:\n" << r.err << r.out);
@@ -110,6 +124,15 @@ std::map<std::string, std::string> snapshot(const fs::path& root) {
   return out;
 }
 
+// Every entry of after is in before, unchanged, and nothing went away.
+void expect_unchanged(const std::map<std::string, std::string>& before, const std::map<std::string, std::string>& after) {
+  for (const auto& [path, desc] : after) {
+    auto it = before.find(path);
+    BOOST_TEST((it != before.end() && it->second == desc), "changed or created outside /tmp: " << path << " " << desc);
+  }
+  for (const auto& [path, desc] : before) BOOST_TEST(after.count(path) == 1u, "removed outside /tmp: " << path);
+}
+
 std::uintmax_t unzipped_bytes(const fs::path& dir) {
   std::uintmax_t total = 0;
   for (const auto& e : fs::recursive_directory_iterator(dir))
@@ -129,7 +152,7 @@ BOOST_AUTO_TEST_CASE(package_is_within_lambdas_unzipped_limit_and_prints_its_zip
   BOOST_TEST_MESSAGE("unzipped: " << bytes << " bytes; zip: " << fs::file_size(p.zip) << " bytes");
   BOOST_TEST(bytes <= 250u * 1024 * 1024, "unzipped package " << bytes << " bytes > Lambda's 250 MiB");
   // The layout the bootstrap and `ember lambda` rely on.
-  for (const std::string f : {"bootstrap", "bin/ember", "fit.json"})
+  for (const std::string f : {"bootstrap", "bin/ember", "fashion_mnist.json", "model.ckpt", "fit.json"})
     BOOST_TEST(fs::exists(p.task / f), f << " missing from the package");
   BOOST_TEST(fs::exists(p.task / "lib" / kLoader), "lib/" << kLoader << " missing from the package");
   BOOST_TEST(fs::is_directory(p.task / "plugins"));
@@ -247,12 +270,95 @@ BOOST_AUTO_TEST_CASE(packaged_ember_fits_and_predicts_in_a_chroot_writing_only_t
   BOOST_TEST(r.out.find("predictions: 128 rows written to /tmp/runs/predictions.pt") != std::string::npos, r.describe());
   BOOST_TEST(fs::exists(tmp / "runs" / "predictions.pt"));
 
-  const auto after = snapshot(p.chroot_root);
-  for (const auto& [path, desc] : after) {
-    auto it = before.find(path);
-    BOOST_TEST((it != before.end() && it->second == desc), "changed or created outside /tmp: " << path << " " << desc);
+  expect_unchanged(before, snapshot(p.chroot_root));
+}
+
+// `ember lambda`, as Lambda starts it (the packaged bootstrap, no arguments, _HANDLER naming the
+// sample config), in the chroot, against the local Runtime API server of tests/lambda: a predict,
+// events it must refuse with an /error reply (bad JSON, an unknown command, inputs of the wrong
+// shape) after each of which it goes on serving, a ping, and every samples/lambda/predict*.json as
+// is. Nothing is written outside /tmp.
+BOOST_AUTO_TEST_CASE(packaged_runtime_serves_events_in_a_chroot_writing_only_tmp,
+                     *boost::unit_test::precondition(kNeeds)) {
+  kNeeds.require();
+  const auto& p = package();
+  const std::string src = require_env("EMBER_SOURCE_ROOT");
+  TempDir work("ember-lambda-e2e"), tmp("ember-lambda-tmp");
+  ::chmod(tmp.path().c_str(), 01777);
+
+  json::array events;
+  auto add = [&](json::value ev) { events.push_back(json::object{{"event", std::move(ev)}}); };
+  json::array zeros;
+  for (int i = 0; i < 784; ++i) zeros.push_back(0.0);
+  add(json::object{{"command", "predict"}, {"inputs", json::array{zeros}}});
+  events.push_back(json::object{{"raw", "{\"command\": \"predict\", "}});
+  add(json::object{{"command", "explode"}});
+  add(json::object{{"command", "predict"}, {"inputs", json::array{json::array{1, 2, 3}}}});
+  add(json::object{{"command", "ping"}});
+  std::vector<std::string> sample_events;
+  for (const auto& e : fs::directory_iterator(src + "/samples/lambda")) {
+    const auto name = e.path().filename().string();
+    if (name.rfind("predict", 0) == 0 && e.path().extension() == ".json") {
+      add(json::parse(read_file(e.path())));
+      sample_events.push_back(name);
+    }
   }
-  BOOST_TEST(before.size() == after.size());
+  write_file(work / "events.json", json::serialize(events));
+
+  const auto before = snapshot(p.chroot_root);
+  Fifo fifo((work / "server.fifo").string());
+  fs::create_directories(work / "server");
+  // tests/lambda's server; EMBER_LAMBDA_RUNTIME_API_SERVER may name another copy.
+  const char* server_py = std::getenv("EMBER_LAMBDA_RUNTIME_API_SERVER");
+  Child server({"/usr/bin/python3", server_py ? server_py : src + "/tests/lambda/runtime_api_server.py",
+                "--events", (work / "events.json").string(),
+                "--log", (work / "server.log").string(), "--fifo", fifo.path()},
+               work / "server");
+  const std::string port_line = server.read_line(fifo);
+  BOOST_REQUIRE_MESSAGE(port_line.rfind("port ", 0) == 0, port_line);
+  const std::string port = port_line.substr(5, port_line.size() - 6);
+
+  fs::create_directories(work / "runtime");
+  Child runtime(chroot_command(p.chroot_root, tmp.path(), {},
+                               {"AWS_LAMBDA_RUNTIME_API=127.0.0.1:" + port, "_HANDLER=fashion_mnist.json",
+                                "AWS_LAMBDA_FUNCTION_NAME=ember-test", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=512"}),
+                work / "runtime");
+  const std::string done = runtime.read_line(fifo);  // throws with the runtime's output if it ends first
+  BOOST_TEST(done == "done\n");
+  runtime.signal(SIGKILL);  // blocked in the next /next, where Lambda would freeze it
+  runtime.wait();
+  server.signal(SIGTERM);
+  server.wait();
+
+  std::vector<json::object> replies;
+  std::istringstream log(read_file(work / "server.log"));
+  for (std::string l; std::getline(log, l);) {
+    auto e = json::parse(l).as_object();
+    if (e.at("method") == "POST" && e.contains("kind")) replies.push_back(e);
+  }
+  BOOST_REQUIRE_MESSAGE(replies.size() == events.size(), "expected one reply per event; runtime:\n" << runtime.describe());
+  auto body = [&](std::size_t i) { return json::parse(replies[i].at("body").as_string()).as_object(); };
+  auto kind = [&](std::size_t i) { return std::string(replies[i].at("kind").as_string()); };
+  auto error_type = [&](std::size_t i) { return std::string(body(i).at("errorType").as_string()); };
+
+  BOOST_TEST_REQUIRE(kind(0) == "response", replies[0].at("body"));
+  const auto& pred = body(0).at("predictions").as_array();
+  BOOST_TEST(pred.size() == 1u);
+  BOOST_TEST(pred[0].at("probabilities").as_array().size() == 10u);
+  BOOST_TEST(kind(1) == "error");
+  BOOST_TEST(error_type(1) == "Ember.BadEvent");
+  BOOST_TEST(kind(2) == "error");
+  BOOST_TEST(std::string(body(2).at("errorMessage").as_string()).find("explode") != std::string::npos);
+  BOOST_TEST(kind(3) == "error");
+  BOOST_TEST(error_type(3) == "Ember.BadInput");
+  BOOST_TEST(kind(4) == "response");
+  for (std::size_t i = 0; i < sample_events.size(); ++i)
+    BOOST_TEST_CONTEXT("samples/lambda/" << sample_events[i]) {
+      BOOST_TEST(kind(5 + i) == "response", replies[5 + i].at("body"));
+      BOOST_TEST(body(5 + i).contains("predictions"));
+    }
+
+  expect_unchanged(before, snapshot(p.chroot_root));
 }
 
 int main(int argc, char* argv[]) { return tools::main_with_skip(argc, argv, "lambda_package"); }
