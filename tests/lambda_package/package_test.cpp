@@ -273,6 +273,28 @@ BOOST_AUTO_TEST_CASE(packaged_ember_fits_and_predicts_in_a_chroot_writing_only_t
   expect_unchanged(before, snapshot(p.chroot_root));
 }
 
+// With `package-lambda --layer`, lib/ comes from a layer, which Lambda extracts to /opt: the
+// bootstrap finds no ROOT/lib and takes the loader and libraries from /opt/lib. The same package,
+// rearranged that way (hard links), runs in the chroot.
+BOOST_AUTO_TEST_CASE(bootstrap_takes_the_libraries_from_a_layer_in_opt_lib,
+                     *boost::unit_test::precondition(kNeeds)) {
+  kNeeds.require();
+  const auto& p = package();
+  TempDir root("ember-lambda-layer"), tmp("ember-lambda-tmp");
+  ::chmod(tmp.path().c_str(), 01777);
+  const auto links = fs::copy_options::recursive | fs::copy_options::create_hard_links;
+  fs::create_directories(root / "var" / "task");
+  for (const auto& e : fs::directory_iterator(p.task))
+    if (e.path().filename() != "lib") fs::copy(e.path(), root / "var" / "task" / e.path().filename(), links);
+  fs::create_directories(root / "opt");
+  fs::copy(p.task / "lib", root / "opt" / "lib", links);
+  make_chroot_root(root.path());
+  ::chmod(root.path().c_str(), 0755);
+  auto r = run_in_chroot(root.path(), tmp.path(), {"plugins"});
+  BOOST_TEST(r.exit_code == 0, r.describe());
+  BOOST_TEST(r.out.find("/var/task/plugins/fashion_mlp.so") != std::string::npos, r.describe());
+}
+
 // `ember lambda`, as Lambda starts it (the packaged bootstrap, no arguments, _HANDLER naming the
 // sample config), in the chroot, against the local Runtime API server of tests/lambda: a predict,
 // events it must refuse with an /error reply (bad JSON, an unknown command, inputs of the wrong
@@ -342,7 +364,8 @@ BOOST_AUTO_TEST_CASE(packaged_runtime_serves_events_in_a_chroot_writing_only_tmp
   auto error_type = [&](std::size_t i) { return std::string(body(i).at("errorType").as_string()); };
 
   BOOST_TEST_REQUIRE(kind(0) == "response", replies[0].at("body"));
-  const auto& pred = body(0).at("predictions").as_array();
+  const auto first = body(0);
+  const auto& pred = first.at("predictions").as_array();
   BOOST_TEST(pred.size() == 1u);
   BOOST_TEST(pred[0].at("probabilities").as_array().size() == 10u);
   BOOST_TEST(kind(1) == "error");
