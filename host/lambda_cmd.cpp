@@ -76,8 +76,9 @@ void check_writable(const json::value& cfg, const std::string& source) {
     std::error_code ec;
     fs::path p = fs::absolute(storage::local_path(url), ec);
     while (!fs::exists(p, ec) && p.has_parent_path() && p != p.parent_path()) p = p.parent_path();
-    if (::access(p.c_str(), W_OK) != 0)
-      throw ConfigError(source + ": " + key + ": " + url + " is not writable (" + p.string() + ": " + std::strerror(errno) +
+    const int err = !fs::is_directory(p, ec) ? ENOTDIR : ::access(p.c_str(), W_OK) != 0 ? errno : 0;
+    if (err)
+      throw ConfigError(source + ": " + key + ": " + url + " is not writable (" + p.string() + ": " + std::strerror(err) +
                         ")" + (in_lambda() ? "; in AWS Lambda only /tmp is writable" : ""));
   }
 }
@@ -255,8 +256,7 @@ class Runtime {
     if (const auto* s = ev.if_contains("set")) {
       if (!s->is_object()) throw BadEvent("event.set: expected an object of config keys, e.g. {\"trainer.max_epochs\": 2}");
       for (const auto& kv : s->as_object())
-        overrides.push_back(std::string(kv.key()) + "=" +
-                            (kv.value().is_string() ? std::string(kv.value().as_string()) : json::serialize(kv.value())));
+        overrides.push_back(std::string(kv.key()) + "=" + json::serialize(kv.value()));
     }
     std::string ckpt;
     if (const auto* c = ev.if_contains("ckpt_path")) {
@@ -332,7 +332,7 @@ lambda::ErrorReply error_of(const std::exception& e) {
   const char* type = dynamic_cast<const BadEvent*>(&e)             ? "Ember.BadEvent"
                      : dynamic_cast<const lambda::BadInput*>(&e)   ? "Ember.BadInput"
                      : dynamic_cast<const ConfigError*>(&e)        ? "Ember.ConfigError"
-                     : dynamic_cast<const PluginFailure*>(&e)      ? "Ember.PluginFailure"
+                     : dynamic_cast<const PluginFailure*>(&e) || dynamic_cast<const HookError*>(&e) ? "Ember.PluginFailure"
                      : dynamic_cast<const Interrupted*>(&e)        ? "Ember.Interrupted"
                                                                    : "Ember.RuntimeError";
   return {type, e.what(), {}};

@@ -425,7 +425,9 @@ class Trainer : public Services, public MediaSink {
   // deadline minus a margin), the way max_steps ends it: not a failure. The epoch ends there
   // (on_train_epoch_end runs, so model_checkpoint saves the mid-epoch position, which
   // ckpt_path resumes exactly), then on_train_end, on_fit_end, loggers finalize "success".
-  // Checked after each batch and its validation; nullopt: no deadline.
+  // Checked after each training batch and its validation only, so every fit call trains at
+  // least one batch: a chain of invocations that resume from "last" always progresses, even
+  // when loading took the whole budget. nullopt: no deadline.
   void set_fit_deadline(std::optional<std::chrono::steady_clock::time_point> at) { deadline_ = at; }
   bool stopped_by_deadline() const { return stopped_by_deadline_; }
 
@@ -634,7 +636,6 @@ class Trainer : public Services, public MediaSink {
     for (epoch_ = next_epoch_; max_ep < 0 || epoch_ < max_ep; ++epoch_) {
       if (should_stop_ && epoch_ >= opt_.min_epochs) break;
       if (opt_.max_steps >= 0 && global_step_ >= opt_.max_steps) break;
-      if (past_deadline()) break;
       args_.epoch = epoch_;
       args_.batch_idx = -1;
       train_->start_epoch(epoch_);

@@ -298,7 +298,7 @@ BOOST_AUTO_TEST_CASE(bootstrap_takes_the_libraries_from_a_layer_in_opt_lib,
 // `ember lambda`, as Lambda starts it (the packaged bootstrap, no arguments, _HANDLER naming the
 // sample config), in the chroot, against the local Runtime API server of tests/lambda: a predict,
 // events it must refuse with an /error reply (bad JSON, an unknown command, inputs of the wrong
-// shape) after each of which it goes on serving, a ping, and every samples/lambda/predict*.json as
+// shape) after each of which it goes on serving, a ping, and every samples/lambda/events/predict*.json as
 // is. Nothing is written outside /tmp.
 BOOST_AUTO_TEST_CASE(packaged_runtime_serves_events_in_a_chroot_writing_only_tmp,
                      *boost::unit_test::precondition(kNeeds)) {
@@ -318,7 +318,7 @@ BOOST_AUTO_TEST_CASE(packaged_runtime_serves_events_in_a_chroot_writing_only_tmp
   add(json::object{{"command", "predict"}, {"inputs", json::array{json::array{1, 2, 3}}}});
   add(json::object{{"command", "ping"}});
   std::vector<std::string> sample_events;
-  for (const auto& e : fs::directory_iterator(src + "/samples/lambda")) {
+  for (const auto& e : fs::directory_iterator(src + "/samples/lambda/events")) {
     const auto name = e.path().filename().string();
     if (name.rfind("predict", 0) == 0 && e.path().extension() == ".json") {
       add(json::parse(read_file(e.path())));
@@ -376,7 +376,7 @@ BOOST_AUTO_TEST_CASE(packaged_runtime_serves_events_in_a_chroot_writing_only_tmp
   BOOST_TEST(error_type(3) == "Ember.BadInput");
   BOOST_TEST(kind(4) == "response");
   for (std::size_t i = 0; i < sample_events.size(); ++i)
-    BOOST_TEST_CONTEXT("samples/lambda/" << sample_events[i]) {
+    BOOST_TEST_CONTEXT("samples/lambda/events/" << sample_events[i]) {
       BOOST_TEST(kind(5 + i) == "response", replies[5 + i].at("body"));
       BOOST_TEST(body(5 + i).contains("predictions"));
     }
