@@ -90,6 +90,8 @@ class Bench:
         self.a, self.work = a, work
         self.root = os.path.join(work, "root")
         self.task = os.path.join(self.root, "var", "task")
+        # The server's own traceback when the killed runtime drops its pending /next: not a figure.
+        self.server_err = open(os.path.join(work, "server.stderr"), "w")
         self.samples = {"ember_next": [], "ember_reply": [], "ember_rss": [], "bare": [], "bare_rss": [],
                         "bare_host": [], "bare_host_rss": []}
 
@@ -176,7 +178,8 @@ class Bench:
         os.mkfifo(fifo)
         ffd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
         server = subprocess.Popen(["/usr/bin/python3", self.a.server, "--events", os.path.join(self.work, "events.json"),
-                                   "--log", log, "--fifo", fifo])
+                                   "--log", log, "--fifo", fifo],
+                                  stdout=subprocess.DEVNULL, stderr=self.server_err)
         buf = b""
 
         def lines(waitfor, pidfd=None):
