@@ -21,7 +21,7 @@ int print_version() {
 
 // Directories in precedence order: --plugin-dir, config plugins.dirs, EMBER_PLUGIN_PATH, then
 // the defaults next to the executable. Relative config dirs are relative to the config file.
-static Catalog scan_plugins(const Options& opt, const json::value* cfg) {
+Catalog scan_plugins(const Options& opt, const json::value* cfg) {
   std::vector<std::filesystem::path> dirs;
   for (const auto& d : opt.plugin_dirs) dirs.emplace_back(d);
   if (cfg)
@@ -83,7 +83,7 @@ int run_plugins(const Options& opt) {
 }
 
 // Check each referenced plugin exists and that its config matches its schema (no create).
-static void check_plugin_configs(const Options& opt, json::value& cfg, const Catalog& catalog) {
+void check_plugin_configs(const Options& opt, json::value& cfg, const Catalog& catalog) {
   std::string errors;
   for (auto& ref : all_plugin_refs(cfg)) {
     try {

@@ -1,6 +1,10 @@
 // The `ember` subcommands.
 #pragma once
 
+#include <ember/loader.hpp>
+
+#include <boost/json.hpp>
+
 #include <string>
 #include <vector>
 
@@ -16,11 +20,18 @@ struct Options {
   bool json = false;
 };
 
+// The plugins the options and config name (--plugin-dir, plugins.dirs, EMBER_PLUGIN_PATH,
+// else the defaults), and each referenced plugin's config checked against its schema.
+Catalog scan_plugins(const Options& opt, const boost::json::value* cfg);
+void check_plugin_configs(const Options& opt, boost::json::value& cfg, const Catalog& catalog);
+
 int print_version();
 int run_plugins(const Options& opt);
 int run_config(const Options& opt);
 int run_trainer(Command cmd, const Options& opt);
 // `ember wandb sync DIR` / `ember wandb download NAME --to DIR` (host/wandb_cmd.cpp); argv[0] is "wandb".
 int run_wandb(int argc, char** argv);
+// `ember lambda`: the AWS Lambda custom runtime (host/lambda_cmd.cpp).
+int run_lambda(const Options& opt);
 
 }  // namespace ember::cli

@@ -28,6 +28,8 @@ int main(int argc, char** argv) {
   plugins->add_flag("--json", opt.json, "print JSON");
   auto* config = app.add_subcommand("config", "print the resolved config, or its errors");
   add_common(config, true);
+  auto* lambda = app.add_subcommand("lambda", "serve AWS Lambda events (the custom runtime; samples/lambda/README.md)");
+  add_common(lambda, false);
   std::vector<std::pair<CLI::App*, ember::cli::Command>> runs;
   for (auto [name, cmd, help] :
        {std::tuple{"fit", ember::cli::Command::fit, "train (and validate) the model"},
@@ -51,6 +53,7 @@ int main(int argc, char** argv) {
   if (version) return ember::cli::print_version();
   if (*plugins) return ember::cli::run_plugins(opt);
   if (*config) return ember::cli::run_config(opt);
+  if (*lambda) return ember::cli::run_lambda(opt);
   for (auto& [sub, cmd] : runs)
     if (*sub) return ember::cli::run_trainer(cmd, opt);
   std::cerr << app.help();

@@ -96,6 +96,15 @@ inline torch::Tensor read_idx_file(const storage::UrlSpace& urls, const std::str
   return t;
 }
 
+// 8-bit pixels [N, ...] -> float [N, H*W] scaled to [0,1], then standardised with
+// Fashion-MNIST's mean and std when normalize: what the idx reader feeds a model, and what
+// `ember lambda` does to a predict event's images.
+inline torch::Tensor pixels_to_inputs(const torch::Tensor& pixels, bool normalize) {
+  auto x = pixels.reshape({pixels.size(0), -1}).to(torch::kFloat32).div_(255.0);
+  if (normalize) x.sub_(0.2860).div_(0.3530);
+  return x;
+}
+
 // images + labels idx files -> x float [N, H*W] (scaled to [0,1], then standardised when
 // normalize), y int64 [N].
 inline Dataset read_idx(const storage::UrlSpace& urls, const std::vector<std::string>& files,
@@ -104,8 +113,7 @@ inline Dataset read_idx(const storage::UrlSpace& urls, const std::vector<std::st
     throw ConfigError("data: idx expects [images] or [images, labels] URLs");
   Dataset d;
   auto images = read_idx_file(urls, files[0]);
-  d.x = images.reshape({images.size(0), -1}).to(torch::kFloat32).div_(255.0);
-  if (normalize) d.x.sub_(0.2860).div_(0.3530);  // Fashion-MNIST's mean and std
+  d.x = pixels_to_inputs(images, normalize);
   if (files.size() == 2) {
     d.y = read_idx_file(urls, files[1]).to(torch::kInt64).reshape({-1});
     if (d.y.size(0) != d.x.size(0))

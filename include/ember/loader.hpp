@@ -25,6 +25,7 @@
 
 #include <boost/dll/shared_library.hpp>
 #include <pwd.h>
+#include <sys/auxv.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -348,10 +349,23 @@ inline std::vector<std::filesystem::path> env_plugin_dirs() {
 #define EMBER_INSTALLED_PLUGINS_REL "../lib/ember/plugins"
 #endif
 
+// The running program's file: /proc/self/exe, except when the kernel mapped no interpreter
+// (AT_BASE is 0). Then either the program is static, and AT_EXECFN is the path it was executed
+// by, or it was started through the dynamic loader as a command
+// (`lib/ld-linux-x86-64.so.2 --library-path lib bin/ember`, as the Lambda package's bootstrap
+// does): /proc/self/exe names the loader, and the loader has put the program's path in AT_EXECFN
+// (glibc >= 2.33). That path may be relative to the working directory at start-up.
+inline std::filesystem::path program_path(std::error_code& ec) {
+  if (::getauxval(AT_BASE) == 0)
+    if (const char* fn = reinterpret_cast<const char*>(::getauxval(AT_EXECFN)); fn && *fn)
+      return std::filesystem::absolute(fn, ec);
+  return std::filesystem::read_symlink("/proc/self/exe", ec);
+}
+
 inline std::vector<std::filesystem::path> default_plugin_dirs() {
   std::vector<std::filesystem::path> out;
   std::error_code ec;
-  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  auto exe = program_path(ec);
   if (ec) return out;
   for (auto rel : {"../plugins", EMBER_INSTALLED_PLUGINS_REL}) {
     auto p = (exe.parent_path() / rel).lexically_normal();

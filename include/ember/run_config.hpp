@@ -95,6 +95,18 @@ inline std::string run_config_schema() {
         "eta_min": {"type": "number", "default": 0}
       }}
     }},
+    "lambda": {"type": "object", "additionalProperties": false,
+               "description": "`ember lambda`, the AWS Lambda runtime: samples/lambda/README.md", "properties": {
+      "deadline_margin_ms": {"type": "integer", "minimum": 0, "maximum": 900000, "default": 10000,
+                             "description": "fit stops at the first batch boundary past the invocation's deadline minus this"},
+      "input_shape": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 16777216}, "default": [],
+                      "description": "one predict input's shape without the batch dimension; [] takes any"},
+      "predict_ckpt_path": {"type": ["string", "null"], "default": null,
+                            "description": "weights for predict: a URL, last or best, or a path relative to the config; null: the model as built"},
+      "class_names": {"type": "array", "items": {"type": "string"}, "default": [],
+                      "description": "predict replies name class k as class_names[k]"},
+      "max_predict_inputs": {"type": "integer", "minimum": 1, "maximum": 1048576, "default": 1024}
+    }},
     "data": {"type": "object", "additionalProperties": false, "properties": {
       "format": {"enum": ["idx", "csv", "tensors"], "default": "idx"},
       "train": {"type": "array", "items": {"type": "string"}},

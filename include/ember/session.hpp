@@ -160,6 +160,16 @@ class Session {
     throw ConfigError("ckpt_path=\"" + path + "\": " + why);
   }
 
+  // Where "last" / "best" are looked up: model_checkpoint's dirpath, else
+  // {default_root_dir}/checkpoints (its checkpoints.json index).
+  std::string checkpoint_dir() const {
+    std::string root = trainer_->options().default_root_dir;
+    for (auto& ref : plugin_refs(cfg_, "trainer", "callbacks"))
+      if (ref.id == "model_checkpoint")
+        if (auto* d = ref.config.as_object().if_contains("dirpath"); d && d->is_string()) return std::string(d->as_string());
+    return storage::join(root, "checkpoints");
+  }
+
  private:
   bool has(const std::string& id) const {
     for (auto& p : plugins_)

@@ -421,6 +421,16 @@ class Trainer : public Services, public MediaSink {
   // ready-made alternative; the trainer honours both).
   void request_interrupt(int signo) noexcept { interrupt_.store(signo, std::memory_order_relaxed); }
 
+  // End fit at the first training batch boundary at or after `at` (an AWS Lambda invocation's
+  // deadline minus a margin), the way max_steps ends it: not a failure. The epoch ends there
+  // (on_train_epoch_end runs, so model_checkpoint saves the mid-epoch position, which
+  // ckpt_path resumes exactly), then on_train_end, on_fit_end, loggers finalize "success".
+  // Checked after each training batch and its validation only, so every fit call trains at
+  // least one batch: a chain of invocations that resume from "last" always progresses, even
+  // when loading took the whole budget. nullopt: no deadline.
+  void set_fit_deadline(std::optional<std::chrono::steady_clock::time_point> at) { deadline_ = at; }
+  bool stopped_by_deadline() const { return stopped_by_deadline_; }
+
  private:
   struct Stateful {
     std::string id;
@@ -442,6 +452,13 @@ class Trainer : public Services, public MediaSink {
     return std::min<std::int64_t>(n, static_cast<std::int64_t>(lim.value));
   }
   std::int64_t dev_limit(std::int64_t n) const { return opt_.fast_dev_run ? std::min(n, opt_.fast_dev_run) : n; }
+
+  bool past_deadline() {
+    if (!deadline_ || std::chrono::steady_clock::now() < *deadline_) return false;
+    stopped_by_deadline_ = should_stop_ = true;
+    stop_reason_ = "deadline";
+    return true;
+  }
 
   // A pending stop signal (request_interrupt, or one a StopOnSignals guard caught) ends the run
   // here, at a batch boundary: nothing is torn mid-step. Two relaxed loads per batch.
@@ -645,6 +662,7 @@ class Trainer : public Services, public MediaSink {
           hit_max_steps = true;
           break;
         }
+        if (past_deadline()) break;
       }
       args_.batch_idx = -1;
       if (next_batch_ == 0) next_epoch_ = epoch_ + 1;
@@ -656,7 +674,7 @@ class Trainer : public Services, public MediaSink {
       dispatch(EMBER_HOOK_ID_on_train_epoch_end);
       metrics_.reduce_epoch(EMBER_STAGE_FIT, &buf);  // what on_train_epoch_end logged
       send_to_loggers(buf, EMBER_STAGE_FIT);
-      if (hit_max_steps) break;
+      if (hit_max_steps || stopped_by_deadline_) break;
     }
     args_.epoch = epoch_;
     dispatch(EMBER_HOOK_ID_on_train_end);
@@ -834,6 +852,8 @@ class Trainer : public Services, public MediaSink {
   bool watch_grads_ = false, watch_params_ = false, watch_set_ = false;
   std::string stop_reason_;
   std::atomic<int> interrupt_{0};  // request_interrupt's signal number, 0: none
+  std::optional<std::chrono::steady_clock::time_point> deadline_;
+  bool stopped_by_deadline_ = false;
 };
 
 }  // namespace ember

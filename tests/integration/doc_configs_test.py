@@ -2,7 +2,7 @@
 """Every run config the docs show passes `ember config`, so the docs stay true.
 
 Checked (run by meson as the `doc_configs` test):
-  - every samples/**/*.json, as is;
+  - every samples/**/*.json, as is (samples/lambda/events/ holds Lambda events: each needs "command");
   - every ```json block in a README.md of the repository (the main one, plugins/*/, samples/*/,
     bench/). Such a block is recognised as:
       * a whole run config: a JSON object whose keys are all run-config keys (trainer, model,
@@ -96,7 +96,12 @@ def main():
     slots = plugin_slots(exe, plugin_dirs)
     failures, checked = [], 0
 
-    samples = sorted((root / "samples").rglob("*.json"))
+    # samples/lambda/events/ holds Lambda events (each a JSON object with "command"), not configs.
+    events = sorted((root / "samples" / "lambda" / "events").glob("*.json"))
+    for p in events:
+        if "command" not in json.loads(p.read_text(encoding="utf-8")):
+            failures.append(f"{p.relative_to(root)}: a Lambda event without \"command\"")
+    samples = sorted(p for p in (root / "samples").rglob("*.json") if p not in events)
     readmes = sorted(p for p in root.rglob("README.md")
                      if not SKIP_DIRS & set(p.relative_to(root).parts[:-1]))
     with tempfile.TemporaryDirectory(prefix="ember-doc-configs.") as tmp:
