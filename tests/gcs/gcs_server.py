@@ -386,7 +386,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         t = q.get("uploadType", "")
         goog_hash = self.headers.get("X-Goog-Hash", "")
         if t == "media":
-            return self.finish(bucket, q.get("name", ""), body, None, goog_hash)
+            return self.store_upload(bucket, q.get("name", ""), body, None, goog_hash)
         if t == "multipart":
             m = re.search(r'boundary="?([^";]+)"?', self.headers.get("Content-Type", ""))
             if not m:
@@ -402,7 +402,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return data[:-2] if data.endswith(b"\r\n") else data
             meta = json.loads(payload(parts[1]) or b"{}")
             data = payload(parts[2])
-            return self.finish(bucket, meta.get("name") or q.get("name", ""), data, meta.get("crc32c"), goog_hash)
+            return self.store_upload(bucket, meta.get("name") or q.get("name", ""), data, meta.get("crc32c"), goog_hash)
         if t == "resumable":
             meta = json.loads(body or b"{}")
             name = q.get("name") or meta.get("name", "")
@@ -417,7 +417,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send(200, b"", {"Location": loc}, "text/plain")
         return self.send(400, error_body(400, "invalid", "unknown uploadType " + t))
 
-    def finish(self, bucket, name, data, meta_crc, goog_hash):
+    def store_upload(self, bucket, name, data, meta_crc, goog_hash):
         if not name:
             return self.send(400, error_body(400, "required", "Required: object name"))
         got = crc_b64(data)
