@@ -163,21 +163,9 @@ Location parse_location(std::string_view url) {
 }
 
 // Percent-encode everything but RFC 3986's unreserved characters ('/' included: an object name
-// is one path segment of the JSON API).
-std::string pct(std::string_view s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
+// is one path segment of the JSON API). The same rule as SigV4's (sigv4.hpp, until
+// ember/net has it).
+std::string pct(std::string_view s) { return s3::uri_encode(s, /*encode_slash=*/true); }
 
 std::string query_string(const Params& q) {
   std::string out;
