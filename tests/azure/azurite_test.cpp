@@ -220,3 +220,58 @@ BOOST_AUTO_TEST_CASE(anonymous_access_to_a_private_container_says_so) {
   BOOST_TEST(contains(e, "no credentials found"), e);
   BOOST_TEST((contains(e, "404") || contains(e, "403")), e);
 }
+
+namespace {
+
+// tests/azure/token_server.py: a token endpoint for tenant "tenant-1", client "client-1".
+struct TokenServer {
+  TempDir dir{"ember-azure-token"};
+  std::unique_ptr<Background> proc;
+  std::string port;
+  explicit TokenServer(const std::string& secret) {
+    proc = std::make_unique<Background>(
+        std::vector<std::string>{"/usr/bin/python3", require_env("EMBER_AZURE_TEST_DIR") + "/token_server.py", "tenant-1",
+                                 "client-1", secret},
+        std::map<std::string, std::string>{}, dir / "token.log");
+    port = proc->wait_for(R"(listening on [0-9.]+:([0-9]+))");
+  }
+  std::string url() const { return "http://127.0.0.1:" + port; }
+  int lines(const std::string& what) const {
+    std::string log = proc->read_log();
+    int n = 0;
+    for (auto p = log.find(what); p != std::string::npos; p = log.find(what, p + 1)) ++n;
+    return n;
+  }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(client_credentials_token_is_fetched_once_and_sent_as_bearer) {
+  const std::string secret = "client-secret-NEVER-SHOWN";
+  TokenServer ts(secret);
+  ScopedEnv c("AZURE_STORAGE_CONNECTION_STRING", nullptr);
+  ScopedEnv k("AZURE_STORAGE_KEY", nullptr);
+  ScopedEnv s("AZURE_STORAGE_SAS_TOKEN", nullptr);
+  ScopedEnv t("AZURE_TENANT_ID", "tenant-1");
+  ScopedEnv i("AZURE_CLIENT_ID", "client-1");
+  ScopedEnv x("AZURE_CLIENT_SECRET", secret.c_str());
+  ScopedEnv a("AZURE_AUTHORITY_HOST", ts.url().c_str());
+  AzureUrls u(R"({"endpoint_url": ")" + ts.url() + R"(/acct", "account_name": "acct"})");
+  auto st = u.urls.stat("az://c/some/blob");
+  BOOST_REQUIRE(st);
+  BOOST_TEST(st->size == 42u);
+  BOOST_TEST(u.urls.stat("az://c/other")->size == 42u);
+  BOOST_TEST(ts.lines("TOKEN ") == 1);  // cached for the second request
+  BOOST_TEST(ts.lines("BLOB HEAD /acct/c/some/blob ok") == 1);
+
+  // A wrong secret: the token endpoint's error, the client and tenant named, the secret not.
+  ScopedEnv wrong("AZURE_CLIENT_SECRET", "wrong-secret-NEVER-SHOWN");
+  AzureUrls w(R"({"endpoint_url": ")" + ts.url() + R"(/acct", "account_name": "acct", "max_attempts": 1})");
+  std::string e = error_of([&] { w.urls.stat("az://c/some/blob"); });
+  BOOST_TEST(contains(e, "invalid_client"), e);
+  BOOST_TEST(contains(e, "AADSTS7000215"), e);
+  BOOST_TEST(contains(e, "client-1"), e);
+  BOOST_TEST(contains(e, "tenant-1"), e);
+  BOOST_TEST(!contains(e, "NEVER-SHOWN"), e);
+  BOOST_TEST(!contains(e, "Trace ID"), e);
+}
