@@ -275,3 +275,12 @@ BOOST_AUTO_TEST_CASE(client_credentials_token_is_fetched_once_and_sent_as_bearer
   BOOST_TEST(!contains(e, "NEVER-SHOWN"), e);
   BOOST_TEST(!contains(e, "Trace ID"), e);
 }
+
+BOOST_AUTO_TEST_CASE(use_development_storage_means_azurites_default_endpoint) {
+  // Nothing needs to listen on 10000: whatever answers (or refuses), the error names the endpoint
+  // and the development account, and where the credentials came from.
+  AzureUrls dev(R"({"connection_string": "UseDevelopmentStorage=true", "max_attempts": 1, "timeout_ms": 3000})");
+  std::string e = error_of([&] { read_all(dev.urls, "az://c/x"); });
+  BOOST_TEST(contains(e, "http://127.0.0.1:10000/devstoreaccount1"), e);
+  BOOST_TEST(contains(e, "Shared Key of account devstoreaccount1 from the azure config key connection_string"), e);
+}

@@ -47,6 +47,7 @@ std::size_t env_size(const char* name, std::size_t fallback) {
 }  // namespace
 
 int main() {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // each figure as it is measured
   try {
     std::size_t mib = env_size("EMBER_AZURE_BENCH_MIB", 512);
     const std::size_t rounds = env_size("EMBER_AZURE_BENCH_ROUNDS", 3);
