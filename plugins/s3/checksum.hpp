@@ -1,15 +1,12 @@
 // The per-request integrity checksums the s3 plugin sends: CRC-32C (x-amz-checksum-crc32c, the
 // default) or MD5 (Content-MD5), computed in the same pass over the body as the SHA-256 that
-// SigV4 signs. Header-only, no network; OpenSSL for SHA-256 and MD5.
-//
-// CRC-32C is written here because no packaged C library on the target systems provides it
-// (zlib's crc32 is the other polynomial): the SSE4.2 crc32 instruction when the CPU has it
-// (checked once with cpuid), else slicing-by-8 tables. Both give S3's value: the Castagnoli
-// polynomial, reflected (0x82F63B78), initial value and final xor 0xFFFFFFFF; S3 wants the
-// 4 bytes big-endian, base64-encoded.
+// SigV4 signs. Header-only, no network; OpenSSL for SHA-256 and MD5. CRC-32C is the shared one
+// (include/ember/net/digest.hpp); S3 wants its 4 bytes big-endian, base64-encoded.
 #pragma once
 
 #include "sigv4.hpp"
+
+#include <ember/net/digest.hpp>
 
 #include <openssl/evp.h>
 
@@ -21,112 +18,10 @@
 #include <string>
 #include <string_view>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
-#include <nmmintrin.h>
-#define EMBER_S3_CRC32C_SSE42 1
-#endif
-
 namespace ember::s3 {
-namespace crc32c_detail {
 
-constexpr std::uint32_t kPoly = 0x82F63B78u;  // Castagnoli, reflected
-
-// table[k][b]: the CRC register after byte b followed by k zero bytes (slicing-by-8).
-using Tables = std::array<std::array<std::uint32_t, 256>, 8>;
-
-inline const Tables& tables() {
-  static const Tables t = [] {
-    Tables x{};
-    for (std::uint32_t b = 0; b < 256; ++b) {
-      std::uint32_t c = b;
-      for (int i = 0; i < 8; ++i) c = (c >> 1) ^ (kPoly & (0u - (c & 1u)));
-      x[0][b] = c;
-    }
-    for (std::size_t k = 1; k < 8; ++k)
-      for (std::uint32_t b = 0; b < 256; ++b) x[k][b] = (x[k - 1][b] >> 8) ^ x[0][x[k - 1][b] & 0xff];
-    return x;
-  }();
-  return t;
-}
-
-inline std::uint32_t load_le32(const unsigned char* p) {
-  return std::uint32_t(p[0]) | std::uint32_t(p[1]) << 8 | std::uint32_t(p[2]) << 16 | std::uint32_t(p[3]) << 24;
-}
-
-// Continue the raw register crc (not inverted) over n bytes; portable.
-inline std::uint32_t update_software(std::uint32_t crc, const unsigned char* p, std::size_t n) {
-  const Tables& t = tables();
-  while (n >= 8) {
-    std::uint32_t lo = crc ^ load_le32(p), hi = load_le32(p + 4);
-    crc = t[7][lo & 0xff] ^ t[6][(lo >> 8) & 0xff] ^ t[5][(lo >> 16) & 0xff] ^ t[4][lo >> 24] ^
-          t[3][hi & 0xff] ^ t[2][(hi >> 8) & 0xff] ^ t[1][(hi >> 16) & 0xff] ^ t[0][hi >> 24];
-    p += 8;
-    n -= 8;
-  }
-  while (n--) crc = (crc >> 8) ^ t[0][(crc ^ *p++) & 0xff];
-  return crc;
-}
-
-#ifdef EMBER_S3_CRC32C_SSE42
-inline bool cpu_has_sse42() {
-  static const bool has = [] {
-    unsigned a = 0, b = 0, c = 0, d = 0;
-    return __get_cpuid(1, &a, &b, &c, &d) != 0 && (c & bit_SSE4_2) != 0;
-  }();
-  return has;
-}
-
-// The same with the SSE4.2 instruction; call only when cpu_has_sse42().
-__attribute__((target("sse4.2"))) inline std::uint32_t update_sse42(std::uint32_t crc, const unsigned char* p,
-                                                                   std::size_t n) {
-#if defined(__x86_64__)
-  std::uint64_t c = crc;
-  for (; n >= 8; p += 8, n -= 8) {
-    std::uint64_t w;
-    __builtin_memcpy(&w, p, 8);
-    c = _mm_crc32_u64(c, w);
-  }
-  crc = static_cast<std::uint32_t>(c);
-#endif
-  for (; n >= 4; p += 4, n -= 4) {
-    std::uint32_t w;
-    __builtin_memcpy(&w, p, 4);
-    crc = _mm_crc32_u32(crc, w);
-  }
-  while (n--) crc = _mm_crc32_u8(crc, *p++);
-  return crc;
-}
-#endif
-
-// Whether crc32c() uses the CPU instruction here (for the tests' and the README's sake).
-inline bool hardware() {
-#ifdef EMBER_S3_CRC32C_SSE42
-  return cpu_has_sse42();
-#else
-  return false;
-#endif
-}
-
-}  // namespace crc32c_detail
-
-// CRC-32C of data, continuing from a previous result crc (0 to start): crc32c(b, crc32c(a)) is
-// crc32c(a + b).
-inline std::uint32_t crc32c(std::string_view data, std::uint32_t crc = 0) {
-  const auto* p = reinterpret_cast<const unsigned char*>(data.data());
-  crc = ~crc;
-#ifdef EMBER_S3_CRC32C_SSE42
-  if (crc32c_detail::cpu_has_sse42()) return ~crc32c_detail::update_sse42(crc, p, data.size());
-#endif
-  return ~crc32c_detail::update_software(crc, p, data.size());
-}
-
-// x-amz-checksum-crc32c's value: base64 of the CRC's 4 bytes, most significant first.
-inline std::string crc32c_base64(std::uint32_t crc) {
-  const char raw[4] = {static_cast<char>(crc >> 24), static_cast<char>(crc >> 16), static_cast<char>(crc >> 8),
-                       static_cast<char>(crc)};
-  return base64(std::string_view(raw, 4));
-}
+using net::crc32c;
+using net::crc32c_base64;
 
 // Which checksum every PutObject and UploadPart carries.
 enum class Checksum { crc32c, md5 };

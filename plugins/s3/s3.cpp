@@ -40,11 +40,6 @@
 #include <thread>
 #include <vector>
 
-// The opaque handle of the ABI, defined by this plugin: every open reader or writer.
-struct ember_file {
-  virtual ~ember_file() = default;
-};
-
 namespace ember::s3 {
 namespace {
 
@@ -145,14 +140,9 @@ struct Settings {
 };
 
 // A failed S3 operation; the message is the one line a user sees.
-class S3Error : public std::runtime_error {
- public:
-  S3Error(const std::string& what, ember_status_t status) : std::runtime_error(what), status_(status) {}
-  ember_status_t status() const { return status_; }
-
- private:
-  ember_status_t status_;
-};
+// Every failure carries the ABI status the host gets (plugin.hpp's Error: the Storage helper
+// turns it into the status and last_error).
+using S3Error = plugin::Error;
 
 struct Location {
   std::string bucket, key;
@@ -449,7 +439,7 @@ class Service {
 // max_concurrency in flight, each pinned to that ETag (If-Match) so a replaced object is an
 // error, not a mix of two versions. The HEAD first (rather than a first ranged GET) because
 // servers disagree on ranges over empty objects (416 from AWS, a broken 206 from s3rver).
-class Reader final : public ember_file {
+class Reader final : public plugin::Storage::File {
  public:
   Reader(Service& s, Location loc, std::uint64_t offset, std::uint64_t length)
       : s_(s), loc_(std::move(loc)), next_(offset) {
@@ -473,7 +463,7 @@ class Reader final : public ember_file {
       if (f.valid()) f.wait();
   }
 
-  std::size_t read(void* buf, std::size_t cap) {
+  std::size_t read(void* buf, std::size_t cap) override {
     while (pos_ == current_.size()) {
       if (pending_.empty()) return 0;
       current_ = pending_.front().get();  // rethrows the chunk's failure
@@ -527,7 +517,7 @@ class Reader final : public ember_file {
 // computed on the part's own worker thread, in one pass over its buffer, so the writer's
 // thread only copies bytes in; finished part buffers are reused (no fresh pages to fault in
 // and zero for every part), and at most max_concurrency + 1 of them exist at once.
-class Writer final : public ember_file {
+class Writer final : public plugin::Storage::File {
  public:
   Writer(Service& s, Location loc) : s_(s), loc_(std::move(loc)) {
     if (loc_.key.empty()) throw S3Error("cannot write to " + loc_.url() + ": no object key", EMBER_E_INVALID);
@@ -538,7 +528,8 @@ class Writer final : public ember_file {
     if (!committed_ && !upload_id_.empty()) abort();
   }
 
-  void write(const char* p, std::size_t n) {
+  void write(const void* data, std::size_t n) override {
+    const char* p = static_cast<const char*>(data);
     if (committed_) throw S3Error("cannot write to " + loc_.url() + ": already committed", EMBER_E_INVALID);
     if (failed_) throw S3Error("cannot write to " + loc_.url() + ": an earlier part failed: " + failure_, EMBER_E_IO);
     while (n) {
@@ -552,7 +543,7 @@ class Writer final : public ember_file {
     }
   }
 
-  void commit() {
+  void commit() override {
     if (committed_) return;
     // A part that failed (reported by an earlier write, and the upload aborted) leaves a gap:
     // never publish what is left, as a PutObject of the last buffer would.
@@ -747,195 +738,110 @@ class Writer final : public ember_file {
   std::vector<std::string> spare_;  // buffers of finished parts, for the next ones
 };
 
-class S3Plugin final : public plugin::Plugin {
+class S3Plugin final : public plugin::Plugin, public plugin::Storage {
  public:
+  static constexpr std::string_view kSchemes = "s3";
+
   S3Plugin(const ember_host_t* host, std::string_view config) : Plugin(host), service_(Settings::from_json(config)) {
     if (!service_.settings().verify_tls)
       log(EMBER_LOG_WARN, http::insecure_tls_warning(service_.endpoint_text(), "the s3 config key verify_tls") +
                               (service_.tls() ? "" : " (the endpoint is plain http; this applies to any https it is changed to)"));
   }
 
-  static const void* extra_interface(S3Plugin*, std::string_view id) {
-    static const ember_storage_v1_t table = {
-        sizeof(ember_storage_v1_t), plugin::str("s3"), &open_read_, &read_, &open_write_, &write_,
-        &commit_, &close_, &stat_, &list_, &remove_};
-    return id == EMBER_STORAGE_V1 ? &table : nullptr;
+  std::unique_ptr<File> open_read(std::string_view url, std::uint64_t offset, std::uint64_t length) override {
+    return std::make_unique<Reader>(service_, parse_location(url), offset, length);
+  }
+
+  std::unique_ptr<File> open_write(std::string_view url) override {
+    return std::make_unique<Writer>(service_, parse_location(url));
+  }
+
+  Entry stat(std::string_view url) override {
+    Location loc = parse_location(url);
+    Entry out;
+    out.url = std::string(url);
+    if (!loc.key.empty() && loc.key.back() != '/') {
+      http::Response r = service_.call({"HeadObject", &loc, "HEAD", {}, {}, "", {404}});
+      if (r.status != 404) {
+        std::string len = r.header("Content-Length");
+        out.size = len.empty() ? 0 : std::stoull(len);
+        out.mtime_ns = parse_http_date_ns(r.header("Last-Modified"));
+        return out;
+      }
+    }
+    // Not an object: a "directory" when some key starts with key + "/".
+    std::string dir = loc.key.empty() || loc.key.back() == '/' ? loc.key : loc.key + "/";
+    Location bucket{loc.bucket, ""};
+    http::Response r = service_.call({"ListObjectsV2", &bucket, "GET",
+                                      {{"list-type", "2"}, {"prefix", dir}, {"max-keys", "1"}}, {}, "", {},
+                                      "s3://" + loc.bucket + "/" + dir});
+    Tree t = parse_xml(r.body);
+    auto* res = t.get_child_optional("ListBucketResult").get_ptr();
+    bool any = false;
+    if (res)
+      for (const auto& kv : *res)
+        if (kv.first == "Contents" || kv.first == "CommonPrefixes") any = true;
+    if (!any && !dir.empty()) throw plugin::NotFound("no such object or prefix: " + out.url);
+    out.is_dir = true;
+    return out;
+  }
+
+  void list(std::string_view prefix, const std::function<bool(const Entry&)>& fn) override {
+    Location loc = parse_location(prefix);
+    std::string dir = loc.key.empty() || loc.key.back() == '/' ? loc.key : loc.key + "/";
+    Location bucket{loc.bucket, ""};
+    std::string token;
+    std::set<std::string> seen;  // continuation tokens already followed
+    std::vector<Entry> entries;
+    for (;;) {
+      Params q{{"list-type", "2"}, {"prefix", dir}, {"delimiter", "/"},
+               {"max-keys", std::to_string(service_.settings().max_keys)}};
+      if (!token.empty()) q.emplace_back("continuation-token", token);
+      http::Response r = service_.call({"ListObjectsV2", &bucket, "GET", q, {}, "", {}, "s3://" + loc.bucket + "/" + dir});
+      Tree t = parse_xml(r.body);
+      auto res = t.get_child_optional("ListBucketResult");
+      if (!res)
+        throw S3Error("S3 ListObjectsV2 s3://" + loc.bucket + "/" + dir + ": the answer is not a ListBucketResult" +
+                          service_.context(),
+                      EMBER_E_IO);
+      for (const auto& kv : *res) {
+        if (kv.first == "Contents") {
+          std::string key = kv.second.get<std::string>("Key", "");
+          if (key == dir) continue;  // a "directory marker" object, not an entry
+          std::int64_t mtime = parse_iso8601(kv.second.get<std::string>("LastModified", "")) * 1000000000;
+          entries.push_back({"s3://" + loc.bucket + "/" + key, false, kv.second.get<std::uint64_t>("Size", 0),
+                             mtime > 0 ? mtime : 0});
+        } else if (kv.first == "CommonPrefixes") {
+          std::string pre = kv.second.get<std::string>("Prefix", "");
+          if (!pre.empty() && pre.back() == '/') pre.pop_back();
+          entries.push_back({"s3://" + loc.bucket + "/" + pre, true, 0, 0});
+        }
+      }
+      bool truncated = res->get<std::string>("IsTruncated", "false") == "true";
+      token = res->get<std::string>("NextContinuationToken", "");
+      if (!truncated || token.empty()) break;
+      // A server that hands back a token it gave before would keep this loop (and the list)
+      // growing forever; botocore's paginator refuses it too.
+      if (!seen.insert(token).second)
+        throw S3Error("S3 ListObjectsV2 s3://" + loc.bucket + "/" + dir +
+                          ": the server repeated a continuation token; the listing would never end" + service_.context(),
+                      EMBER_E_IO);
+    }
+    std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.url < b.url; });
+    for (const auto& e : entries)
+      if (!fn(e)) break;
+  }
+
+  void remove(std::string_view url) override {
+    Location loc = parse_location(url);
+    if (loc.key.empty()) throw S3Error("cannot remove " + std::string(url) + ": no object key", EMBER_E_INVALID);
+    // DeleteObject answers 204 for an absent key too; the ABI wants NOT_FOUND then.
+    http::Response h = service_.call({"HeadObject", &loc, "HEAD", {}, {}, "", {404}});
+    if (h.status == 404) throw plugin::NotFound("no such object: " + loc.url());
+    service_.call({"DeleteObject", &loc, "DELETE", {}, {}, "", {}});
   }
 
  private:
-  static S3Plugin* self(void* s) { return static_cast<S3Plugin*>(static_cast<plugin::Plugin*>(s)); }
-
-  // The catch-all at the boundary: an S3Error keeps its status, anything else is a failure.
-  template <class F>
-  static ember_status_t guarded(void* s, F&& f) noexcept {
-    S3Plugin* p = self(s);
-    try {
-      f(*p);
-      return EMBER_OK;
-    } catch (const S3Error& e) {
-      return p->fail(e.status(), e.what());
-    } catch (const std::bad_alloc&) {
-      return p->fail(EMBER_E_NOMEM, "s3: out of memory");
-    } catch (const std::exception& e) {
-      return p->fail(EMBER_E_FAILED, e.what());
-    } catch (...) {
-      return p->fail(EMBER_E_FAILED, "s3: unknown exception");
-    }
-  }
-
-  static ember_status_t open_read_(void* s, ember_str_t url, uint64_t offset, uint64_t length, ember_file_t** out) noexcept {
-    *out = nullptr;
-    return guarded(s, [&](S3Plugin& p) {
-      *out = new Reader(p.service_, parse_location(plugin::view(url)), offset, length);
-    });
-  }
-  static ember_status_t read_(void* s, ember_file_t* f, void* buf, size_t cap, size_t* got) noexcept {
-    *got = 0;
-    return guarded(s, [&](S3Plugin&) {
-      auto* r = dynamic_cast<Reader*>(f);
-      if (!r) throw S3Error("s3: read on a file not opened for reading", EMBER_E_INVALID);
-      *got = r->read(buf, cap);
-    });
-  }
-  static ember_status_t open_write_(void* s, ember_str_t url, ember_file_t** out) noexcept {
-    *out = nullptr;
-    return guarded(s, [&](S3Plugin& p) { *out = new Writer(p.service_, parse_location(plugin::view(url))); });
-  }
-  static ember_status_t write_(void* s, ember_file_t* f, const void* data, size_t size) noexcept {
-    return guarded(s, [&](S3Plugin&) {
-      auto* w = dynamic_cast<Writer*>(f);
-      if (!w) throw S3Error("s3: write on a file not opened for writing", EMBER_E_INVALID);
-      w->write(static_cast<const char*>(data), size);
-    });
-  }
-  static ember_status_t commit_(void* s, ember_file_t* f) noexcept {
-    return guarded(s, [&](S3Plugin&) {
-      auto* w = dynamic_cast<Writer*>(f);
-      if (!w) throw S3Error("s3: commit on a file not opened for writing", EMBER_E_INVALID);
-      w->commit();
-    });
-  }
-  static void close_(void*, ember_file_t* f) noexcept {
-    try {
-      delete f;
-    } catch (...) {
-    }
-  }
-
-  static ember_status_t stat_(void* s, ember_str_t url, ember_stat_t* out) noexcept {
-    return guarded(s, [&](S3Plugin& p) {
-      Location loc = parse_location(plugin::view(url));
-      stat_url() = std::string(plugin::view(url));
-      out->url = plugin::str(stat_url());
-      out->is_dir = 0;
-      out->size = 0;
-      out->mtime_ns = 0;
-      if (!loc.key.empty() && loc.key.back() != '/') {
-        http::Response r = p.service_.call({"HeadObject", &loc, "HEAD", {}, {}, "", {404}});
-        if (r.status != 404) {
-          std::string len = r.header("Content-Length");
-          out->size = len.empty() ? 0 : std::stoull(len);
-          out->mtime_ns = parse_http_date_ns(r.header("Last-Modified"));
-          return;
-        }
-      }
-      // Not an object: a "directory" when some key starts with key + "/".
-      std::string dir = loc.key.empty() || loc.key.back() == '/' ? loc.key : loc.key + "/";
-      Location bucket{loc.bucket, ""};
-      http::Response r = p.service_.call({"ListObjectsV2", &bucket, "GET",
-                                          {{"list-type", "2"}, {"prefix", dir}, {"max-keys", "1"}}, {}, "", {},
-                                          "s3://" + loc.bucket + "/" + dir});
-      Tree t = parse_xml(r.body);
-      auto* res = t.get_child_optional("ListBucketResult").get_ptr();
-      bool any = false;
-      if (res)
-        for (const auto& kv : *res)
-          if (kv.first == "Contents" || kv.first == "CommonPrefixes") any = true;
-      if (!any && !dir.empty()) throw S3Error("no such object or prefix: " + stat_url(), EMBER_E_NOT_FOUND);
-      out->is_dir = 1;
-    });
-  }
-
-  static ember_status_t list_(void* s, ember_str_t prefix, ember_list_fn fn, void* user) noexcept {
-    return guarded(s, [&](S3Plugin& p) {
-      Location loc = parse_location(plugin::view(prefix));
-      std::string dir = loc.key.empty() || loc.key.back() == '/' ? loc.key : loc.key + "/";
-      Location bucket{loc.bucket, ""};
-      std::string token;
-      std::set<std::string> seen;  // continuation tokens already followed
-      std::vector<storage_entry> entries;
-      for (;;) {
-        Params q{{"list-type", "2"}, {"prefix", dir}, {"delimiter", "/"},
-                 {"max-keys", std::to_string(p.service_.settings().max_keys)}};
-        if (!token.empty()) q.emplace_back("continuation-token", token);
-        http::Response r = p.service_.call({"ListObjectsV2", &bucket, "GET", q, {}, "", {}, "s3://" + loc.bucket + "/" + dir});
-        Tree t = parse_xml(r.body);
-        auto res = t.get_child_optional("ListBucketResult");
-        if (!res)
-          throw S3Error("S3 ListObjectsV2 s3://" + loc.bucket + "/" + dir + ": the answer is not a ListBucketResult" +
-                            p.service_.context(),
-                        EMBER_E_IO);
-        for (const auto& kv : *res) {
-          if (kv.first == "Contents") {
-            std::string key = kv.second.get<std::string>("Key", "");
-            if (key == dir) continue;  // a "directory marker" object, not an entry
-            entries.push_back({"s3://" + loc.bucket + "/" + key, false,
-                               kv.second.get<std::uint64_t>("Size", 0),
-                               parse_iso8601(kv.second.get<std::string>("LastModified", "")) * 1000000000});
-          } else if (kv.first == "CommonPrefixes") {
-            std::string pre = kv.second.get<std::string>("Prefix", "");
-            if (!pre.empty() && pre.back() == '/') pre.pop_back();
-            entries.push_back({"s3://" + loc.bucket + "/" + pre, true, 0, 0});
-          }
-        }
-        bool truncated = res->get<std::string>("IsTruncated", "false") == "true";
-        token = res->get<std::string>("NextContinuationToken", "");
-        if (!truncated || token.empty()) break;
-        // A server that hands back a token it gave before would keep this loop (and the list)
-        // growing forever; botocore's paginator refuses it too.
-        if (!seen.insert(token).second)
-          throw S3Error("S3 ListObjectsV2 s3://" + loc.bucket + "/" + dir +
-                            ": the server repeated a continuation token; the listing would never end" +
-                            p.service_.context(),
-                        EMBER_E_IO);
-      }
-      std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.url < b.url; });
-      for (const auto& e : entries) {
-        ember_stat_t st{};
-        st.struct_size = sizeof st;
-        st.is_dir = e.is_dir;
-        st.size = e.size;
-        st.mtime_ns = e.mtime_ns > 0 ? e.mtime_ns : 0;
-        st.url = plugin::str(e.url);
-        if (fn(user, &st) != 0) break;
-      }
-    });
-  }
-
-  static ember_status_t remove_(void* s, ember_str_t url) noexcept {
-    return guarded(s, [&](S3Plugin& p) {
-      Location loc = parse_location(plugin::view(url));
-      if (loc.key.empty()) throw S3Error("cannot remove " + std::string(plugin::view(url)) + ": no object key", EMBER_E_INVALID);
-      // DeleteObject answers 204 for an absent key too; the ABI wants NOT_FOUND then.
-      http::Response h = p.service_.call({"HeadObject", &loc, "HEAD", {}, {}, "", {404}});
-      if (h.status == 404) throw S3Error("no such object: " + loc.url(), EMBER_E_NOT_FOUND);
-      p.service_.call({"DeleteObject", &loc, "DELETE", {}, {}, "", {}});
-    });
-  }
-
-  struct storage_entry {
-    std::string url;
-    bool is_dir;
-    std::uint64_t size;
-    std::int64_t mtime_ns;
-  };
-
-  // Backs ember_stat_t::url for the duration of a stat call, per thread ([any-thread]).
-  static std::string& stat_url() {
-    static thread_local std::string url;
-    return url;
-  }
-
   Service service_;
 };
 

@@ -1,5 +1,5 @@
 // AWS Signature Version 4 for S3 (header auth), and the hashes and encodings S3 requests need.
-// Header-only, OpenSSL for SHA-256 / HMAC / MD5; no network. The tests sign AWS's documented
+// Header-only; the hashes are include/ember/net/digest.hpp's; no network. The tests sign AWS's documented
 // examples and botocore's random requests with exactly these functions.
 //
 // S3's rules differ from the other services' in two ways that matter here: the canonical URI is
@@ -8,8 +8,9 @@
 // x-amz-content-sha256 and signed.
 #pragma once
 
+#include <ember/net/digest.hpp>
+
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include <algorithm>
 #include <cctype>
@@ -22,49 +23,15 @@
 
 namespace ember::s3 {
 
-inline std::string to_hex(const unsigned char* p, std::size_t n) {
-  static const char digits[] = "0123456789abcdef";
-  std::string out(n * 2, '0');
-  for (std::size_t i = 0; i < n; ++i) {
-    out[2 * i] = digits[p[i] >> 4];
-    out[2 * i + 1] = digits[p[i] & 15];
-  }
-  return out;
-}
-
-// One-shot digest of data with an EVP algorithm; raw bytes.
-inline std::string digest(const EVP_MD* md, std::string_view data) {
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), out, &len, md, nullptr) != 1)
-    throw std::runtime_error("OpenSSL digest failed");
-  return std::string(reinterpret_cast<char*>(out), len);
-}
-
-inline std::string sha256_hex(std::string_view data) {
-  std::string d = digest(EVP_sha256(), data);
-  return to_hex(reinterpret_cast<const unsigned char*>(d.data()), d.size());
-}
-
-inline std::string hmac_sha256(std::string_view key, std::string_view data) {
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (!HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-            reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &len))
-    throw std::runtime_error("OpenSSL HMAC-SHA256 failed");
-  return std::string(reinterpret_cast<char*>(out), len);
-}
-
-inline std::string base64(std::string_view raw) {
-  std::string out(4 * ((raw.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(&out[0]),
-                          reinterpret_cast<const unsigned char*>(raw.data()), static_cast<int>(raw.size()));
-  out.resize(static_cast<std::size_t>(n));
-  return out;
-}
+// The hashes and encodings are the shared ones (include/ember/net/digest.hpp).
+using net::base64;
+using net::digest;
+using net::hmac_sha256;
+using net::sha256_hex;
+using net::to_hex;
 
 // Content-MD5: base64 of the raw MD5 of the body.
-inline std::string md5_base64(std::string_view data) { return base64(digest(EVP_md5(), data)); }
+inline std::string md5_base64(std::string_view data) { return base64(net::md5(data)); }
 
 // The SHA-256 of an empty payload, the hash every body-less request signs.
 inline constexpr const char* kEmptySha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";

@@ -9,10 +9,10 @@
 // independent decoder.
 //
 // TFRecord: per record a little-endian u64 length, the masked CRC-32C of those 8 bytes, the data,
-// the masked CRC-32C of the data. CRC-32C is the s3 plugin's (checksum.hpp: SSE4.2 or tables).
+// the masked CRC-32C of the data. CRC-32C is the shared one (ember/net/digest.hpp: SSE4.2 or tables).
 #pragma once
 
-#include <checksum.hpp>     // plugins/s3: ember::s3::crc32c
+#include <ember/net/digest.hpp>  // ember::net::crc32c
 #include <wandb_proto.hpp>  // plugins/wandb: ember::wandb::pb, the varint/length-delimited encoder
 
 #include <cstdint>
@@ -84,7 +84,7 @@ class Proto {
 // TFRecord's CRC: CRC-32C rotated and offset, so that a CRC stored in the data does not check
 // against itself.
 inline std::uint32_t masked_crc32c(std::string_view data) {
-  const std::uint32_t c = ember::s3::crc32c(data);
+  const std::uint32_t c = ember::net::crc32c(data);
   return ((c >> 15) | (c << 17)) + 0xa282ead8u;
 }
 

@@ -9,11 +9,12 @@
 #include "s3_fixture.hpp"
 
 namespace s3 = ember::s3;
+namespace net = ember::net;
 
 namespace {
 
 std::uint32_t software(std::string_view s, std::uint32_t crc = 0) {
-  return ~s3::crc32c_detail::update_software(~crc, reinterpret_cast<const unsigned char*>(s.data()), s.size());
+  return ~net::crc32c_detail::update_software(~crc, reinterpret_cast<const unsigned char*>(s.data()), s.size());
 }
 
 }  // namespace
@@ -41,7 +42,7 @@ BOOST_AUTO_TEST_CASE(crc32c_header_value_is_big_endian_base64) {
 }
 
 BOOST_AUTO_TEST_CASE(instruction_and_table_paths_agree_at_every_length_and_alignment) {
-  BOOST_TEST_MESSAGE("crc32c uses the CPU instruction here: " << (s3::crc32c_detail::hardware() ? "yes" : "no"));
+  BOOST_TEST_MESSAGE("crc32c uses the CPU instruction here: " << (net::crc32c_hardware() ? "yes" : "no"));
   const std::string data = ember::test::pattern_bytes(4096 + 64, 11);
   for (std::size_t offset = 0; offset < 8; ++offset)
     for (std::size_t n = 0; n < 300; ++n) {
