@@ -20,6 +20,7 @@
 // computes for the range (x-ms-range-get-content-md5). A read of a whole blob that has a
 // Content-MD5 property is also checked against it.
 #include "shared_key.hpp"
+#include "sigv4.hpp"  // s3::uri_encode: RFC 3986 unreserved characters kept, the rest %XX
 
 #include <ember/http.hpp>
 #include <ember/plugin.hpp>
@@ -88,10 +89,7 @@ constexpr const char* kSchema = R"({
   }
 })";
 
-std::string env(const char* name) {
-  const char* v = std::getenv(name);
-  return v ? std::string(v) : std::string();
-}
+using net::env;
 
 struct Settings {
   std::string account_name, account_key, sas_token, connection_string, tenant_id, client_id, client_secret,
@@ -253,7 +251,7 @@ std::string first_line(std::string text) {
   return text;
 }
 
-std::string md5_base64(std::string_view data) { return s3::md5_base64(data); }
+std::string md5_base64(std::string_view data) { return net::base64(net::md5(data)); }
 
 // How requests are authorized, and where that came from (for messages; never the secret).
 enum class AuthKind { shared_key, sas, bearer, anonymous };
@@ -519,7 +517,7 @@ class Service {
   }
 
   void set_key(const std::string& text, const std::string& source) {
-    auto raw = base64_decode(text);
+    auto raw = net::base64_decode(text);
     // Never the key in the message: its length only.
     if (!raw) throw std::runtime_error("azure: " + source + ": the account key is not base64 (" + std::to_string(text.size()) + " characters)");
     cred_.kind = AuthKind::shared_key;
@@ -733,7 +731,7 @@ class Reader final : public plugin::Storage::File {
     unsigned int n = 0;
     EVP_DigestFinal_ex(md5_.get(), d, &n);
     md5_.reset();
-    std::string got = s3::base64(std::string_view(reinterpret_cast<char*>(d), n));
+    std::string got = net::base64(std::string_view(reinterpret_cast<char*>(d), n));
     if (got != blob_md5_)
       throw AzureError("azure GetBlob " + loc_.url() + ": the blob's Content-MD5 is " + blob_md5_ +
                            " but the bytes read have MD5 " + got + s_.context(),
@@ -909,7 +907,7 @@ class Writer final : public plugin::Storage::File {
     }
     char number[16];
     std::snprintf(number, sizeof number, "%08zu", ids_.size());
-    std::string id = s3::base64(nonce_ + number);
+    std::string id = net::base64(nonce_ + number);
     ids_.push_back(id);
     std::string body;
     body.swap(buf_);

@@ -1,7 +1,7 @@
 // Azure Storage's Shared Key authorization (Blob service, version 2009-09-19 and later) and the
 // connection-string format, written from Microsoft's "Authorize with Shared Key" and "Configure
-// Azure Storage connection strings" pages. Header-only; OpenSSL for HMAC-SHA256 (via
-// plugins/s3/sigv4.hpp's helpers); no network.
+// Azure Storage connection strings" pages. Header-only; OpenSSL for HMAC-SHA256 (through
+// ember/net/digest.hpp); no network.
 //
 // The string to sign is the verb, eleven standard headers (Content-Length empty when 0, Date
 // empty because x-ms-date is sent), the canonicalized x-ms-* headers (lower-case names, sorted,
@@ -11,9 +11,7 @@
 // string to sign)).
 #pragma once
 
-#include "sigv4.hpp"
-
-#include <openssl/evp.h>
+#include <ember/net/digest.hpp>
 
 #include <algorithm>
 #include <cctype>
@@ -38,23 +36,6 @@ inline std::string trim(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
   return std::string(s);
-}
-
-// Standard base64 with padding; nullopt when text is not that (an account key must be).
-inline std::optional<std::string> base64_decode(std::string_view text) {
-  if (text.empty() || text.size() % 4 != 0) return std::nullopt;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    unsigned char c = static_cast<unsigned char>(text[i]);
-    bool pad = c == '=' && i + 2 >= text.size() && (i + 1 == text.size() || text[i + 1] == '=');
-    if (!(std::isalnum(c) || c == '+' || c == '/' || pad)) return std::nullopt;
-  }
-  std::string out(text.size() / 4 * 3, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(&out[0]), reinterpret_cast<const unsigned char*>(text.data()),
-                          static_cast<int>(text.size()));
-  if (n < 0) return std::nullopt;
-  std::size_t pads = text.back() == '=' ? (text[text.size() - 2] == '=' ? 2 : 1) : 0;
-  out.resize(static_cast<std::size_t>(n) - pads);
-  return out;
 }
 
 // Percent-decoding of a query value (SAS tokens arrive encoded); '+' stays '+'.
@@ -123,7 +104,7 @@ inline std::string string_to_sign(const SharedKeyInput& in) {
 
 // The Authorization header's value: "SharedKey account:signature". key is the decoded key.
 inline std::string shared_key_authorization(const SharedKeyInput& in, std::string_view key) {
-  return "SharedKey " + in.account + ":" + s3::base64(s3::hmac_sha256(key, string_to_sign(in)));
+  return "SharedKey " + in.account + ":" + net::base64(net::hmac_sha256(key, string_to_sign(in)));
 }
 
 // "Key=Value;Key=Value" (values may hold '=': base64 keys, SAS tokens). Names as written; empty
