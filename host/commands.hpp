@@ -22,5 +22,7 @@ int run_config(const Options& opt);
 int run_trainer(Command cmd, const Options& opt);
 // `ember wandb sync DIR` / `ember wandb download NAME --to DIR` (host/wandb_cmd.cpp); argv[0] is "wandb".
 int run_wandb(int argc, char** argv);
+// `ember storage ls|stat|cat|cp|rm URL...` (host/storage_cmd.cpp); argv[0] is "storage".
+int run_storage(int argc, char** argv);
 
 }  // namespace ember::cli
