@@ -33,5 +33,7 @@ int run_trainer(Command cmd, const Options& opt);
 int run_wandb(int argc, char** argv);
 // `ember lambda`: the AWS Lambda custom runtime (host/lambda_cmd.cpp).
 int run_lambda(const Options& opt);
+// `ember storage ls|stat|cat|cp|rm URL...` (host/storage_cmd.cpp); argv[0] is "storage".
+int run_storage(int argc, char** argv);
 
 }  // namespace ember::cli
