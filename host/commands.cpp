@@ -20,7 +20,7 @@ int print_version() {
 
 // Directories in precedence order: --plugin-dir, config plugins.dirs, EMBER_PLUGIN_PATH, then
 // the defaults next to the executable. Relative config dirs are relative to the config file.
-static Catalog scan_plugins(const Options& opt, const json::value* cfg) {
+Catalog scan_plugins(const Options& opt, const json::value* cfg) {
   std::vector<std::filesystem::path> dirs;
   for (const auto& d : opt.plugin_dirs) dirs.emplace_back(d);
   if (cfg)

@@ -22,5 +22,7 @@ int run_config(const Options& opt);
 int run_trainer(Command cmd, const Options& opt);
 // `ember wandb sync DIR` / `ember wandb download NAME --to DIR` (host/wandb_cmd.cpp); argv[0] is "wandb".
 int run_wandb(int argc, char** argv);
+// `ember plot RUN_DIR_OR_METRICS_URL [--metrics a,b] [-o out.png|svg]` (host/plot_cmd.cpp); argv[0] is "plot".
+int run_plot(int argc, char** argv);
 
 }  // namespace ember::cli
