@@ -35,5 +35,7 @@ int run_wandb(int argc, char** argv);
 int run_lambda(const Options& opt);
 // `ember storage ls|stat|cat|cp|rm URL...` (host/storage_cmd.cpp); argv[0] is "storage".
 int run_storage(int argc, char** argv);
+// `ember plot RUN_DIR_OR_METRICS_URL [--metrics a,b] [-o out.png|svg]` (host/plot_cmd.cpp); argv[0] is "plot".
+int run_plot(int argc, char** argv);
 
 }  // namespace ember::cli

@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   // `ember wandb ...` has its own small argument syntax (host/wandb_cmd.cpp).
   if (argc > 1 && std::string_view(argv[1]) == "wandb") return ember::cli::run_wandb(argc - 1, argv + 1);
   if (argc > 1 && std::string_view(argv[1]) == "storage") return ember::cli::run_storage(argc - 1, argv + 1);
+  if (argc > 1 && std::string_view(argv[1]) == "plot") return ember::cli::run_plot(argc - 1, argv + 1);
   CLI::App app{"ember: a Lightning-style training host for libtorch"};
   app.require_subcommand(0, 1);
   bool version = false;

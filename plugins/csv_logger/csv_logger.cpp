@@ -1,19 +1,26 @@
-// csv_logger — Lightning's CSVLogger: metrics.csv and hparams.json under
+// csv_logger — Lightning's CSVLogger: metrics.csv and hparams.yaml under
 // {save_dir}/{name}/version_N/, through the host's URL space (file://, memory://, s3://...).
 //
-// metrics.csv is in a long format, one row per metric: `step,epoch,stage,name,value`. A metric
-// that first appears mid-run is just another row, so the file never needs a new header and is
-// never rewritten to add a column (Lightning's wide format rewrites the whole file then).
+// metrics.csv is in Lightning's wide layout by default: a header of every column name sorted
+// (Lightning sorts its keys, "epoch" and "step" among them), one row per logged step (calls at
+// the same step and epoch are merged into one row unless a name repeats), empty cells for
+// metrics not logged at that step. A metric that first appears mid-run widens the header, so
+// the file is rewritten then (as Lightning's _rewrite_with_new_header does). "format": "long"
+// keeps the append-only layout `step,epoch,stage,name,value`, one row per value.
+//
+// The row of the latest step stays in memory until the step changes (or save/finalize), so
+// that metrics logged later at the same step (validation at the end of an epoch) join it.
 //
 // I/O happens only at a flush: when flush_logs_every_n_steps steps have passed since the last
 // one, when rows have waited flush_every_seconds, at save() and at finalize(). log_metrics
-// otherwise only formats rows into a buffer. The first flush creates the file atomically through
-// the host (open_write/commit, which also creates the directories); after that a local file
-// (bare path or file://) is appended to with O_APPEND, and fsync'ed at finalize. An object store
-// has no append, so there the whole object is rewritten atomically at each flush, at most once
-// every flush_every_seconds: that bounds the quadratic cost of rewriting by time.
+// otherwise only buffers. The first flush creates the file atomically through the host
+// (open_write/commit, which also creates the directories); after that a local file (bare path
+// or file://) is appended to with O_APPEND, and fsync'ed at finalize; a wider header rewrites it
+// atomically (read, re-lay, write + rename). An object store has no append, so there the whole
+// object is rewritten atomically at each flush, at most once every flush_every_seconds: that
+// bounds the quadratic cost of rewriting by time, and a new column costs nothing extra there.
 //
-// Object-store I/O (the version lookup, reading an existing file, every rewrite, hparams.json)
+// Object-store I/O (the version lookup, reading an existing file, every rewrite, hparams.yaml)
 // runs on a background worker, never on the training thread (DESIGN, ABI rule 7): a flush
 // hands the new rows over and returns. The hand-over is a queue of at most one pending
 // rewrite — rows flushed while a rewrite is in progress join the next one, which writes
@@ -37,12 +44,14 @@
 #include <ember/plugin.hpp>
 #include <ember/plugin_config.hpp>
 #include <ember/plugin_io.hpp>
+#include <ember/plugin_yaml.hpp>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -57,6 +66,7 @@ using ember::plugin::str;
 using ember::plugin::view;
 using ember::plugin::write_object;
 using Clock = std::chrono::steady_clock;
+using Keys = std::vector<std::string>;
 
 constexpr const char* kId = "csv_logger";
 
@@ -70,6 +80,8 @@ constexpr const char* kSchema = R"({
              "description": "experiment name, a sub-directory of save_dir; empty: none"},
     "version": {"type": ["integer", "string", "null"], "minimum": 0, "maximum": 9007199254740991, "default": null,
                 "description": "integer N: version_N; string: the directory name; null: the next free version_N"},
+    "format": {"enum": ["wide", "long"], "default": "wide",
+               "description": "wide: Lightning's metrics.csv (epoch, step and one sorted column per metric, a row per step); long: step,epoch,stage,name,value, a row per value"},
     "flush_logs_every_n_steps": {"type": "integer", "minimum": 1, "maximum": 9007199254740991, "default": 100,
                                  "description": "flush when the step advanced this much since the last flush"},
     "flush_every_seconds": {"type": "number", "minimum": 0, "maximum": 86400, "default": 5,
@@ -77,7 +89,7 @@ constexpr const char* kSchema = R"({
   }
 })";
 
-constexpr std::string_view kHeader = "step,epoch,stage,name,value\n";
+const Keys kLongKeys = {"step", "epoch", "stage", "name", "value"};
 
 [[noreturn]] void throw_error(const std::string& message) {
   throw std::runtime_error(std::string(kId) + ": " + message);
@@ -130,6 +142,93 @@ void append_field(std::string& out, std::string_view s) {
   out += '"';
 }
 
+// --- CSV text in blocks ---------------------------------------------------------------------
+// The next RFC 4180 record of text from pos (pos moves past its line end; a last record
+// without one is accepted).
+std::vector<std::string> parse_record(std::string_view text, size_t& pos) {
+  std::vector<std::string> fields(1);
+  bool quoted = false;
+  while (pos < text.size()) {
+    char c = text[pos++];
+    if (quoted) {
+      if (c == '"' && pos < text.size() && text[pos] == '"')
+        fields.back() += '"', ++pos;
+      else if (c == '"')
+        quoted = false;
+      else
+        fields.back() += c;
+    } else if (c == '"') {
+      quoted = true;
+    } else if (c == ',') {
+      fields.emplace_back();
+    } else if (c == '\n') {
+      break;
+    } else if (c != '\r') {
+      fields.back() += c;
+    }
+  }
+  return fields;
+}
+
+std::string header_line(const Keys& keys) {
+  std::string out;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (i) out += ',';
+    append_field(out, keys[i]);
+  }
+  out += '\n';
+  return out;
+}
+
+// CSV rows and the header they are laid out in.
+struct Table {
+  Keys keys;
+  std::string rows;  // records, each ending in '\n'
+};
+
+// rows laid out in from re-laid in to (to holds every name of from): cells move to their
+// column, new columns are empty.
+std::string relayout(std::string_view rows, const Keys& from, const Keys& to) {
+  std::unordered_map<std::string_view, size_t> where;
+  for (size_t i = 0; i < to.size(); ++i) where.emplace(to[i], i);
+  std::vector<size_t> column(from.size());
+  for (size_t i = 0; i < from.size(); ++i) column[i] = where.at(from[i]);
+  std::string out;
+  out.reserve(rows.size() + rows.size() / 8);
+  std::vector<std::string> cells(to.size());
+  for (size_t pos = 0; pos < rows.size();) {
+    auto fields = parse_record(rows, pos);
+    for (auto& c : cells) c.clear();
+    for (size_t i = 0; i < fields.size() && i < column.size(); ++i) cells[column[i]] = std::move(fields[i]);
+    for (size_t i = 0; i < cells.size(); ++i) {
+      if (i) out += ',';
+      append_field(out, cells[i]);
+    }
+    out += '\n';
+  }
+  return out;
+}
+
+// Rows of src after those of dst. Same header: appended. Else (the wide layout only: the long
+// header never changes) both go to the sorted union of the headers, as Lightning sorts its keys.
+void merge(Table& dst, Table src) {
+  if (src.rows.empty()) return;
+  if (dst.keys.empty() && dst.rows.empty()) {
+    dst = std::move(src);
+    return;
+  }
+  if (dst.keys != src.keys) {
+    Keys u = dst.keys;
+    for (auto& k : src.keys)
+      if (std::find(u.begin(), u.end(), k) == u.end()) u.push_back(k);
+    std::sort(u.begin(), u.end());
+    if (dst.keys != u) dst.rows = relayout(dst.rows, dst.keys, u);
+    if (src.keys != u) src.rows = relayout(src.rows, src.keys, u);
+    dst.keys = std::move(u);
+  }
+  dst.rows += src.rows;
+}
+
 class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
  public:
   CsvLogger(const ember_host_t* host, std::string_view config_json) : Plugin(host) {
@@ -145,19 +244,24 @@ class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
         cfg.fail("version",
                  "expected a non-empty string or an integer, got " + json::serialize(*v));
     }
+    wide_ = cfg.one_of("format", "wide", {"wide", "long"}) == "wide";
     flush_steps_ = cfg.integer("flush_logs_every_n_steps", flush_steps_, 1);
     flush_seconds_ = cfg.number("flush_every_seconds", flush_seconds_, 0);
     // Clamped so that a huge value cannot overflow the clock's duration.
     flush_interval_ = std::chrono::duration_cast<Clock::duration>(
         std::chrono::duration<double>(std::min(flush_seconds_, 1e9)));
+    // Columns 0 and 1 of every wide row: a metric logged under either name lands in them
+    // (Lightning: a logged "epoch" wins, "step" is always the step).
+    add_column(intern("epoch"));
+    add_column(intern("step"));
   }
 
   ~CsvLogger() override {
     // A host that never called finalize still gets the buffered rows, best effort.
     try {
-      if (!pending_.empty() || hparams_dirty_) {
+      if (buffered() || hparams_dirty_) {
         log(EMBER_LOG_WARN, "destroyed with unflushed rows and no finalize; flushing them now");
-        flush();
+        flush(true);
       }
     } catch (const std::exception& e) {
       log(EMBER_LOG_ERROR, e.what());
@@ -176,6 +280,47 @@ class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
   void log_metrics(const ember_log_context_t& ctx, const ember_metric_t* metrics,
                    size_t count) override {
     if (count == 0) return;
+    if (wide_)
+      add_wide(ctx, metrics, count);
+    else
+      add_long(ctx, metrics, count);
+    last_step_ = ctx.step;
+    const bool steps_due = ctx.step - flush_mark_ >= flush_steps_;
+    bool time_due = false;
+    Clock::time_point now{};
+    if (flush_seconds_ > 0) {
+      now = Clock::now();
+      if (!waiting_) waiting_since_ = now, waiting_ = true;
+      time_due = now - waiting_since_ >= flush_interval_;
+    }
+    if (!steps_due && !time_due) return;
+    // An object store rewrites the whole object: at most once every flush_every_seconds.
+    if (!local_known_or_local() && flush_seconds_ > 0 && wrote_once_ &&
+        now - last_write_ < flush_interval_)
+      return;
+    flush(false);
+  }
+
+  void save() override { flush(true); }
+
+  void finalize(std::string_view /*status*/) override {
+    flush(true);
+    if (std::string err = stop_worker(); !err.empty()) throw std::runtime_error(err);
+    if (fd_ >= 0) {
+      if (::fsync(fd_) != 0) {
+        int err = errno;
+        ::close(fd_);
+        fd_ = -1;
+        throw_error("cannot sync " + metrics_url_ + ": " + std::strerror(err));
+      }
+      ::close(fd_);
+      fd_ = -1;
+    }
+  }
+
+ private:
+  // --- buffering rows --------------------------------------------------------------------------
+  void add_long(const ember_log_context_t& ctx, const ember_metric_t* metrics, size_t count) {
     const char* stage = stage_name(ctx.stage);
     for (size_t i = 0; i < count; ++i) {
       append_int(pending_, ctx.step);
@@ -192,41 +337,101 @@ class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
       append_double(pending_, metrics[i].value);
       pending_ += '\n';
     }
-    last_step_ = ctx.step;
-    const bool steps_due = ctx.step - flush_mark_ >= flush_steps_;
-    bool time_due = false;
-    Clock::time_point now{};
-    if (flush_seconds_ > 0) {
-      now = Clock::now();
-      if (!waiting_) waiting_since_ = now, waiting_ = true;
-      time_due = now - waiting_since_ >= flush_interval_;
-    }
-    if (!steps_due && !time_due) return;
-    // An object store rewrites the whole object: at most once every flush_every_seconds.
-    if (!local_known_or_local() && flush_seconds_ > 0 && wrote_once_ &&
-        now - last_write_ < flush_interval_)
-      return;
-    flush();
   }
 
-  void save() override { flush(); }
+  // The id of a metric name.
+  std::uint32_t intern(std::string_view name) {
+    auto it = ids_.find(std::string(name));
+    if (it != ids_.end()) return it->second;
+    auto id = static_cast<std::uint32_t>(names_.size());
+    names_.emplace_back(name);
+    ids_.emplace(names_.back(), id);
+    in_header_.push_back(false);
+    return id;
+  }
 
-  void finalize(std::string_view /*status*/) override {
-    flush();
-    if (std::string err = stop_worker(); !err.empty()) throw std::runtime_error(err);
-    if (fd_ >= 0) {
-      if (::fsync(fd_) != 0) {
-        int err = errno;
-        ::close(fd_);
-        fd_ = -1;
-        throw_error("cannot sync " + metrics_url_ + ": " + std::strerror(err));
+  // A name becomes a column when a row that holds it is finished (the header widens at the
+  // flush that writes that row).
+  void add_column(std::uint32_t id) {
+    if (in_header_[id]) return;
+    in_header_[id] = true;
+    columns_dirty_ = true;
+  }
+
+  void add_wide(const ember_log_context_t& ctx, const ember_metric_t* metrics, size_t count) {
+    // The trainer logs the same names in the same order step after step: check the cached id
+    // of position i before hashing the name.
+    if (call_ids_.size() < count) call_ids_.resize(count, UINT32_MAX);
+    for (size_t i = 0; i < count; ++i) {
+      std::string_view n = view(metrics[i].name);
+      std::uint32_t& id = call_ids_[i];
+      if (id == UINT32_MAX || names_[id] != n) id = intern(n);
+    }
+    bool fresh = !has_open_ || open_.step != ctx.step || open_.epoch != ctx.epoch;
+    for (size_t i = 0; i < count && !fresh; ++i)
+      for (const auto& [id, v] : open_.values)
+        if (id == call_ids_[i]) fresh = true;  // a name twice at one step: a row each
+    if (fresh) {
+      close_open();
+      open_.step = ctx.step;
+      open_.epoch = ctx.epoch;
+      has_open_ = true;
+    }
+    for (size_t i = 0; i < count; ++i) open_.values.emplace_back(call_ids_[i], metrics[i].value);
+  }
+
+  void close_open() {
+    if (!has_open_) return;
+    for (const auto& [id, v] : open_.values) add_column(id);
+    closed_.push_back(std::move(open_));
+    open_ = Row{};
+    has_open_ = false;
+  }
+
+  bool buffered() const { return wide_ ? has_open_ || !closed_.empty() : !pending_.empty(); }
+
+  // The header of the wide layout: every name so far, sorted.
+  const Keys& wide_keys() {
+    if (columns_dirty_) {
+      keys_.clear();
+      for (size_t id = 0; id < names_.size(); ++id)
+        if (in_header_[id]) keys_.push_back(names_[id]);
+      std::sort(keys_.begin(), keys_.end());
+      column_of_.assign(names_.size(), 0);
+      for (size_t c = 0; c < keys_.size(); ++c) column_of_[ids_.at(keys_[c])] = c;
+      columns_dirty_ = false;
+    }
+    return keys_;
+  }
+
+  // The rows to write now, laid out in their header, and the buffer emptied.
+  Table take_rows() {
+    if (!wide_) {
+      Table t{kLongKeys, std::move(pending_)};
+      pending_.clear();
+      return t;
+    }
+    Table t{wide_keys(), {}};
+    const size_t n = keys_.size(), epoch_col = column_of_[0], step_col = column_of_[1];
+    std::vector<const double*> cell(n);
+    for (const Row& r : closed_) {
+      std::fill(cell.begin(), cell.end(), nullptr);
+      for (const auto& [id, v] : r.values) cell[column_of_[id]] = &v;
+      for (size_t c = 0; c < n; ++c) {
+        if (c) t.rows += ',';
+        if (c == step_col)
+          append_int(t.rows, r.step);
+        else if (c == epoch_col && !cell[c])
+          append_int(t.rows, r.epoch);
+        else if (cell[c])
+          append_double(t.rows, *cell[c]);
       }
-      ::close(fd_);
-      fd_ = -1;
+      t.rows += '\n';
     }
+    closed_.clear();
+    return t;
   }
 
- private:
   // --- the host's storage, with errors naming the plugin and the URL ------------------------
   std::string read_all(const std::string& url) {
     ember_file_t* f = nullptr;
@@ -293,47 +498,48 @@ class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
     std::string version = version_ ? *version_ : "version_" + std::to_string(next_version(root));
     log_dir_ = join_url(root, version);
     metrics_url_ = join_url(log_dir_, "metrics.csv");
-    hparams_url_ = join_url(log_dir_, "hparams.json");
+    hparams_url_ = join_url(log_dir_, "hparams.yaml");
     resolved_ = true;
     log(EMBER_LOG_INFO, "writing metrics to " + metrics_url_);
   }
 
   // --- flushing ------------------------------------------------------------------------------
-  void flush() {
-    if (pending_.empty() && !hparams_dirty_) return;
+  // Writes the rows of finished steps; all: the row of the latest step too (save, finalize).
+  void flush(bool all) {
+    if (all) close_open();
+    Table rows = take_rows();
+    if (rows.rows.empty() && !hparams_dirty_ && local_rows_.rows.empty()) return;
     resolve_save_dir();
-    const bool rows = !pending_.empty();
+    const bool any = !rows.rows.empty();
     if (local_) {
+      merge(local_rows_, std::move(rows));  // kept until written: a failed write loses nothing
       resolve();
       if (hparams_dirty_) {
-        write_object(host(), hparams_url_, json::serialize(hparams_) + "\n", kId);
+        write_object(host(), hparams_url_, ember::plugin::to_yaml(hparams_), kId);
         hparams_dirty_ = false;
       }
-      if (rows) append_local();
+      if (!local_rows_.rows.empty()) write_local();
     } else {
-      hand_to_worker();
+      hand_to_worker(std::move(rows));
     }
-    if (rows) {
+    if (any) {
       last_write_ = Clock::now();
       wrote_once_ = true;
     }
-    waiting_ = false;
+    waiting_ = has_open_;
+    if (waiting_) waiting_since_ = Clock::now();
     flush_mark_ = last_step_;
   }
 
   // --- the object-store worker ----------------------------------------------------------------
-  // [train-thread]: queue the new rows (and hparams.json) for the worker and wake it. A refusal
+  // [train-thread]: queue the new rows (and hparams.yaml) for the worker and wake it. A refusal
   // the worker met (a foreign metrics.csv) is reported here, on the training thread.
-  void hand_to_worker() {
+  void hand_to_worker(Table rows) {
     std::lock_guard<std::mutex> lock(mu_);
     if (refused_) throw std::runtime_error(error_);
-    if (queued_rows_.empty())
-      queued_rows_.swap(pending_);
-    else
-      queued_rows_ += pending_;
-    pending_.clear();
+    merge(queued_rows_, std::move(rows));
     if (hparams_dirty_) {
-      queued_hparams_ = json::serialize(hparams_) + "\n";
+      queued_hparams_ = ember::plugin::to_yaml(hparams_);
       hparams_dirty_ = false;
     }
     work_ = true;
@@ -367,8 +573,8 @@ class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
         retried_at_stop = true;
       }
       work_ = false;
-      std::string rows;
-      rows.swap(queued_rows_);
+      Table rows = std::move(queued_rows_);
+      queued_rows_ = Table{};
       std::optional<std::string> hparams;
       hparams.swap(queued_hparams_);
       const bool refused = refused_;
@@ -400,8 +606,8 @@ class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
   }
 
   // [worker]: add rows to the object and rewrite it; whatever fails is kept for the next pass.
-  void write_remote(std::string rows, std::optional<std::string> hparams) {
-    unwritten_rows_ += rows;
+  void write_remote(Table rows, std::optional<std::string> hparams) {
+    merge(unwritten_rows_, std::move(rows));
     if (hparams) unwritten_hparams_ = std::move(hparams);
     resolve();
     if (unwritten_hparams_) {
@@ -410,67 +616,103 @@ class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
     }
     if (!remote_started_) {
       if (stat(metrics_url_)) {
-        all_ = read_all(metrics_url_);
+        std::string text = read_all(metrics_url_);
+        size_t pos = 0;
+        Keys keys;
         try {
-          check_existing(all_.substr(0, kHeader.size()));
+          keys = existing_header(text, pos);
         } catch (const std::exception& e) {
           throw Refusal(e.what());
         }
-        if (!all_.empty() && all_.back() != '\n') all_ += '\n';
+        all_ = Table{std::move(keys), text.substr(pos)};
+        if (!all_.rows.empty() && all_.rows.back() != '\n') all_.rows += '\n';
       }
-      if (all_.empty()) all_ = kHeader;
       remote_started_ = true;
     }
-    if (!unwritten_rows_.empty()) {
-      all_ += unwritten_rows_;
-      unwritten_rows_.clear();
+    if (!unwritten_rows_.rows.empty()) {
+      merge(all_, std::move(unwritten_rows_));
+      unwritten_rows_ = Table{};
       metrics_unwritten_ = true;
     }
     if (metrics_unwritten_) {
-      write_object(host(), metrics_url_, all_, kId);
+      write_object(host(), metrics_url_, header_line(all_.keys) + all_.rows, kId);
       metrics_unwritten_ = false;
     }
   }
 
-  // An existing metrics.csv (a version chosen by the user, a resumed run) is continued if it is
-  // ours; anything else is refused rather than mixed with.
-  void check_existing(const std::string& head) {
-    if (head.empty()) return;
-    if (head.compare(0, kHeader.size(), kHeader) != 0)
-      throw_error(metrics_url_ + " exists and does not start with the header '" +
-                  std::string(kHeader.substr(0, kHeader.size() - 1)) +
-                  "'; choose another version (config key version) or name");
+  // The header of an existing metrics.csv (a version chosen by the user, a resumed run); pos
+  // moves past it. It is continued if this plugin can: in the long layout exactly our header,
+  // in the wide one any header with a "step" column (Lightning's own file included). Anything
+  // else is refused rather than mixed with.
+  Keys existing_header(std::string_view text, size_t& pos) {
+    if (text.empty()) return {};
+    Keys keys = parse_record(text, pos);
+    const std::string again = "; choose another version (config key version) or name";
+    if (!wide_ && keys != kLongKeys)
+      throw_error(metrics_url_ + " exists and does not start with the header '" + header_line(kLongKeys).substr(0, header_line(kLongKeys).size() - 1) +
+                  "' (config key format is \"long\")" + again);
+    if (wide_ && keys == kLongKeys)
+      throw_error(metrics_url_ + " exists in the long layout (step,epoch,stage,name,value); set the config key format to \"long\" to continue it" + again);
+    if (wide_ && std::find(keys.begin(), keys.end(), "step") == keys.end())
+      throw_error(metrics_url_ + " exists and its header has no \"step\" column, so it is not a metrics.csv of this logger or of Lightning's CSVLogger" + again);
+    return keys;
   }
 
-  void append_local() {
-    if (fd_ < 0) {
-      if (!stat(metrics_url_)) {
-        // First write: atomic create through the host (makes the directories too).
-        std::string first(kHeader);
-        first += pending_;
-        write_object(host(), metrics_url_, first, kId);
-        pending_.clear();
+  // [train-thread] local files: the first write creates the file atomically; later ones
+  // append, unless the header widened: then the file is rewritten atomically with the union.
+  void write_local() {
+    if (!file_keys_) {
+      if (stat(metrics_url_)) {
+        std::string text = read_all(metrics_url_);
+        size_t pos = 0;
+        file_keys_ = existing_header(text, pos);
+        // The existing columns become ours, so that later rows are laid out like the file.
+        if (wide_)
+          for (const auto& k : *file_keys_) add_column(intern(k));
+        newline_first_ = !text.empty() && text.back() != '\n';
+      } else {
+        write_object(host(), metrics_url_, header_line(local_rows_.keys) + local_rows_.rows, kId);
+        file_keys_ = local_rows_.keys;
+        local_rows_ = Table{};
         return;
       }
+    }
+    if (local_rows_.keys != *file_keys_) {
+      Table all{*file_keys_, {}};
+      if (!file_keys_->empty()) {
+        std::string text = read_all(metrics_url_);
+        size_t pos = 0;
+        parse_record(text, pos);
+        all.rows = text.substr(pos);
+        if (!all.rows.empty() && all.rows.back() != '\n') all.rows += '\n';
+      }
+      Keys before = all.keys;
+      merge(all, local_rows_);
+      if (all.keys != before) {
+        if (fd_ >= 0) ::close(fd_), fd_ = -1;  // it is about to be replaced
+        write_object(host(), metrics_url_, header_line(all.keys) + all.rows, kId);
+        file_keys_ = all.keys;
+        local_rows_ = Table{};
+        newline_first_ = false;
+        return;
+      }
+      // The file already has every column (a resumed run): lay the new rows out like it.
+      local_rows_.rows = relayout(local_rows_.rows, local_rows_.keys, *file_keys_);
+      local_rows_.keys = *file_keys_;
+    }
+    if (fd_ < 0) {
       std::string path = local_path(metrics_url_);
       fd_ = ::open(path.c_str(), O_RDWR | O_APPEND | O_CLOEXEC);
       if (fd_ < 0)
         throw_error("cannot open " + metrics_url_ + " to append: " + std::strerror(errno));
-      if (!header_checked_) {
-        std::string head(kHeader.size(), '\0');
-        ssize_t n = ::pread(fd_, head.data(), head.size(), 0);
-        if (n < 0) throw_error("cannot read " + metrics_url_ + ": " + std::strerror(errno));
-        head.resize(static_cast<size_t>(n));
-        check_existing(head);
-        if (head.empty()) pending_.insert(0, kHeader);
-        header_checked_ = true;
-      }
     }
-    while (!pending_.empty()) {
-      ssize_t n = ::write(fd_, pending_.data(), pending_.size());
+    if (newline_first_) local_rows_.rows.insert(0, "\n"), newline_first_ = false;
+    std::string& out = local_rows_.rows;
+    while (!out.empty()) {
+      ssize_t n = ::write(fd_, out.data(), out.size());
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) throw_error("cannot append to " + metrics_url_ + ": " + std::strerror(errno));
-      pending_.erase(0, static_cast<size_t>(n));
+      out.erase(0, static_cast<size_t>(n));
     }
   }
 
@@ -478,6 +720,7 @@ class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
   std::optional<std::string> save_dir_;
   std::string name_ = "lightning_logs";
   std::optional<std::string> version_;
+  bool wide_ = true;
   std::int64_t flush_steps_ = 100;
   double flush_seconds_ = 5;
   Clock::duration flush_interval_{};
@@ -486,19 +729,41 @@ class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
   bool save_dir_resolved_ = false, resolved_ = false, local_ = true;
   std::string log_dir_, metrics_url_, hparams_url_;
 
-  // Rows not yet flushed.
+  // Rows not yet flushed. Long layout: formatted text. Wide: the row of the latest step (open,
+  // later calls at that step join it) and the finished ones, with metric names as ids into
+  // names_ (0 "epoch", 1 "step"); keys_ is the header (the names of finished rows, sorted),
+  // column_of_ an id's column in it.
+  struct Row {
+    std::int64_t step = 0, epoch = 0;
+    std::vector<std::pair<std::uint32_t, double>> values;
+  };
   std::string pending_;
-  bool header_checked_ = false;
-  int fd_ = -1;
+  Row open_;
+  bool has_open_ = false;
+  std::vector<Row> closed_;
+  std::vector<std::string> names_;
+  std::unordered_map<std::string, std::uint32_t> ids_;
+  std::vector<std::uint32_t> call_ids_;
+  std::vector<bool> in_header_;  // by id
+  Keys keys_;
+  std::vector<size_t> column_of_;
+  bool columns_dirty_ = false;
   json::object hparams_;
   bool hparams_dirty_ = false;
+
+  // Local files: rows flushed and not yet written, the file's header (unset: not looked at
+  // yet; empty: an empty file), and the descriptor rows are appended through.
+  Table local_rows_;
+  std::optional<Keys> file_keys_;
+  bool newline_first_ = false;  // the existing file's last line has no line end
+  int fd_ = -1;
 
   // Flush triggers.
   std::int64_t flush_mark_ = -1, last_step_ = -1;
   bool waiting_ = false, wrote_once_ = false;
   Clock::time_point waiting_since_{}, last_write_{};
 
-  // The object-store worker. Guarded by mu_: the queue (rows and hparams.json handed over and
+  // The object-store worker. Guarded by mu_: the queue (rows and hparams.yaml handed over and
   // not yet taken), work_/stop_, and what the last pass reported.
   struct Refusal : std::runtime_error {
     using std::runtime_error::runtime_error;
@@ -506,14 +771,14 @@ class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
   std::mutex mu_;
   std::condition_variable wake_;
   std::thread worker_;
-  std::string queued_rows_;
+  Table queued_rows_;
   std::optional<std::string> queued_hparams_;
   bool work_ = false, stop_ = false;
   std::string error_;     // the last pass's failure, "" after a pass that wrote everything
   bool refused_ = false;  // the existing metrics.csv is not ours: nothing more is written
   // The worker's own: the object's whole content as last written (or to be), and what a
   // failed pass left to write.
-  std::string all_, unwritten_rows_;
+  Table all_, unwritten_rows_;
   std::optional<std::string> unwritten_hparams_;
   bool remote_started_ = false, metrics_unwritten_ = false;
   int failures_ = 0;
@@ -521,6 +786,6 @@ class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
 
 }  // namespace
 
-EMBER_PLUGIN(CsvLogger, "csv_logger", "1.0.0",
-             "Lightning's CSVLogger: metrics.csv (long format) and hparams.json per version",
+EMBER_PLUGIN(CsvLogger, "csv_logger", "1.1.0",
+             "Lightning's CSVLogger: metrics.csv (Lightning's wide layout, or long) and hparams.yaml per version",
              kSchema)

@@ -39,6 +39,7 @@
 #include <ember/plugin.hpp>
 #include <ember/plugin_config.hpp>
 #include <ember/plugin_io.hpp>
+#include <ember/plugin_yaml.hpp>
 #include <limits>
 #include <mutex>
 #include <optional>
@@ -62,6 +63,7 @@ using ember::plugin::is_local_url;
 using ember::plugin::join_url;
 using ember::plugin::local_path;
 using ember::plugin::str;
+using ember::plugin::to_yaml;
 using ember::plugin::view;
 using ember::plugin::write_object;
 using Clock = std::chrono::steady_clock;
@@ -196,83 +198,6 @@ Proto hparams_summary(const json::object& params, const std::vector<std::string>
   summary.message(f::kSummaryValue, value("_hparams_/session_start_info", f::kHpSessionStart, start));
   summary.message(f::kSummaryValue, value("_hparams_/session_end_info", f::kHpSessionEnd, end));
   return summary;
-}
-
-// hparams.yaml as Lightning's save_hparams_to_yaml (PyYAML's block style) reads back: nested
-// objects indented, lists as "- ", strings double-quoted (JSON escapes are YAML escapes), floats
-// always with a dot (PyYAML's YAML 1.1 takes "1e-05" for a string).
-void yaml_scalar(std::string& out, const json::value& v) {
-  if (v.is_string()) {
-    out += json::serialize(v);
-  } else if (v.is_double()) {
-    double d = v.as_double();
-    if (std::isnan(d)) {
-      out += ".nan";
-    } else if (std::isinf(d)) {
-      out += d > 0 ? ".inf" : "-.inf";
-    } else {
-      char buf[40];
-      auto r = std::to_chars(buf, buf + sizeof buf, d);
-      std::string s(buf, r.ptr);
-      auto e = s.find('e');
-      if (s.find('.') == std::string::npos) s.insert(e == std::string::npos ? s.size() : e, ".0");
-      e = s.find('e');
-      if (e != std::string::npos && s[e + 1] != '-' && s[e + 1] != '+') s.insert(e + 1, "+");
-      out += s;
-    }
-  } else {
-    out += json::serialize(v);  // integers, true/false, null
-  }
-}
-
-bool plain_key(std::string_view k) {
-  if (k.empty()) return false;
-  for (char c : k)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '/' || c == '-')) return false;
-  return !std::isdigit(static_cast<unsigned char>(k[0])) && k[0] != '-' && k[0] != '.';
-}
-
-void yaml_block(std::string& out, const json::value& v, int indent);
-
-void yaml_item(std::string& out, const json::value& v, int indent) {
-  const bool nested = (v.is_object() && !v.as_object().empty()) || (v.is_array() && !v.as_array().empty());
-  if (nested) {
-    out += '\n';
-    yaml_block(out, v, indent + 2);
-  } else {
-    out += ' ';
-    if (v.is_object())
-      out += "{}";
-    else if (v.is_array())
-      out += "[]";
-    else
-      yaml_scalar(out, v);
-    out += '\n';
-  }
-}
-
-void yaml_block(std::string& out, const json::value& v, int indent) {
-  const std::string pad(static_cast<size_t>(indent), ' ');
-  if (v.is_object()) {
-    for (const auto& kv : v.as_object()) {
-      out += pad;
-      out += plain_key(kv.key()) ? std::string(kv.key()) : json::serialize(json::string(kv.key()));
-      out += ':';
-      yaml_item(out, kv.value(), indent);
-    }
-  } else {
-    for (const auto& item : v.as_array()) {
-      out += pad + "-";
-      yaml_item(out, item, indent);
-    }
-  }
-}
-
-std::string to_yaml(const json::object& o) {
-  if (o.empty()) return "{}\n";
-  std::string out;
-  yaml_block(out, o, 0);
-  return out;
 }
 
 // --- text ----------------------------------------------------------------------------------------

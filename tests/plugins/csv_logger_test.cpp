@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "plugin_fixture.hpp"
+#include "run_process.hpp"
 
 namespace fs = std::filesystem;
 using ember::test::FakeTrainer;
@@ -230,8 +231,10 @@ class ObjectStore : public ember::storage::Backend {
   std::map<std::string, int> commits_;
 };
 
+// A config in the long layout (most cases below are about when and how rows reach storage,
+// which the two layouts share; the wide layout has its own cases at the end).
 std::string config(const std::string& save_dir, const std::string& more = "") {
-  std::string c = "{\"save_dir\": \"" + save_dir + "\"";
+  std::string c = "{\"format\": \"long\", \"save_dir\": \"" + save_dir + "\"";
   if (!more.empty()) c += ", " + more;
   return c + "}";
 }
@@ -295,7 +298,7 @@ BOOST_AUTO_TEST_CASE(log_metrics_does_no_io_before_flush_logs_every_n_steps) {
   const std::string url = "count://runs/lightning_logs/version_0/metrics.csv";
   BOOST_REQUIRE(backend->wait([&](ObjectStore& s) { return s.commits_locked(url) == 1; }));
   BOOST_TEST(rows_of(t.urls().read_all(url)).size() == 5u);
-  BOOST_TEST(t.urls().stat("count://runs/lightning_logs/version_0/hparams.json").has_value());
+  BOOST_TEST(t.urls().stat("count://runs/lightning_logs/version_0/hparams.yaml").has_value());
 
   // The next flush is due 5 steps after the last one.
   int after_first = backend->calls.load();
@@ -428,7 +431,7 @@ BOOST_AUTO_TEST_CASE(rows_older_than_flush_every_seconds_are_flushed) {
   csv.finalize();
 }
 
-BOOST_AUTO_TEST_CASE(hparams_json_is_merged_and_written_at_the_first_flush) {
+BOOST_AUTO_TEST_CASE(hparams_yaml_is_merged_and_written_at_the_first_flush) {
   TempDir tmp("csv");
   FakeTrainer t;
   Csv csv(t, config(tmp.path().string()));
@@ -436,9 +439,9 @@ BOOST_AUTO_TEST_CASE(hparams_json_is_merged_and_written_at_the_first_flush) {
   csv.hparams(R"({"batch_size": 32, "lr": 0.05})");
   BOOST_TEST(ember::test::list_dir(tmp.path()).empty());
   csv.finalize();
-  auto hp =
-      boost::json::parse(ember::test::read_file(tmp / "lightning_logs/version_0/hparams.json"));
-  BOOST_TEST(hp == boost::json::parse(R"({"lr": 0.05, "layers": [64, 32], "batch_size": 32})"));
+  BOOST_TEST(ember::test::read_file(tmp / "lightning_logs/version_0/hparams.yaml") ==
+             "lr: 0.05\nlayers:\n  - 64\n  - 32\nbatch_size: 32\n");
+  BOOST_TEST(!fs::exists(tmp / "lightning_logs/version_0/hparams.json"));
 
   BOOST_TEST(csv.plugin().logger().log_hyperparams(csv.plugin().self(), ember::cstr("[1, 2]")) !=
              EMBER_OK);
@@ -593,4 +596,189 @@ BOOST_AUTO_TEST_CASE(a_foreign_metrics_file_in_an_object_store_is_refused_naming
   BOOST_TEST(err.find("csv_logger") != std::string::npos, err);
   BOOST_TEST(err.find(url) != std::string::npos, err);
   BOOST_TEST(t.urls().read_all(url) == "epoch,loss\n0,1.5\n");
+}
+
+// --- Lightning's wide layout (the default) ---------------------------------------------------
+
+namespace {
+
+std::string wide(const std::string& save_dir, const std::string& more = "") {
+  std::string c = "{\"save_dir\": \"" + save_dir + "\"";
+  if (!more.empty()) c += ", " + more;
+  return c + "}";
+}
+
+// The rows of a wide metrics.csv as column -> cell maps, and its header.
+struct Wide {
+  std::vector<std::string> header;
+  std::vector<std::map<std::string, std::string>> rows;
+};
+Wide wide_of(const std::string& text) {
+  auto records = parse_csv(text);
+  BOOST_REQUIRE(!records.empty());
+  Wide w{records[0], {}};
+  for (size_t i = 1; i < records.size(); ++i) {
+    BOOST_REQUIRE_EQUAL(records[i].size(), w.header.size());
+    std::map<std::string, std::string> row;
+    for (size_t c = 0; c < w.header.size(); ++c) row[w.header[c]] = records[i][c];
+    w.rows.push_back(std::move(row));
+  }
+  return w;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(wide_rows_are_one_per_step_under_a_sorted_header_with_empty_cells) {
+  TempDir tmp("csv");
+  FakeTrainer t;
+  const double nan = std::nan(""), inf = std::numeric_limits<double>::infinity();
+  {
+    Csv csv(t, wide(tmp.path().string(), "\"flush_every_seconds\": 0"));
+    csv.log(0, 0, EMBER_STAGE_FIT, {{"train_loss", 0.5}, {"lr", 1e-3}});
+    csv.log(1, 0, EMBER_STAGE_FIT, {{"train_loss", 1.0 / 3.0}});
+    csv.log(1, 0, EMBER_STAGE_VALIDATE, {{"val_loss", nan}, {"odd,\"name\"", inf}});  // same step: same row
+    csv.log(1, 0, EMBER_STAGE_FIT, {{"train_loss", 0.25}});  // a name again at that step: a row of its own
+    csv.log(2, 1, EMBER_STAGE_TEST, {{"Zeta", -inf}});       // Python's sort: "Z" before "e"
+    csv.finalize();
+  }
+  BOOST_TEST(ember::test::read_file(tmp / "lightning_logs/version_0/metrics.csv") ==
+             "Zeta,epoch,lr,\"odd,\"\"name\"\"\",step,train_loss,val_loss\n"
+             ",0,0.001,,0,0.5,\n"
+             ",0,,inf,1,0.3333333333333333,nan\n"
+             ",0,,,1,0.25,\n"
+             "-inf,1,,,2,,\n");
+}
+
+// A metric first logged in epoch 2 widens the header: the local file is rewritten with it
+// (atomically, as Lightning rewrites its file) and every earlier row keeps its cells.
+BOOST_AUTO_TEST_CASE(a_metric_first_logged_in_epoch_2_gets_its_column_and_earlier_rows_stay_intact) {
+  TempDir tmp("csv");
+  FakeTrainer t;
+  const fs::path file = tmp / "lightning_logs/version_0/metrics.csv";
+  Csv csv(t, wide(tmp.path().string(), "\"flush_logs_every_n_steps\": 1, \"flush_every_seconds\": 0"));
+  std::int64_t step = 0;
+  for (std::int64_t epoch = 0; epoch < 2; ++epoch) {
+    for (int b = 0; b < 3; ++b, ++step) csv.log(step, epoch, EMBER_STAGE_FIT, {{"train_loss", step * 0.5}});
+    csv.log(step - 1, epoch, EMBER_STAGE_VALIDATE, {{"val_loss", epoch + 0.25}});
+  }
+  csv.log(step, 2, EMBER_STAGE_FIT, {{"train_loss", 9.0}, {"val_f1", 0.75}});  // held: its step may get more
+  Wide before = wide_of(ember::test::read_file(file));
+  BOOST_TEST(before.header == (std::vector<std::string>{"epoch", "step", "train_loss", "val_loss"}));
+  BOOST_REQUIRE_EQUAL(before.rows.size(), 6u);
+  BOOST_TEST(before.rows[2].at("val_loss") == "0.25");
+  BOOST_TEST(before.rows[5].at("val_loss") == "1.25");
+  BOOST_TEST(before.rows[4].at("val_loss") == "");
+
+  csv.log(step + 1, 2, EMBER_STAGE_FIT, {{"train_loss", 10.0}});  // closes the step: flushed
+  Wide after = wide_of(ember::test::read_file(file));
+  BOOST_TEST(after.header == (std::vector<std::string>{"epoch", "step", "train_loss", "val_f1", "val_loss"}));
+  BOOST_REQUIRE_EQUAL(after.rows.size(), 7u);
+  for (size_t i = 0; i < before.rows.size(); ++i) {
+    auto want = before.rows[i];
+    want["val_f1"] = "";
+    BOOST_TEST((after.rows[i] == want), "row " << i << " changed");
+  }
+  BOOST_TEST(after.rows[6].at("epoch") == "2");
+  BOOST_TEST(after.rows[6].at("val_f1") == "0.75");
+  csv.finalize();
+  Wide last = wide_of(ember::test::read_file(file));
+  BOOST_REQUIRE_EQUAL(last.rows.size(), 8u);
+  BOOST_TEST(last.rows[7].at("train_loss") == "10");
+  BOOST_TEST(last.rows[7].at("val_f1") == "");
+  // After the rewrite the file is appended to again.
+  BOOST_TEST(!fs::exists(tmp / "lightning_logs/version_0/hparams.json"));
+}
+
+// On an object store the wider header comes with the next rewrite; a failed rewrite keeps
+// every row, and the next one writes them under the new header.
+BOOST_AUTO_TEST_CASE(wide_on_an_object_store_widens_at_the_next_flush_and_a_failed_rewrite_keeps_its_rows) {
+  FakeTrainer t;
+  auto store = std::make_shared<ObjectStore>();
+  t.urls().add("obj", store);
+  const std::string url = "obj://runs/lightning_logs/version_0/metrics.csv";
+  Csv csv(t, wide("obj://runs", "\"flush_logs_every_n_steps\": 1, \"flush_every_seconds\": 0"));
+  csv.log(0, 0, EMBER_STAGE_FIT, {{"a", 1.0}});
+  csv.log(1, 0, EMBER_STAGE_FIT, {{"a", 2.0}});  // row 0 is written
+  BOOST_REQUIRE(store->wait([&](ObjectStore& s) { return s.commits_locked(url) == 1; }));
+  BOOST_TEST(t.urls().read_all(url) == "a,epoch,step\n1,0,0\n");
+  store->fail_commits("metrics.csv", 1);
+  csv.log(2, 0, EMBER_STAGE_FIT, {{"a", 3.0}, {"b", 30.0}});  // row 1: its rewrite fails
+  BOOST_REQUIRE(store->wait([](ObjectStore& s) { return s.failed_locked() == 1; }));
+  csv.log(3, 1, EMBER_STAGE_FIT, {{"a", 4.0}});  // row 2 (b is new): written with row 1
+  BOOST_REQUIRE(store->wait([&](ObjectStore& s) { return s.commits_locked(url) == 2; }));
+  BOOST_TEST(t.urls().read_all(url) == "a,b,epoch,step\n1,,0,0\n2,,0,1\n3,30,0,2\n");
+  csv.finalize();
+  BOOST_TEST(t.urls().read_all(url) == "a,b,epoch,step\n1,,0,0\n2,,0,1\n3,30,0,2\n4,,1,3\n");
+}
+
+// A metrics.csv Lightning wrote (or this logger, in the wide layout) is continued: its columns
+// are kept, new ones join them; one in the long layout is refused with the fix in the message.
+BOOST_AUTO_TEST_CASE(wide_continues_a_lightning_metrics_file_and_refuses_a_long_one) {
+  TempDir tmp("csv");
+  FakeTrainer t;
+  fs::create_directories(tmp / "lightning_logs/old");
+  ember::test::write_file(tmp / "lightning_logs/old/metrics.csv", "epoch,lr-Adam,step,train_loss\n0,0.1,0,1.5\n");
+  {
+    Csv csv(t, wide(tmp.path().string(), "\"version\": \"old\""));
+    csv.log(1, 0, EMBER_STAGE_FIT, {{"train_loss", 2.0}, {"val_acc", 0.5}});
+    csv.finalize();
+  }
+  BOOST_TEST(ember::test::read_file(tmp / "lightning_logs/old/metrics.csv") ==
+             "epoch,lr-Adam,step,train_loss,val_acc\n0,0.1,0,1.5,\n0,,1,2,0.5\n");
+
+  fs::create_directories(tmp / "lightning_logs/long");
+  const std::string long_text = "step,epoch,stage,name,value\n0,0,fit,loss,1\n";
+  ember::test::write_file(tmp / "lightning_logs/long/metrics.csv", long_text);
+  Csv csv(t, wide(tmp.path().string(), "\"version\": \"long\""));
+  csv.log(1, 0, EMBER_STAGE_FIT, {{"loss", 2.0}});
+  BOOST_TEST(csv.finalize_status() != EMBER_OK);
+  std::string err = csv.plugin().last_error();
+  BOOST_TEST(err.find((tmp / "lightning_logs/long/metrics.csv").string()) != std::string::npos, err);
+  BOOST_TEST(err.find("format") != std::string::npos, err);
+  BOOST_TEST(ember::test::read_file(tmp / "lightning_logs/long/metrics.csv") == long_text);
+}
+
+BOOST_AUTO_TEST_CASE(an_unknown_format_is_refused_naming_the_key_and_the_choices) {
+  FakeTrainer t;
+  try {
+    Csv csv(t, R"({"format": "tall"})");
+    BOOST_FAIL("format tall was accepted");
+  } catch (const ember::ConfigError& e) {
+    std::string msg = e.what();
+    BOOST_TEST(msg.find("format") != std::string::npos, msg);
+    BOOST_TEST(msg.find("\"wide\"") != std::string::npos, msg);
+  }
+}
+
+// `ember fit` on Fashion-MNIST with two csv_loggers, one in each layout: Python's csv module
+// (and pandas, when installed) reads the wide file and finds the columns, steps and values of
+// the long one (tests/plugins/csv_wide_check.py).
+BOOST_AUTO_TEST_CASE(python_reads_the_wide_file_with_the_columns_steps_and_values_of_the_long_one) {
+  TempDir tmp("csv");
+  const std::string data = "/usr/share/datasets/fashion-mnist/";
+  namespace json = boost::json;
+  json::object cfg{
+      {"seed_everything", 3},
+      {"trainer", json::object{{"max_epochs", 3}, {"limit_train_batches", 6}, {"limit_val_batches", 2},
+                               {"log_every_n_steps", 2}, {"enable_progress_bar", false}, {"enable_checkpointing", false},
+                               {"default_root_dir", tmp.path().string()},
+                               {"logger", json::array{
+                                   json::object{{"plugin", "csv_logger"}, {"config", json::object{{"name", "wide"}, {"flush_logs_every_n_steps", 3}}}},
+                                   json::object{{"plugin", "csv_logger"}, {"config", json::object{{"name", "long"}, {"format", "long"}}}}}}}},
+      {"model", json::object{{"plugin", "fashion_mlp"}}},
+      {"data", json::object{{"train", json::array{data + "train-images-idx3-ubyte.gz", data + "train-labels-idx1-ubyte.gz"}},
+                            {"val_fraction", 0.1},
+                            {"batch_size", 64}}}};
+  const std::string path = (tmp / "fit.json").string();
+  ember::test::write_file(path, json::serialize(cfg));
+  auto fit = ember::test::run_process({ember::test::require_env("EMBER_EXE"), "fit", "--config", path, "--plugin-dir",
+                                       ember::test::require_env("EMBER_BUILD_ROOT") + "/plugins"});
+  BOOST_REQUIRE_MESSAGE(fit.exit_code == 0, fit.describe());
+  auto check = ember::test::run_process({"/usr/bin/python3", ember::test::require_env("EMBER_CSV_WIDE_CHECK"),
+                                         (tmp / "wide/version_0/metrics.csv").string(),
+                                         (tmp / "long/version_0/metrics.csv").string()});
+  BOOST_TEST_MESSAGE(check.out);
+  BOOST_TEST(check.exit_code == 0, check.describe());
+  BOOST_TEST(check.out.find("csv module: ok") != std::string::npos, check.out);
+  BOOST_TEST(fs::exists(tmp / "wide/version_0/hparams.yaml"));
 }

@@ -163,14 +163,37 @@ BOOST_AUTO_TEST_CASE(fit_into_a_missing_bucket_names_bucket_and_code) {
 
 namespace {
 
-// (step, epoch, stage, name) of every row of a metrics.csv, in order; values left out.
+// Every row of a metrics.csv (Lightning's wide layout), in order, as its step, epoch and the
+// names of the metrics it holds; values left out. The header is the first entry.
 std::vector<std::string> row_keys(const std::string& csv) {
-  std::vector<std::string> out;
+  auto cells = [](const std::string& line) {
+    std::vector<std::string> f(1);
+    for (char c : line) {
+      if (c == ',')
+        f.emplace_back();
+      else
+        f.back().push_back(c);
+    }
+    return f;
+  };
+  std::vector<std::string> out, header;
   std::size_t start = 0;
   while (start < csv.size()) {
     std::size_t end = csv.find('\n', start);
     std::string line = csv.substr(start, end - start);
-    out.push_back(line.substr(0, line.rfind(',')));
+    if (header.empty()) {
+      header = cells(line);
+      out.push_back(line);
+    } else {
+      auto f = cells(line);
+      std::string key;
+      for (std::size_t c = 0; c < f.size() && c < header.size(); ++c)
+        if (header[c] == "step" || header[c] == "epoch")
+          key += header[c] + "=" + f[c] + " ";
+        else if (!f[c].empty())
+          key += header[c] + " ";
+      out.push_back(key);
+    }
     if (end == std::string::npos) break;
     start = end + 1;
   }

@@ -3,6 +3,7 @@
 // files, its JSON parsed. A missing tool fails the test and says what to install.
 #pragma once
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 #include <filesystem>
@@ -66,19 +67,33 @@ inline double num(const json::value& v) { return v.to_number<double>(); }
 // reader's shortest decimal one double ulp off.
 inline float f32(double v) { return static_cast<float>(v); }
 
-// The event files hold every row of csv_logger's long metrics.csv (step,epoch,stage,name,value)
-// of the same run: each metric at the same steps, in the same order, as float32, nothing more.
+// The event files hold every value of csv_logger's metrics.csv (Lightning's wide layout: a row
+// per step, a column per metric) of the same run: each metric at the same steps, in the same
+// order, as float32, nothing more.
 inline void check_scalars_match_csv(json::object& ev, const std::string& csv_text) {
+  auto cells = [](const std::string& line) {
+    std::vector<std::string> f(1);
+    for (char c : line) {
+      if (c == ',')
+        f.emplace_back();
+      else
+        f.back().push_back(c);
+    }
+    return f;
+  };
   std::istringstream csv(csv_text);
   std::string line;
   std::getline(csv, line);
+  const auto header = cells(line);
+  const auto step_col = std::find(header.begin(), header.end(), "step") - header.begin();
+  BOOST_REQUIRE_MESSAGE(step_col < static_cast<std::ptrdiff_t>(header.size()), "no step column: " + line);
   std::map<std::string, std::vector<std::pair<std::int64_t, double>>> want;
   while (std::getline(csv, line)) {
-    std::vector<std::string> f;
-    std::stringstream ls(line);
-    for (std::string x; std::getline(ls, x, ',');) f.push_back(x);
-    BOOST_REQUIRE_EQUAL(f.size(), 5u);
-    want[f[3]].emplace_back(std::stoll(f[0]), std::stod(f[4]));
+    auto f = cells(line);
+    BOOST_REQUIRE_EQUAL(f.size(), header.size());
+    for (size_t c = 0; c < f.size(); ++c)
+      if (header[c] != "step" && header[c] != "epoch" && !f[c].empty())
+        want[header[c]].emplace_back(std::stoll(f[static_cast<size_t>(step_col)]), std::stod(f[c]));
   }
   BOOST_REQUIRE(want.count("train_loss"));
   BOOST_REQUIRE(want.count("val_accuracy"));

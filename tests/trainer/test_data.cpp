@@ -150,7 +150,7 @@ BOOST_AUTO_TEST_CASE(ember_fit_with_label_column_out_of_range_exits_1_with_file_
 }
 
 // Nothing at all is written when the config cannot run the command: `ember predict` without
-// data.predict used to leave a csv_logger version directory (hparams.json) behind before saying so.
+// data.predict used to leave a csv_logger version directory (hparams.yaml) behind before saying so.
 BOOST_AUTO_TEST_CASE(predict_without_data_writes_nothing) {
   TempDir dir;
   const auto root = dir.path() / "run";

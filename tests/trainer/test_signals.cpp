@@ -5,6 +5,7 @@
 // the cleanup ends the process at once. In process: the opt-in guard an embedding application
 // uses, and Trainer::request_interrupt.
 #define BOOST_TEST_MODULE trainer_signals
+#include <algorithm>
 #include <boost/test/unit_test.hpp>
 
 #include "../support/child_process.hpp"
@@ -52,18 +53,34 @@ std::vector<std::string> fit_argv(const std::filesystem::path& config) {
   return {exe(), "fit", "--config", config.string(), "--plugin-dir", plugins(), "--plugin-dir", test_plugins()};
 }
 
-// The steps of the training-loss rows in metrics.csv (step,epoch,stage,name,value).
+// The comma-separated cells of a line, empty ones included (no quoted fields here).
+std::vector<std::string> cells(const std::string& line) {
+  std::vector<std::string> f(1);
+  for (char c : line) {
+    if (c == ',')
+      f.emplace_back();
+    else
+      f.back().push_back(c);
+  }
+  return f;
+}
+
+// The steps of the rows with a training loss in metrics.csv (Lightning's wide layout: a row
+// per logged step, a column per metric).
 std::vector<std::int64_t> loss_steps(const std::filesystem::path& csv) {
   std::vector<std::int64_t> steps;
   std::istringstream in(ember::test::read_file(csv));
   std::string line;
   std::getline(in, line);
-  BOOST_REQUIRE_EQUAL(line, "step,epoch,stage,name,value");
+  const auto header = cells(line);
+  const auto step_col = std::find(header.begin(), header.end(), "step") - header.begin();
+  BOOST_REQUIRE_MESSAGE(step_col < static_cast<std::ptrdiff_t>(header.size()), "no step column: " + line);
   while (std::getline(in, line)) {
-    std::vector<std::string> f;
-    std::stringstream ls(line);
-    for (std::string x; std::getline(ls, x, ',');) f.push_back(x);
-    if (f.size() == 5 && f[2] == "fit" && f[3].rfind("train_loss", 0) == 0) steps.push_back(std::stoll(f[0]));
+    auto f = cells(line);
+    BOOST_REQUIRE_EQUAL(f.size(), header.size());
+    bool loss = false;
+    for (size_t c = 0; c < f.size(); ++c) loss = loss || (header[c].rfind("train_loss", 0) == 0 && !f[c].empty());
+    if (loss) steps.push_back(std::stoll(f[static_cast<size_t>(step_col)]));
   }
   return steps;
 }
@@ -108,7 +125,7 @@ void stops_cleanly_on(int signo) {
   BOOST_TEST(steps == expected, boost::test_tools::per_element());
   // The checkpoint callback saved step 25 before the stop; the last row is that step.
   BOOST_TEST(checkpoint_step(root / "checkpoints" / "last.ckpt") == 25);
-  BOOST_TEST(std::filesystem::exists(root / "lightning_logs" / "version_0" / "hparams.json"));
+  BOOST_TEST(std::filesystem::exists(root / "lightning_logs" / "version_0" / "hparams.yaml"));
   // Lightning's SIGTERM path: on_exception with the reason, then teardown.
   BOOST_TEST(ember::test::read_file(events) ==
                  "on_exception: " + name + " received: stopped at global_step 25 (epoch 0)\nteardown\n",
