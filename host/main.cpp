@@ -8,8 +8,6 @@
 #include <string_view>
 
 int main(int argc, char** argv) {
-  // `ember wandb ...` has its own small argument syntax (host/wandb_cmd.cpp).
-  if (argc > 1 && std::string_view(argv[1]) == "wandb") return ember::cli::run_wandb(argc - 1, argv + 1);
   CLI::App app{"ember: a Lightning-style training host for libtorch"};
   app.require_subcommand(0, 1);
   bool version = false;
@@ -39,6 +37,14 @@ int main(int argc, char** argv) {
     sub->add_option("--ckpt-path", opt.ckpt_path, "checkpoint URL, or \"last\" / \"best\"");
     runs.emplace_back(sub, cmd);
   }
+
+  // Commands plugins add (git-style: an executable ember-NAME in a plugin directory, e.g.
+  // `ember wandb sync DIR`): a first word that is none of the subcommands declared above is looked
+  // up there and exec'd with the rest (keep this after the last built-in subcommand).
+  app.footer([] { return ember::cli::plugin_commands_help(); });
+  if (argc > 1 && argv[1][0] != '-' &&
+      app.get_subcommands([&](const CLI::App* s) { return s->check_name(argv[1]); }).empty())
+    return ember::cli::run_plugin_command(argv[1], argc - 2, argv + 2);
 
   try {
     app.parse(argc, argv);
