@@ -7,7 +7,14 @@
 #include <ember/signals.hpp>
 #include <ember/version.hpp>
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
+#include <map>
 
 namespace ember::cli {
 
@@ -159,6 +166,102 @@ int run_trainer(Command cmd, const Options& opt) {
     std::cerr << "ember: error: " << e.what() << "\n";
     return 1;
   }
+}
+
+}  // namespace ember::cli
+
+// ---- commands from plugins (git-style ember-NAME executables) ---------------------------------
+
+namespace ember::cli {
+
+namespace {
+
+constexpr std::string_view kCommandPrefix = "ember-";
+
+std::vector<std::filesystem::path> command_dirs() {
+  std::vector<std::filesystem::path> dirs = env_plugin_dirs();
+  if (dirs.empty()) dirs = default_plugin_dirs();
+  return dirs;
+}
+
+}  // namespace
+
+CommandScan scan_plugin_commands() {
+  namespace fs = std::filesystem;
+  CommandScan out;
+  std::map<std::string, std::string> found;  // name -> path
+  auto consider = [&](const fs::path& file) {
+    std::string fname = file.filename().string();
+    if (fname.size() <= kCommandPrefix.size() || fname.compare(0, kCommandPrefix.size(), kCommandPrefix) != 0) return;
+    std::string name = fname.substr(kCommandPrefix.size());
+    std::error_code ec;
+    if (!fs::is_regular_file(file, ec) || ::access(file.c_str(), X_OK) != 0) return;  // not a program
+    if (std::string why = check_trusted(file); !why.empty()) {
+      out.refusals.push_back(file.string() + ": refused: " + why);
+      return;
+    }
+    auto [it, inserted] = found.emplace(name, file.string());
+    if (!inserted)
+      out.refusals.push_back(file.string() + ": refused: command '" + name + "' is already provided by " + it->second);
+  };
+  for (const auto& dir : command_dirs()) {
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) continue;
+    if (std::string why = check_trusted(dir); !why.empty()) {
+      out.refusals.push_back(dir.string() + ": refused: " + why);
+      continue;
+    }
+    std::vector<fs::path> files;
+    for (const auto& ent : fs::directory_iterator(dir, ec)) {
+      std::error_code e;
+      if (ent.is_directory(e)) {  // one level down, as for plugin libraries; consider() checks the way
+        for (const auto& sub : fs::directory_iterator(ent.path(), e)) files.push_back(sub.path());
+      } else {
+        files.push_back(ent.path());
+      }
+    }
+    std::sort(files.begin(), files.end());
+    for (const auto& f : files) consider(f);
+  }
+  for (const auto& [name, path] : found) out.commands.push_back({name, path});
+  return out;
+}
+
+std::string plugin_commands_help() {
+  CommandScan scan = scan_plugin_commands();
+  std::string out = "commands from plugins:";
+  if (scan.commands.empty()) out += " none found (an executable ember-NAME in a plugin directory adds `ember NAME`)";
+  for (const auto& c : scan.commands) out += "\n  " + c.name + "  (" + c.path + ")";
+  for (const auto& r : scan.refusals) out += "\n  " + r;
+  return out;
+}
+
+int run_plugin_command(const std::string& name, int argc, char** argv) {
+  CommandScan scan = scan_plugin_commands();
+  for (const auto& c : scan.commands) {
+    if (c.name != name) continue;
+    std::filesystem::path real;
+    // Checked again, and the resolved path is what runs: nothing can be swapped in between.
+    if (std::string why = check_trusted(c.path, &real); !why.empty()) {
+      std::cerr << "ember: " << c.path << ": refused: " << why << "\n";
+      return 2;
+    }
+    std::vector<char*> args;
+    std::string prog = real.string();
+    args.push_back(prog.data());
+    for (int i = 0; i < argc; ++i) args.push_back(argv[i]);
+    args.push_back(nullptr);
+    std::cout.flush();
+    std::cerr.flush();
+    ::execv(prog.c_str(), args.data());
+    std::cerr << "ember: cannot run " << prog << ": " << std::strerror(errno) << "\n";
+    return 1;
+  }
+  std::cerr << "ember: '" << name << "' is not an ember command (see ember --help)\n";
+  const std::string file = "/" + std::string(kCommandPrefix) + name;
+  for (const auto& r : scan.refusals)
+    if (r.find(file + ": refused") != std::string::npos) std::cerr << "  " << r << "\n";
+  return 2;
 }
 
 }  // namespace ember::cli

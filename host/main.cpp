@@ -8,8 +8,8 @@
 #include <string_view>
 
 int main(int argc, char** argv) {
-  // `ember wandb ...` has its own small argument syntax (host/wandb_cmd.cpp).
-  if (argc > 1 && std::string_view(argv[1]) == "wandb") return ember::cli::run_wandb(argc - 1, argv + 1);
+  // `ember storage` and `ember plot` parse their own arguments (subcommands of their own, URLs);
+  // they are declared below only so that --help lists them.
   if (argc > 1 && std::string_view(argv[1]) == "storage") return ember::cli::run_storage(argc - 1, argv + 1);
   if (argc > 1 && std::string_view(argv[1]) == "plot") return ember::cli::run_plot(argc - 1, argv + 1);
   CLI::App app{"ember: a Lightning-style training host for libtorch"};
@@ -30,6 +30,8 @@ int main(int argc, char** argv) {
   plugins->add_flag("--json", opt.json, "print JSON");
   auto* config = app.add_subcommand("config", "print the resolved config, or its errors");
   add_common(config, true);
+  app.add_subcommand("storage", "ls|stat|cat|cp|rm URLs on any scheme a plugin serves (ember storage --help)");
+  app.add_subcommand("plot", "draw a run's metrics (csv or tfevents) as PNG or SVG (ember plot --help)");
   auto* lambda = app.add_subcommand("lambda", "serve AWS Lambda events (the custom runtime; samples/lambda/README.md)");
   add_common(lambda, false);
   std::vector<std::pair<CLI::App*, ember::cli::Command>> runs;
@@ -43,6 +45,14 @@ int main(int argc, char** argv) {
     sub->add_option("--ckpt-path", opt.ckpt_path, "checkpoint URL, or \"last\" / \"best\"");
     runs.emplace_back(sub, cmd);
   }
+
+  // Commands plugins add (git-style: an executable ember-NAME in a plugin directory, e.g.
+  // `ember wandb sync DIR`): a first word that is none of the subcommands declared above is looked
+  // up there and exec'd with the rest (keep this after the last built-in subcommand).
+  app.footer([] { return ember::cli::plugin_commands_help(); });
+  if (argc > 1 && argv[1][0] != '-' &&
+      app.get_subcommands([&](const CLI::App* s) { return s->check_name(argv[1]); }).empty())
+    return ember::cli::run_plugin_command(argv[1], argc - 2, argv + 2);
 
   try {
     app.parse(argc, argv);

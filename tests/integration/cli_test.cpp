@@ -12,6 +12,7 @@
 #include "temp_dir.hpp"
 
 #include <sys/stat.h>
+#include <stdlib.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -285,6 +286,102 @@ BOOST_AUTO_TEST_CASE(plugin_file_writable_by_others_is_refused) {
   BOOST_TEST(r.exit_code == 0, r.describe());
   const std::string line = line_with(r.err, (dir / "good_plugin.so").string() + ": refused");
   BOOST_TEST(contains(line, "writable"), r.describe());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ---------------------------------------------------------------------------------------------
+// Commands plugins add, git-style: `ember NAME ARGS` execs an executable ember-NAME found in the
+// plugin directories (EMBER_PLUGIN_PATH here, else next to the binary), refused on the same rules
+// as plugin libraries.
+BOOST_AUTO_TEST_SUITE(plugin_commands)
+
+// EMBER_PLUGIN_PATH set (or unset) for one test, restored after it.
+class PluginPath {
+ public:
+  explicit PluginPath(const char* value) {
+    if (const char* old = std::getenv("EMBER_PLUGIN_PATH")) old_ = old, had_ = true;
+    if (value) ::setenv("EMBER_PLUGIN_PATH", value, 1);
+    else ::unsetenv("EMBER_PLUGIN_PATH");
+  }
+  ~PluginPath() {
+    if (had_) ::setenv("EMBER_PLUGIN_PATH", old_.c_str(), 1);
+    else ::unsetenv("EMBER_PLUGIN_PATH");
+  }
+
+ private:
+  std::string old_;
+  bool had_ = false;
+};
+
+// dir/ember-NAME, a shell script with mode.
+fs::path write_command(const fs::path& dir, const std::string& name, const std::string& script, mode_t mode) {
+  fs::create_directories(dir);
+  ember::test::chmod_or_throw(dir, 0700);
+  const fs::path p = dir / ("ember-" + name);
+  ember::test::write_file(p, "#!/bin/sh\n" + script);
+  ember::test::chmod_or_throw(p, mode);
+  return p;
+}
+
+BOOST_AUTO_TEST_CASE(help_lists_the_wandb_command_of_the_build_tree) {
+  PluginPath path(nullptr);  // the default directories: build/plugins/, where ember-wandb is
+  ProcessResult r = run_ember({"--help"});
+  BOOST_TEST_REQUIRE(r.exit_code == 0, r.describe());
+  BOOST_TEST(contains(r.out, "commands from plugins:"), r.describe());
+  const std::string line = line_with(r.out, "  wandb  (");
+  BOOST_TEST(!line.empty(), r.describe());
+  BOOST_TEST(contains(line, "/plugins/wandb/ember-wandb)"), line);
+}
+
+BOOST_AUTO_TEST_CASE(runs_a_plugin_command_with_its_args_and_exit_code) {
+  TempDir tmp;
+  const fs::path dir = tmp / "plugins";
+  write_command(dir, "echoargs", "for a in \"$@\"; do echo \"[$a]\"; done\necho oops >&2\nexit 7\n", 0700);
+  PluginPath path(dir.c_str());
+  ProcessResult r = run_ember({"echoargs", "a b", "--set", "x=1"});
+  BOOST_TEST(r.exit_code == 7, r.describe());
+  BOOST_TEST(r.out == "[a b]\n[--set]\n[x=1]\n", r.describe());
+  BOOST_TEST(r.err == "oops\n", r.describe());
+  ProcessResult help = run_ember({"--help"});
+  BOOST_TEST(contains(help.out, "  echoargs  (" + (dir / "ember-echoargs").string() + ")"), help.describe());
+}
+
+BOOST_AUTO_TEST_CASE(world_writable_plugin_command_is_refused_naming_the_file) {
+  TempDir tmp;
+  const fs::path dir = tmp / "plugins";
+  const fs::path file = write_command(dir, "x", "echo ran\n", 0777);
+  PluginPath path(dir.c_str());
+  ProcessResult r = run_ember({"x", "arg"});
+  BOOST_TEST(r.exit_code == 2, r.describe());
+  BOOST_TEST(!contains(r.out, "ran"), r.describe());
+  const std::string line = line_with(r.err, file.string() + ": refused");
+  BOOST_TEST(!line.empty(), r.describe());
+  BOOST_TEST(contains(line, "writable by group or others"), line);
+  BOOST_TEST(contains(line, "chmod go-w " + file.string()), line);
+  // --help lists the refusal too, and not the command.
+  ProcessResult help = run_ember({"--help"});
+  BOOST_TEST(contains(help.out, file.string() + ": refused"), help.describe());
+  BOOST_TEST(!contains(help.out, "  x  ("), help.describe());
+}
+
+BOOST_AUTO_TEST_CASE(unknown_command_exits_2_naming_it) {
+  ProcessResult r = run_ember({"nosuchcmd", "--flag"});
+  BOOST_TEST(r.exit_code == 2, r.describe());
+  BOOST_TEST(contains(r.err, "'nosuchcmd' is not an ember command"), r.describe());
+  BOOST_TEST(r.out.empty(), r.describe());
+}
+
+// The host links the core, libtorch and CLI11 only: W&B's HTTP stack (Beast over OpenSSL) is the
+// plugin's and its command's.
+BOOST_AUTO_TEST_CASE(ember_binary_does_not_link_openssl) {
+  BOOST_TEST_REQUIRE(fs::exists("/usr/bin/readelf"), "/usr/bin/readelf (binutils) is needed");
+  ProcessResult r = ember::test::run_process({"/usr/bin/readelf", "-d", ember_exe()});
+  BOOST_TEST_REQUIRE(r.exit_code == 0, r.describe());
+  BOOST_TEST_REQUIRE(contains(r.out, "(NEEDED)"), r.describe());
+  BOOST_TEST(contains(r.out, "[libtorch"), r.describe());  // the check reads the right thing
+  BOOST_TEST(!contains(r.out, "[libssl"), r.describe());
+  BOOST_TEST(!contains(r.out, "[libcrypto"), r.describe());
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -1,4 +1,6 @@
-// `ember wandb`: upload runs the wandb plugin could not send, and fetch model artifacts.
+// `ember wandb` (the executable ember-wandb, a git-style plugin command: `ember wandb ARGS` finds it
+// next to the plugins and execs it with ARGS): upload runs the wandb plugin could not send, and
+// fetch model artifacts.
 //
 //   ember wandb sync DIR [--base-url URL]          an offline run (offline-run-<ts>-<id>/) or a
 //                                                  spool directory (run-<id>-<pid>/) -> W&B
@@ -18,8 +20,6 @@
 #include <vector>
 
 #include "wandb_api.hpp"
-
-namespace ember::cli {
 
 namespace {
 
@@ -75,7 +75,7 @@ wb::Api make_api(const std::string& base_url, bool allow_insecure) {
 }  // namespace
 
 int run_wandb(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);  // argv[0] is "wandb"
+  std::vector<std::string> args(argv + 1, argv + argc);  // argv[0] is this program
   if (args.empty() || args[0] == "--help" || args[0] == "-h") return usage();
   std::string cmd = args[0], target, to, base_url;
   bool allow_insecure = false;
@@ -147,4 +147,4 @@ int run_wandb(int argc, char** argv) {
   return usage();
 }
 
-}  // namespace ember::cli
+int main(int argc, char** argv) { return run_wandb(argc, argv); }
