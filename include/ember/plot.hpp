@@ -7,6 +7,7 @@
 // Header-only; Boost.JSON-free, no libtorch. Boost.CRC checks the event files' CRC-32C.
 #pragma once
 
+#include <ember/csv.hpp>
 #include <ember/plot_font.hpp>
 
 #include <algorithm>
@@ -50,32 +51,6 @@ inline void add_point(Metrics& m, const std::string& name, double step, double v
 // --- metrics.csv -------------------------------------------------------------------------------
 namespace detail {
 
-// The next RFC 4180 record from pos (pos moves past its line end).
-inline std::vector<std::string> csv_record(std::string_view text, size_t& pos) {
-  std::vector<std::string> fields(1);
-  bool quoted = false;
-  while (pos < text.size()) {
-    char c = text[pos++];
-    if (quoted) {
-      if (c == '"' && pos < text.size() && text[pos] == '"')
-        fields.back() += '"', ++pos;
-      else if (c == '"')
-        quoted = false;
-      else
-        fields.back() += c;
-    } else if (c == '"') {
-      quoted = true;
-    } else if (c == ',') {
-      fields.emplace_back();
-    } else if (c == '\n') {
-      break;
-    } else if (c != '\r') {
-      fields.back() += c;
-    }
-  }
-  return fields;
-}
-
 inline double number(const std::string& cell, const std::string& where, size_t line, const std::string& column) {
   const char* begin = cell.c_str();
   char* end = nullptr;
@@ -94,7 +69,7 @@ inline Metrics parse_csv(std::string_view text, const std::string& where) {
   Metrics m;
   size_t pos = 0;
   if (text.empty()) throw Error(where + ": empty file; expected a metrics.csv header");
-  const auto header = detail::csv_record(text, pos);
+  const auto header = csv::record(text, pos);
   const bool long_layout = header == std::vector<std::string>{"step", "epoch", "stage", "name", "value"};
   size_t step_col = header.size();
   for (size_t c = 0; c < header.size(); ++c)
@@ -103,7 +78,7 @@ inline Metrics parse_csv(std::string_view text, const std::string& where) {
     throw Error(where + ":1: no \"step\" column; expected a metrics.csv of csv_logger or Lightning's CSVLogger (header: " +
                 std::string(text.substr(0, text.find('\n'))) + ")");
   for (size_t line = 2; pos < text.size(); ++line) {
-    auto f = detail::csv_record(text, pos);
+    auto f = csv::record(text, pos);
     if (f.size() == 1 && f[0].empty()) continue;  // a blank line
     if (f.size() != header.size())
       throw Error(where + ":" + std::to_string(line) + ": " + std::to_string(f.size()) + " fields; the header has " +

@@ -41,6 +41,7 @@
 #include <cstdint>
 #include <condition_variable>
 #include <cstring>
+#include <ember/csv.hpp>
 #include <ember/plugin.hpp>
 #include <ember/plugin_config.hpp>
 #include <ember/plugin_io.hpp>
@@ -128,47 +129,8 @@ void append_double(std::string& out, double v) {
   out.append(buf, r.ptr);
 }
 
-// One CSV field per RFC 4180: quoted when it holds a comma, quote, CR or LF; quotes doubled.
-void append_field(std::string& out, std::string_view s) {
-  if (s.find_first_of(",\"\r\n") == std::string_view::npos) {
-    out.append(s);
-    return;
-  }
-  out += '"';
-  for (char c : s) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  out += '"';
-}
-
-// --- CSV text in blocks ---------------------------------------------------------------------
-// The next RFC 4180 record of text from pos (pos moves past its line end; a last record
-// without one is accepted).
-std::vector<std::string> parse_record(std::string_view text, size_t& pos) {
-  std::vector<std::string> fields(1);
-  bool quoted = false;
-  while (pos < text.size()) {
-    char c = text[pos++];
-    if (quoted) {
-      if (c == '"' && pos < text.size() && text[pos] == '"')
-        fields.back() += '"', ++pos;
-      else if (c == '"')
-        quoted = false;
-      else
-        fields.back() += c;
-    } else if (c == '"') {
-      quoted = true;
-    } else if (c == ',') {
-      fields.emplace_back();
-    } else if (c == '\n') {
-      break;
-    } else if (c != '\r') {
-      fields.back() += c;
-    }
-  }
-  return fields;
-}
+using ember::csv::append_field;
+using ember::csv::record;
 
 std::string header_line(const Keys& keys) {
   std::string out;
@@ -197,7 +159,7 @@ std::string relayout(std::string_view rows, const Keys& from, const Keys& to) {
   out.reserve(rows.size() + rows.size() / 8);
   std::vector<std::string> cells(to.size());
   for (size_t pos = 0; pos < rows.size();) {
-    auto fields = parse_record(rows, pos);
+    auto fields = record(rows, pos);
     for (auto& c : cells) c.clear();
     for (size_t i = 0; i < fields.size() && i < column.size(); ++i) cells[column[i]] = std::move(fields[i]);
     for (size_t i = 0; i < cells.size(); ++i) {
@@ -646,7 +608,7 @@ class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
   // else is refused rather than mixed with.
   Keys existing_header(std::string_view text, size_t& pos) {
     if (text.empty()) return {};
-    Keys keys = parse_record(text, pos);
+    Keys keys = record(text, pos);
     const std::string again = "; choose another version (config key version) or name";
     if (!wide_ && keys != kLongKeys)
       throw_error(metrics_url_ + " exists and does not start with the header '" + header_line(kLongKeys).substr(0, header_line(kLongKeys).size() - 1) +
@@ -682,7 +644,7 @@ class CsvLogger : public ember::plugin::Plugin, public ember::plugin::Logger {
       if (!file_keys_->empty()) {
         std::string text = read_all(metrics_url_);
         size_t pos = 0;
-        parse_record(text, pos);
+        record(text, pos);
         all.rows = text.substr(pos);
         if (!all.rows.empty() && all.rows.back() != '\n') all.rows += '\n';
       }
