@@ -7,6 +7,7 @@
 // A missing Azurite or node is a failure that says how to install it, never a skipped test.
 #pragma once
 
+#include "expect.hpp"
 #include "s3_fixture.hpp"
 
 #include <boost/json.hpp>

@@ -31,18 +31,6 @@ AzureUrls& shared() {
   return u;
 }
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(small_blob_round_trips_through_put_blob) {

@@ -30,8 +30,6 @@ std::string via(const FaultProxy& proxy, const std::string& extra = "") {
                             (extra.empty() ? "" : ", " + extra));
 }
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
 // How many requests the proxy gave this action: its "-> action" marks, counted in the raw log
 // (two threads' REQ lines may share a line there, which FaultProxy::count's per-line regex misses).
 int acted(const FaultProxy& proxy, const std::string& action) {

@@ -64,8 +64,6 @@ ProcessResult ember_cli(const std::vector<std::string>& args, const TempDir& cwd
   return run_child(spec, std::chrono::seconds(400));
 }
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
 std::vector<std::string> names(ember::storage::UrlSpace& urls, const std::string& dir) {
   std::vector<std::string> out;
   for (const auto& e : urls.list(dir)) out.push_back(e.url.substr(dir.size() + 1) + (e.is_dir ? "/" : ""));
