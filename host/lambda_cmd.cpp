@@ -378,6 +378,7 @@ int run_lambda(const Options& opt) {
 
   // SIGTERM (Lambda's shutdown) stops a running fit at a batch boundary with loggers finalized.
   StopOnSignals stop_on_signals;
+  api->set_cancel([] { return caught_stop_signal() != 0; });
   Runtime runtime(o, config);
   try {
     runtime.init();
@@ -396,6 +397,10 @@ int run_lambda(const Options& opt) {
     lambda::Invocation inv;
     try {
       inv = api->next();
+    } catch (const lambda::Cancelled&) {
+      const int signo = caught_stop_signal();
+      std::cerr << "ember lambda: " << signal_name(signo) << " received while waiting for an event; exiting\n";
+      return 128 + signo;
     } catch (const std::exception& e) {
       std::cerr << "ember lambda: " << e.what() << "\n";
       return 1;
