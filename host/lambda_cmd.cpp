@@ -275,11 +275,10 @@ class Runtime {
     Session session(std::move(cfg), catalog_, source);
     Trainer& trainer = session.build(nullptr, stage);
     json::object reply{{"command", cmd == Command::fit ? "fit" : cmd == Command::validate ? "validate" : "test"}};
-    const std::string index = storage::join(session.checkpoint_dir(), "checkpoints.json");
-    std::string url;
-    if ((ckpt == "last" || ckpt == "best") && cmd == Command::fit && !trainer.urls().stat(index)) {
+    std::string url, why;
+    if ((ckpt == "last" || ckpt == "best") && cmd == Command::fit && !session.find_ckpt(ckpt, &why)) {
       // Lightning's rule for ckpt_path="last" with nothing saved yet: start afresh, say so.
-      reply["warning"] = "ckpt_path \"" + ckpt + "\": no checkpoint index at " + index + " yet; started from scratch";
+      reply["warning"] = "ckpt_path \"" + ckpt + "\": " + why + "; started from scratch";
     } else if (!ckpt.empty()) {
       url = ckpt_url(session, ckpt);
     }
@@ -378,6 +377,7 @@ int run_lambda(const Options& opt) {
 
   // SIGTERM (Lambda's shutdown) stops a running fit at a batch boundary with loggers finalized.
   StopOnSignals stop_on_signals;
+  api->set_cancel([] { return caught_stop_signal() != 0; });
   Runtime runtime(o, config);
   try {
     runtime.init();
@@ -396,6 +396,10 @@ int run_lambda(const Options& opt) {
     lambda::Invocation inv;
     try {
       inv = api->next();
+    } catch (const lambda::Cancelled&) {
+      const int signo = caught_stop_signal();
+      std::cerr << "ember lambda: " << signal_name(signo) << " received while waiting for an event; exiting\n";
+      return 128 + signo;
     } catch (const std::exception& e) {
       std::cerr << "ember lambda: " << e.what() << "\n";
       return 1;

@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -142,6 +143,14 @@ class Session {
   std::string resolve_ckpt(const std::string& path) {
     if (path.empty() || (path != "last" && path != "best")) return path;
     std::string why;
+    if (auto url = find_ckpt(path, &why)) return *url;
+    throw ConfigError("ckpt_path=\"" + path + "\": " + why);
+  }
+
+  // The checkpoint "last" / "best" names, or nullopt with the reason in *why (every plugin that
+  // keeps an index answered that it has no such checkpoint, or none keeps one).
+  std::optional<std::string> find_ckpt(const std::string& which, std::string* why = nullptr) {
+    std::string reasons;
     for (auto& p : plugins_) {
       const auto* t = p->interface<ember_checkpoints_v1_t>(EMBER_CHECKPOINTS_V1);
       if (!t) continue;
@@ -150,24 +159,16 @@ class Session {
                           static_cast<std::string*>(ctx)->append(static_cast<const char*>(data), n);
                           return EMBER_OK;
                         }};
-      ember_status_t rc = t->resolve(p->self(), cstr(path), &sink);
+      ember_status_t rc = t->resolve(p->self(), cstr(which), &sink);
       if (rc == EMBER_OK && !url.empty()) return url;
-      why += (why.empty() ? "" : "; ") + p->failure("resolve " + path, rc);
+      std::string failure = p->failure("resolve " + which, rc);
+      if (rc != EMBER_E_NOT_FOUND) throw ConfigError("ckpt_path=\"" + which + "\": " + failure);
+      reasons += (reasons.empty() ? "" : "; ") + failure;
     }
-    if (why.empty())
-      throw ConfigError("ckpt_path=\"" + path + "\": no plugin keeps a checkpoint index (" EMBER_CHECKPOINTS_V1
-                        "); add model_checkpoint to trainer.callbacks");
-    throw ConfigError("ckpt_path=\"" + path + "\": " + why);
-  }
-
-  // Where "last" / "best" are looked up: model_checkpoint's dirpath, else
-  // {default_root_dir}/checkpoints (its checkpoints.json index).
-  std::string checkpoint_dir() const {
-    std::string root = trainer_->options().default_root_dir;
-    for (auto& ref : plugin_refs(cfg_, "trainer", "callbacks"))
-      if (ref.id == "model_checkpoint")
-        if (auto* d = ref.config.as_object().if_contains("dirpath"); d && d->is_string()) return std::string(d->as_string());
-    return storage::join(root, "checkpoints");
+    if (reasons.empty())
+      reasons = "no plugin keeps a checkpoint index (" EMBER_CHECKPOINTS_V1 "); add model_checkpoint to trainer.callbacks";
+    if (why) *why = reasons;
+    return std::nullopt;
   }
 
  private:

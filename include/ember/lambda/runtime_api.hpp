@@ -17,6 +17,7 @@
 #include <boost/json.hpp>
 
 #include <netdb.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -27,6 +28,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -34,6 +36,12 @@
 #include <vector>
 
 namespace ember::lambda {
+
+// A request given up because the cancel predicate said so (a stop signal while waiting).
+class Cancelled : public RuntimeError {
+ public:
+  using RuntimeError::RuntimeError;
+};
 
 struct HttpResponse {
   int status = 0;
@@ -63,6 +71,11 @@ class PlainHttpClient {
 
   const std::string& endpoint() const { return endpoint_; }
 
+  // Asked whenever a wait for the peer is interrupted by a signal (and once a second): true
+  // gives the request up with Cancelled. A stop signal thus ends a /next long poll at once,
+  // although StopOnSignals installs its handler with SA_RESTART (poll is never restarted).
+  void set_cancel(std::function<bool()> cancel) { cancel_ = std::move(cancel); }
+
   // One request; a kept-alive connection the peer closed meanwhile is reopened once (nothing of
   // the request can have been acted on: the peer closed before reading it).
   HttpResponse request(const std::string& method, const std::string& target, std::string_view body = {},
@@ -79,6 +92,9 @@ class PlainHttpClient {
       try {
         send_all(req);
         return read_response(method, got_any);
+      } catch (const Cancelled&) {
+        close();
+        throw;
       } catch (const RuntimeError&) {
         close();
         if (attempt > 0 || !reused || got_any) throw;
@@ -132,6 +148,13 @@ class PlainHttpClient {
   bool fill() {
     char tmp[65536];
     for (;;) {
+      pollfd p{fd_, POLLIN, 0};
+      const int ready = ::poll(&p, 1, cancel_ ? 1000 : -1);
+      if (ready <= 0) {
+        if (ready < 0 && errno != EINTR) throw RuntimeError("Runtime API " + endpoint_ + ": poll: " + std::strerror(errno));
+        if (cancel_ && cancel_()) throw Cancelled("Runtime API " + endpoint_ + ": request given up (stop signal)");
+        continue;
+      }
       ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) throw RuntimeError("Runtime API " + endpoint_ + ": recv: " + std::strerror(errno));
@@ -209,6 +232,7 @@ class PlainHttpClient {
   }
 
   std::string endpoint_, host_, port_;
+  std::function<bool()> cancel_;
   int fd_ = -1;
   std::string buf_;  // bytes received past the last response
 };
@@ -240,9 +264,18 @@ class RuntimeApi {
  public:
   explicit RuntimeApi(std::string endpoint) : http_(std::move(endpoint)) {}
 
+  // Asked while next() waits (PlainHttpClient::set_cancel): the runtime gives up waiting for an
+  // event on a stop signal. Replies are always waited for.
+  void set_cancel(std::function<bool()> cancel) { cancel_ = std::move(cancel); }
+
   // Blocks until Lambda hands out the next event. Throws RuntimeError when the API fails (the
   // runtime then exits: Lambda restarts the environment).
   Invocation next() {
+    struct Uncancel {
+      PlainHttpClient& h;
+      ~Uncancel() { h.set_cancel(nullptr); }
+    } uncancel{http_};
+    http_.set_cancel(cancel_);
     HttpResponse r = http_.request("GET", std::string(kPrefix) + "/runtime/invocation/next");
     if (r.status != 200)
       throw RuntimeError("Runtime API " + http_.endpoint() + ": /invocation/next answered " + std::to_string(r.status) +
@@ -282,6 +315,7 @@ class RuntimeApi {
   }
 
   PlainHttpClient http_;
+  std::function<bool()> cancel_;
 };
 
 }  // namespace ember::lambda
