@@ -142,6 +142,19 @@ std::uintmax_t unzipped_bytes(const fs::path& dir) {
 
 }  // namespace
 
+// A config whose predict weights (lambda.predict_ckpt_path) are not given with --file is refused
+// before any work, naming the config, the key and the option to add.
+BOOST_AUTO_TEST_CASE(refuses_a_config_whose_predict_weights_are_not_packaged) {
+  const std::string src = require_env("EMBER_SOURCE_ROOT"), build = require_env("EMBER_BUILD_ROOT");
+  TempDir out("ember-lambda-refuse");
+  auto r = run_process({"/usr/bin/bash", src + "/scripts/package-lambda", "--build", build,
+                        "--config", src + "/samples/lambda/fashion_mnist.json", "--out", out.path().string()});
+  BOOST_TEST(r.exit_code != 0, r.describe());
+  BOOST_TEST(r.err.find("fashion_mnist.json: lambda.predict_ckpt_path 'model.ckpt' is not in the package") != std::string::npos, r.err);
+  BOOST_TEST(r.err.find("--file CKPT:model.ckpt") != std::string::npos, r.err);
+  BOOST_TEST(!fs::exists(out / "package"));
+}
+
 BOOST_AUTO_TEST_CASE(package_is_within_lambdas_unzipped_limit_and_prints_its_zip_last,
                      *boost::unit_test::precondition(kNeeds)) {
   kNeeds.require();
