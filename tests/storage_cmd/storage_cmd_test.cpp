@@ -6,6 +6,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "../webhdfs/webhdfs_fixture.hpp"
+#include "expect.hpp"
 
 #include <fstream>
 #include <sstream>
@@ -58,8 +59,6 @@ std::string slurp(const std::filesystem::path& p) {
   s << in.rdbuf();
   return s.str();
 }
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 }  // namespace
 

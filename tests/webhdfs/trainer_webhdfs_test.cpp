@@ -7,6 +7,7 @@
 #define BOOST_TEST_MODULE webhdfs_trainer
 #include <boost/test/unit_test.hpp>
 
+#include "expect.hpp"
 #include "webhdfs_fixture.hpp"
 
 #include <algorithm>
@@ -55,8 +56,6 @@ ProcessResult ember_cli(const std::vector<std::string>& args, const TempDir& cwd
   spec.cwd = cwd.path().string();
   return run_child(spec, std::chrono::seconds(400));
 }
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 std::vector<std::string> names(ember::storage::UrlSpace& urls, const std::string& dir) {
   std::vector<std::string> out;

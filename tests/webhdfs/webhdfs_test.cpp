@@ -6,6 +6,7 @@
 #define BOOST_TEST_MODULE webhdfs
 #include <boost/test/unit_test.hpp>
 
+#include "expect.hpp"
 #include "webhdfs_fixture.hpp"
 
 namespace json = boost::json;
@@ -31,19 +32,6 @@ WebHdfsUrls& fs() {
 
 std::string url(const std::string& path, const std::string& scheme = "webhdfs") {
   return scheme + "://" + server().authority() + path;
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
-// The message of what f throws.
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 std::int64_t count(const json::object& stats, const std::string& key) {
