@@ -11,9 +11,9 @@
 //                                       their schemes
 //            --plugin-dir DIR           where plugins are found (repeatable; else as `ember fit`)
 //
-// file:// and bare paths are built in. A scheme no configured plugin serves is looked up among
-// the storage plugins found, loaded with their default config (credentials from the
-// environment). Progress goes to stderr, only when it is a terminal. Exit codes as the rest of
+// file:// and bare paths are built in. A scheme no configured plugin serves is served by the
+// plugin found that claims it (include/ember/schemes.hpp), loaded with its default config
+// (credentials from the environment). Progress goes to stderr, only when it is a terminal. Exit codes as the rest of
 // `ember`: 0 ok, 2 usage or config error, 1 when any URL failed (each failure is one line on
 // stderr naming the command and the URL; the other URLs are still done).
 #include "commands.hpp"
@@ -21,6 +21,7 @@
 #include <ember/loader.hpp>
 #include <ember/plugin_backend.hpp>
 #include <ember/run_config.hpp>
+#include <ember/schemes.hpp>
 #include <ember/storage.hpp>
 
 #include <unistd.h>
@@ -59,19 +60,11 @@ class Space {
   Space(const std::string& config_path, const std::vector<std::string>& plugin_dirs) : config_(config_path) {
     json::value cfg;
     if (!config_path.empty()) cfg = load_run_config(config_path, {});
-    std::vector<std::filesystem::path> dirs(plugin_dirs.begin(), plugin_dirs.end());
-    if (cfg.is_object())
-      if (auto* p = cfg.as_object().if_contains("plugins"))
-        if (auto* d = p->as_object().if_contains("dirs"))
-          for (const auto& v : d->as_array()) {
-            std::filesystem::path dir(std::string(v.as_string()));
-            if (dir.is_relative()) dir = std::filesystem::path(config_path).parent_path() / dir;
-            dirs.push_back(dir.lexically_normal());
-          }
-    for (auto& d : env_plugin_dirs()) dirs.push_back(d);
-    if (dirs.empty())
-      for (auto& d : default_plugin_dirs()) dirs.push_back(d);
-    for (const auto& d : dirs) catalog_.scan(d);
+    Options opt;
+    opt.config = config_path;
+    opt.plugin_dirs = plugin_dirs;
+    catalog_ = scan_plugins(opt, cfg.is_object() ? &cfg : nullptr);  // the same search as `ember fit`
+    owners_ = scheme_owners(catalog_);
     if (cfg.is_object())
       for (auto& ref : plugin_refs(cfg, "plugins", "storage")) {
         auto lib = catalog_.require(ref.id, config_path + ": " + ref.where + ".plugin");
@@ -81,26 +74,26 @@ class Space {
 
   storage::UrlSpace& urls() { return services_.urls(); }
 
-  // Make sure url's scheme is served: a storage plugin found that claims it, default config.
+  // Make sure url's scheme is served: the plugin that claims it (include/ember/schemes.hpp),
+  // loaded with its default config, as `ember fit` does for a config's URLs.
   void need(const std::string& url) {
     std::string scheme = storage::scheme_of(url);
     if (served(scheme) || tried_.count(scheme)) return;
     tried_.insert(scheme);
-    for (const auto& [id, lib] : catalog_.plugins) {
-      if (loaded_ids_.count(id)) continue;
-      auto ifaces = lib->interfaces();
-      if (std::find(ifaces.begin(), ifaces.end(), EMBER_STORAGE_V1) == ifaces.end()) continue;
-      try {
-        load(lib, json::object(), "ember storage: plugin " + id + " (default config)");
-      } catch (const std::exception& e) {
-        failures_ += "\n  " + id + ": " + e.what();
-      }
+    if (auto it = owners_.owner.find(scheme); it != owners_.owner.end() && !loaded_ids_.count(it->second)) {
+      load(catalog_.find(it->second), json::object(), "ember storage: plugin " + it->second + " (default config)");
       if (served(scheme)) return;
     }
     std::string known;
     for (const auto& s : urls().schemes()) known += (known.empty() ? "" : ", ") + s + "://";
+    for (const auto& [s, id] : owners_.owner)
+      if (!served(s)) known += (known.empty() ? "" : ", ") + s + "://";
+    std::string hint;
+    if (auto p = known_provider(scheme); !p.empty())
+      hint = "; the '" + std::string(p) + "' storage plugin provides " + scheme + "://: put " + std::string(p) +
+             ".so in a plugin directory";
     throw ConfigError("no storage plugin serves '" + scheme + "://' (in " + url + "); schemes available: " + known +
-                      "; plugin directories: " + dirs_text() + (failures_.empty() ? "" : "; plugins that failed to load:" + failures_));
+                      hint + "; plugin directories: " + dirs_text());
   }
 
  private:
@@ -126,9 +119,9 @@ class Space {
   std::string config_;
   Services services_;
   Catalog catalog_;
+  SchemeOwners owners_;
   std::vector<std::unique_ptr<PluginInstance>> instances_;  // after services_: destroyed first
   std::set<std::string> loaded_ids_, tried_;
-  std::string failures_;
 };
 
 std::string time_text(std::int64_t ns) {
