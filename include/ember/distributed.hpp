@@ -13,6 +13,9 @@
 namespace at {
 class Tensor;
 }
+namespace torch::optim {
+class Optimizer;
+}
 
 namespace ember {
 
@@ -44,6 +47,8 @@ class Distributed {
   // gradient-accumulation batch that does not step; gradients stay local (no_sync).
   virtual void prepare_forward(bool sync) = 0;
   virtual void prepare_backward(const at::Tensor& loss, bool sync) = 0;
+  // optimizer.zero_grad() for gradients that may be views of communication buckets.
+  virtual void zero_grad(torch::optim::Optimizer& optimizer) = 0;
   // After fit restored a checkpoint (on every rank): rank 0's parameters win again.
   virtual void sync_parameters() = 0;
 };

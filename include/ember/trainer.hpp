@@ -751,7 +751,8 @@ class Trainer : public Services, public MediaSink {
       if (accumulated_ == 0) {  // the first batch of an accumulation window
         args_.optimizer_idx = 0;
         dispatch(EMBER_HOOK_ID_on_before_zero_grad);
-        optim_.optimizer->zero_grad();
+        if (dist_) dist_->zero_grad(*optim_.optimizer);
+        else optim_.optimizer->zero_grad();
       }
       dispatch(EMBER_HOOK_ID_on_before_backward);
       if (dist_) dist_->prepare_backward(l, step_now);

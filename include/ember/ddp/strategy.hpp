@@ -119,13 +119,13 @@ class DdpStrategy : public Distributed {
     try {
       pg_ = c10::make_intrusive<c10d::ProcessGroupGloo>(group_store, env_.rank, env_.world_size, gopt);
     } catch (const std::exception& e) {
-      // Gloo's rendezvous: every rank sets its address under its rank number; who is missing
-      // never did.
+      // Gloo's rendezvous: every rank sets its address under "<context>/<rank>"; who is
+      // missing never did.
       std::string missing;
       for (int r = 0; r < env_.world_size; ++r) {
         bool there = false;
         try {
-          there = group_store->check({std::to_string(r)});
+          there = group_store->check({"0/" + std::to_string(r)});  // Gloo context 0's key for rank r
         } catch (...) {
         }
         if (!there) missing += (missing.empty() ? "" : ", ") + std::to_string(r);
@@ -203,6 +203,21 @@ class DdpStrategy : public Distributed {
     if (!reducer_ || !sync) return;
     if (opt_.find_unused_parameters) reducer_->prepare_for_backward({loss});
     else reducer_->prepare_for_backward({});
+  }
+
+  // optimizer.zero_grad() as torch.optim does it: a gradient that is a view of a DDP bucket
+  // (gradient_as_bucket_view) is zeroed in place, not detached (libtorch's zero_grad would
+  // detach_ it, which a view refuses).
+  void zero_grad(torch::optim::Optimizer& optimizer) override {
+    torch::NoGradGuard ng;
+    for (auto& group : optimizer.param_groups())
+      for (auto& p : group.params()) {
+        auto& g = p.mutable_grad();
+        if (!g.defined()) continue;
+        if (g.grad_fn()) g.detach_();
+        else g.requires_grad_(false);
+        g.zero_();
+      }
   }
 
   void barrier(const std::string& what) override {
