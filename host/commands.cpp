@@ -1,4 +1,5 @@
 #include "commands.hpp"
+#include "ddp.hpp"
 
 #include <ember/loader.hpp>
 #include <ember/redact.hpp>
@@ -131,7 +132,7 @@ int run_config(const Options& opt) {
   }
 }
 
-int run_trainer_impl(Command cmd, const Options& opt, json::value cfg, Catalog& catalog);
+int run_trainer_impl(Command cmd, const Options& opt, json::value cfg, Catalog& catalog, const DdpPlan& plan);
 
 int run_trainer(Command cmd, const Options& opt) {
   // SIGINT/SIGTERM from here on stop the run at the next batch boundary with loggers finalized
@@ -139,10 +140,12 @@ int run_trainer(Command cmd, const Options& opt) {
   StopOnSignals stop_on_signals;
   json::value cfg;
   Catalog catalog;
+  DdpPlan plan;
   try {
     cfg = load_run_config(opt.config, opt.overrides);
     catalog = scan_plugins(opt, &cfg);
     check_plugin_configs(opt, cfg, catalog);
+    plan = plan_ddp(cfg);
   } catch (const ConfigError& e) {
     std::cerr << "ember: config error:\n" << e.what() << "\n";
     return 2;
@@ -152,7 +155,9 @@ int run_trainer(Command cmd, const Options& opt) {
     return 128 + signo;
   }
   try {
-    int rc = run_trainer_impl(cmd, opt, std::move(cfg), catalog);
+    // trainer.devices > 1 and no launcher: this process becomes Ember's launcher (host/ddp_launch.cpp).
+    if (plan.spawn) return launch_local_ranks(plan.devices, plan.options.timeout_s);
+    int rc = run_trainer_impl(cmd, opt, std::move(cfg), catalog, plan);
     if (int signo = caught_stop_signal())  // after the last batch boundary: the run finished anyway
       std::cerr << "ember: " << signal_name(signo) << " received after the last step; the run completed\n";
     return rc;

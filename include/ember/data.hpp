@@ -222,18 +222,37 @@ class Loader {
   Loader(Dataset d, std::int64_t batch_size, bool shuffle, std::uint64_t seed)
       : data_(std::move(d)), batch_size_(batch_size), shuffle_(shuffle), seed_(seed) {}
   std::int64_t num_batches() const {
-    return data_.size() == 0 ? 0 : (data_.size() + batch_size_ - 1) / batch_size_;
+    const std::int64_t n = rows();
+    return n == 0 ? 0 : (n + batch_size_ - 1) / batch_size_;
   }
   std::int64_t size() const { return data_.size(); }
+  // The rows this loader yields per epoch: the dataset, or under set_shard this rank's share.
+  std::int64_t rows() const { return world_ > 1 ? shard_rows_ : data_.size(); }
+
+  // torch.utils.data.DistributedSampler: this rank reads rows rank, rank + world, ... of the
+  // epoch's order (shuffled by seed + epoch, as set_epoch does), padded by repeating the order's
+  // first rows so every rank has ceil(N / world) of them, or with drop_last cut to
+  // floor(N / world). One epoch covers the data once across the ranks.
+  void set_shard(int rank, int world, bool drop_last) {
+    if (world <= 1) return;
+    rank_ = rank;
+    world_ = world;
+    drop_last_ = drop_last;
+    const std::int64_t n = data_.size();
+    shard_rows_ = drop_last && n % world != 0 ? n / world : (n + world - 1) / world;
+    if (!shuffle_) start_epoch(0);
+  }
+
   // The epoch's order depends only on (seed, epoch): a resumed run sees the same batches.
   void start_epoch(std::int64_t epoch) {
+    if (world_ > 1) return shard_epoch(epoch);
     if (!shuffle_ || data_.size() == 0) return;
     auto gen = at::make_generator<at::CPUGeneratorImpl>(seed_ * 1000003ULL + static_cast<std::uint64_t>(epoch));
     perm_ = torch::randperm(data_.size(), gen, torch::TensorOptions().dtype(torch::kInt64));
   }
   Batch batch(std::int64_t i) const {
     std::int64_t start = i * batch_size_;
-    std::int64_t len = std::min(batch_size_, data_.size() - start);
+    std::int64_t len = std::min(batch_size_, rows() - start);
     Batch b;
     if (perm_.defined()) {
       torch::NoGradGuard ng;
@@ -248,8 +267,32 @@ class Loader {
   }
 
  private:
+  void shard_epoch(std::int64_t epoch) {
+    const std::int64_t n = data_.size();
+    if (n == 0) return;
+    torch::Tensor order;
+    if (shuffle_) {
+      auto gen = at::make_generator<at::CPUGeneratorImpl>(seed_ + static_cast<std::uint64_t>(epoch));
+      order = torch::randperm(n, gen, torch::TensorOptions().dtype(torch::kInt64));
+    } else {
+      order = torch::arange(n, torch::kInt64);
+    }
+    const std::int64_t total = shard_rows_ * world_;
+    if (total > n) {  // pad with the order's first rows, repeated if needed
+      std::vector<torch::Tensor> parts{order};
+      for (std::int64_t have = n; have < total; have += n) parts.push_back(order.narrow(0, 0, std::min(n, total - have)));
+      order = torch::cat(parts);
+    } else {
+      order = order.narrow(0, 0, total);
+    }
+    perm_ = order.slice(0, rank_, total, world_).contiguous();
+  }
+
   Dataset data_;
   torch::Tensor perm_;  // this epoch's order; undefined until a shuffled epoch starts
+  int rank_ = 0, world_ = 1;
+  bool drop_last_ = false;
+  std::int64_t shard_rows_ = 0;
   std::int64_t batch_size_ = 1;
   bool shuffle_ = false;
   std::uint64_t seed_ = 0;

@@ -18,6 +18,7 @@
 
 #include <ember/abi.h>
 #include <ember/config.hpp>
+#include <ember/distributed.hpp>
 #include <ember/error.hpp>
 #include <ember/registry.hpp>
 #include <ember/storage.hpp>
@@ -397,6 +398,11 @@ class Services {
   virtual void save_checkpoint(const std::string& url, bool /*weights_only*/) {
     throw RuntimeError("cannot save checkpoint " + url + ": no trainer is running");
   }
+  // Data parallel (host table since 1.1): one process unless the trainer runs under ddp.
+  virtual RankInfo rank_info() { return {}; }
+  virtual void barrier() {}
+  virtual void broadcast(void* /*data*/, std::size_t /*size*/, int /*root*/) {}
+  virtual void all_reduce(double* /*values*/, std::size_t /*n*/, ReduceOp /*op*/) {}
 
  private:
   storage::UrlSpace urls_;
@@ -578,6 +584,46 @@ struct HostBinding {
     table.save_checkpoint = [](void* c, ember_str_t url, int32_t weights_only) -> ember_status_t {
       return guard([&] {
         of(c).services->save_checkpoint(std::string(sv(url)), weights_only != 0);
+        return EMBER_OK;
+      });
+    };
+    const RankInfo ri = s ? s->rank_info() : RankInfo{};
+    table.global_rank = ri.global_rank;
+    table.local_rank = ri.local_rank;
+    table.world_size = ri.world_size;
+    table.barrier = [](void* c) -> ember_status_t {
+      return guard([&] {
+        of(c).services->barrier();
+        return EMBER_OK;
+      });
+    };
+    table.broadcast = [](void* c, void* data, size_t size, int32_t root) -> ember_status_t {
+      return guard([&] {
+        const int world = of(c).services->rank_info().world_size;
+        if (root < 0 || root >= world) {
+          last_error = "broadcast: root " + std::to_string(root) + " is outside world size " + std::to_string(world);
+          return EMBER_E_INVALID;
+        }
+        if (size && !data) {
+          last_error = "broadcast: data is null";
+          return EMBER_E_INVALID;
+        }
+        of(c).services->broadcast(data, size, root);
+        return EMBER_OK;
+      });
+    };
+    table.all_reduce = [](void* c, double* values, size_t count, int32_t op) -> ember_status_t {
+      return guard([&] {
+        if (op < EMBER_REDUCE_SUM || op > EMBER_REDUCE_MIN) {
+          last_error = "all_reduce: op " + std::to_string(op) + " is not an ember_reduce_op_t";
+          return EMBER_E_INVALID;
+        }
+        if (count && !values) {
+          last_error = "all_reduce: values is null";
+          return EMBER_E_INVALID;
+        }
+        static const ReduceOp ops[] = {ReduceOp::sum, ReduceOp::mean, ReduceOp::max, ReduceOp::min};
+        of(c).services->all_reduce(values, count, ops[op]);
         return EMBER_OK;
       });
     };

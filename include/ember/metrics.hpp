@@ -30,6 +30,10 @@ struct LogOptions {
   std::optional<bool> on_step;   // default: true in training_step, false elsewhere
   std::optional<bool> on_epoch;  // default: false in training_step, true elsewhere
   Reduce reduce = Reduce::mean;
+  // Lightning's sync_dist: under ddp the value is reduced across ranks with `reduce` (a step
+  // value when logged, an epoch value when reduced; an epoch mean weighs every rank's batches).
+  // Every rank must log the same sync_dist names in the same order: each is a collective.
+  bool sync_dist = false;
 };
 
 // A record for loggers: name and value; the context (step, epoch, stage) travels beside it.
@@ -48,8 +52,30 @@ class MetricStore {
     batch_size_ = batch_size > 0 ? batch_size : 1;
   }
 
+  // Who reduces sync_dist values across ranks (the trainer under ddp); null: a single process.
+  using SyncFn = void (*)(void* ctx, std::vector<double>& values, Reduce op);
+  void set_sync(SyncFn fn, void* ctx) {
+    sync_ = fn;
+    sync_ctx_ = ctx;
+  }
+
   void log(std::string_view name, double value, const LogOptions& o, std::int64_t batch_size = -1) {
     Entry& e = entry(name, o);
+    e.sync_dist = o.sync_dist;
+    // A step value is reduced now; the epoch accumulates the local value and is reduced across
+    // ranks at the epoch end.
+    if (o.sync_dist && sync_ && o.on_step.value_or(default_on_step_)) {
+      sync_buf_.assign(1, value);
+      sync_(sync_ctx_, sync_buf_, o.reduce);
+      log_value(e, o, sync_buf_[0], value, batch_size);
+      return;
+    }
+    log_value(e, o, value, value, batch_size);
+  }
+
+ private:
+  struct Entry;
+  void log_value(Entry& e, const LogOptions& o, double value, double local, std::int64_t batch_size) {
     const bool on_step = o.on_step.value_or(default_on_step_);
     const bool on_epoch = o.on_epoch.value_or(!default_on_step_);
     e.on_step = on_step;
@@ -62,6 +88,7 @@ class MetricStore {
       e.has_latest = true;
     }
     if (on_epoch) {
+      value = local;
       const double w = static_cast<double>(batch_size > 0 ? batch_size : batch_size_);
       switch (e.reduce) {
         case Reduce::mean: e.acc += value * w; e.weight += w; break;
@@ -72,6 +99,8 @@ class MetricStore {
       e.epoch_pending = true;
     }
   }
+
+ public:
 
   // Step values logged since the last call, for loggers; names get "_step" when the metric is
   // also reduced per epoch (Lightning's convention).
@@ -93,6 +122,7 @@ class MetricStore {
   // Reduce what stage logged this epoch into epoch values and reset the accumulators.
   // Names get "_epoch" when the metric is also logged per step.
   void reduce_epoch(ember_stage_t stage, std::vector<MetricValue>* out) {
+    if (sync_) sync_epoch(stage);
     for (Entry& e : entries_) {
       if (!e.epoch_pending || e.stage != stage) continue;
       e.epoch_pending = false;
@@ -161,10 +191,33 @@ class MetricStore {
   }
 
  private:
+  // sync_dist entries pending for stage: sums (a mean's weighted sum and weight, a sum) in one
+  // all_reduce, maxima and minima in one each; in entry order, the same on every rank.
+  void sync_epoch(ember_stage_t stage) {
+    std::vector<double> sums, maxs, mins;
+    for (Entry& e : entries_) {
+      if (!e.sync_dist || !e.epoch_pending || e.stage != stage) continue;
+      if (e.reduce == Reduce::mean) sums.push_back(e.acc), sums.push_back(e.weight);
+      else if (e.reduce == Reduce::sum) sums.push_back(e.acc);
+      else (e.reduce == Reduce::max ? maxs : mins).push_back(e.acc);
+    }
+    if (!sums.empty()) sync_(sync_ctx_, sums, Reduce::sum);
+    if (!maxs.empty()) sync_(sync_ctx_, maxs, Reduce::max);
+    if (!mins.empty()) sync_(sync_ctx_, mins, Reduce::min);
+    std::size_t is = 0, ix = 0, in = 0;
+    for (Entry& e : entries_) {
+      if (!e.sync_dist || !e.epoch_pending || e.stage != stage) continue;
+      if (e.reduce == Reduce::mean) e.acc = sums[is++], e.weight = sums[is++];
+      else if (e.reduce == Reduce::sum) e.acc = sums[is++];
+      else if (e.reduce == Reduce::max) e.acc = maxs[ix++];
+      else e.acc = mins[in++];
+    }
+  }
+
   struct Entry {
     std::string name;
     Reduce reduce = Reduce::mean;
-    bool prog_bar = false, logger = true, on_step = false, on_epoch = false;
+    bool prog_bar = false, logger = true, on_step = false, on_epoch = false, sync_dist = false;
     ember_stage_t stage = EMBER_STAGE_NONE;
     double step_value = 0, acc = 0, weight = 0, epoch_value = 0, latest = 0;
     bool step_fresh = false, epoch_pending = false, has_epoch = false, has_latest = false;
@@ -202,6 +255,9 @@ class MetricStore {
     return a;
   }();
   ember_stage_t stage_ = EMBER_STAGE_NONE;
+  SyncFn sync_ = nullptr;
+  void* sync_ctx_ = nullptr;
+  std::vector<double> sync_buf_;
   bool default_on_step_ = false;
   std::int64_t batch_size_ = 1;
 };

@@ -68,6 +68,28 @@ class Plugin {
   // The message of the last failure recorded on this thread (what the host's last_error reads).
   static const std::string& last_error() { return detail::thread_error(); }
 
+  // Data parallel (host 1.1; an older host is one process). Collectives: every rank calls them
+  // in the same order. A failure throws std::runtime_error with the host's message.
+  int global_rank() const { return EMBER_HOST_HAS(host_, global_rank) ? host_->global_rank : 0; }
+  int world_size() const { return EMBER_HOST_HAS(host_, world_size) ? host_->world_size : 1; }
+  bool is_global_zero() const { return global_rank() == 0; }
+  // Rank 0's value of *value on every rank (a trivially copyable T).
+  template <class T>
+  void broadcast_from_zero(T& value) const {
+    static_assert(std::is_trivially_copyable_v<T>, "broadcast bytes only");
+    if (world_size() <= 1 || !EMBER_HOST_HAS(host_, broadcast)) return;
+    if (host_->broadcast(host_->ctx, &value, sizeof value, 0) != EMBER_OK)
+      throw std::runtime_error("broadcast from rank 0 failed: " + std::string(view(host_->last_error(host_->ctx))));
+  }
+  void broadcast_from_zero(std::string& value) const {
+    if (world_size() <= 1) return;
+    std::uint64_t n = value.size();
+    broadcast_from_zero(n);
+    value.resize(static_cast<std::size_t>(n));
+    if (n && host_->broadcast(host_->ctx, value.data(), value.size(), 0) != EMBER_OK)
+      throw std::runtime_error("broadcast from rank 0 failed: " + std::string(view(host_->last_error(host_->ctx))));
+  }
+
  private:
   const ember_host_t* host_;
 };

@@ -66,6 +66,18 @@ inline std::string run_config_schema() {
       "enable_checkpointing": {"type": "boolean", "default": true},
       "enable_progress_bar": {"type": "boolean", "default": true},
       "num_threads": {"type": ["integer", "null"], "minimum": 1, "maximum": 65536, "default": null},
+      "strategy": {"enum": ["auto", "ddp", "single_device"], "default": "auto",
+                   "description": "ddp: one process per rank on c10d (Gloo); auto: ddp when devices * num_nodes > 1 or a launcher (torchrun, srun) started this process"},
+      "devices": {"type": "integer", "minimum": 1, "maximum": 4096, "default": 1,
+                  "description": "processes (ranks) per machine; Ember starts them itself when no launcher did"},
+      "num_nodes": {"type": "integer", "minimum": 1, "maximum": 65536, "default": 1},
+      "ddp_timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 604800, "default": 1800,
+                        "description": "init_process_group's timeout: how long a rank waits for a peer that never arrives or stops answering"},
+      "find_unused_parameters": {"type": "boolean", "default": false},
+      "gradient_as_bucket_view": {"type": "boolean", "default": false},
+      "broadcast_buffers": {"type": "boolean", "default": true},
+      "bucket_cap_mb": {"type": "number", "exclusiveMinimum": 0, "maximum": 65536, "default": 25},
+      "ddp_comm_hook": {"enum": ["none", "fp16_compress"], "default": "none"},
       "watch": {"type": ["object", "null"], "additionalProperties": false, "default": null,
                 "description": "WandbLogger.watch for every logger that takes media: histograms of gradients/parameters",
                 "properties": {
@@ -118,7 +130,9 @@ inline std::string run_config_schema() {
       "shuffle": {"type": "boolean", "default": true},
       "normalize": {"type": "boolean", "default": true},
       "label_column": {"type": "integer", "minimum": -2147483648, "maximum": 2147483647, "default": -1},
-      "has_header": {"type": "boolean", "default": true}
+      "has_header": {"type": "boolean", "default": true},
+      "drop_last": {"type": "boolean", "default": false,
+                    "description": "under ddp: cut each rank's shard to floor(N / world_size) instead of padding to ceil"}
     }}
   }
 })";

@@ -80,13 +80,17 @@ class Session {
   // it uses are read (fit: train and val; validate: val, from train for val_fraction; test;
   // predict); EMBER_STAGE_NONE reads every split the config names, for a caller that runs
   // several (fit, then test).
-  Trainer& build(Module* module = nullptr, ember_stage_t stage = EMBER_STAGE_NONE) {
+  // dist: the data-parallel strategy (include/ember/ddp/strategy.hpp) when this process is one
+  // rank of several; it must outlive the session. Each rank then reads its shard of the data,
+  // and loggers and the progress bar act on rank 0 only.
+  Trainer& build(Module* module = nullptr, ember_stage_t stage = EMBER_STAGE_NONE, Distributed* dist = nullptr) {
     const auto& root = cfg_.as_object();
     const auto& tcfg = root.at("trainer").as_object();
     auto opts = TrainerOptions::from_json(tcfg, root.contains("seed_everything") ? root.at("seed_everything") : boost::json::value());
     if (opts.seed) torch::manual_seed(*opts.seed);
     module_ = module ? module : make_model();
     trainer_ = std::make_unique<Trainer>(std::move(opts), *module_);
+    trainer_->set_distributed(dist);
     // Storage first: later plugins may write through it.
     for (auto& ref : plugin_refs(cfg_, "plugins", "storage")) {
       auto& inst = instantiate(ref);
@@ -121,7 +125,7 @@ class Session {
     for (auto& ref : plugin_refs(cfg_, "trainer", "logger")) instantiate(ref);
     for (auto& ref : plugin_refs(cfg_, "trainer", "callbacks")) instantiate(ref);
     const bool progress = tcfg.contains("enable_progress_bar") && tcfg.at("enable_progress_bar").as_bool();
-    if (const auto* d = default_of("default_progress_bar"); progress && d && d->is_string()) {
+    if (const auto* d = default_of("default_progress_bar"); progress && d && d->is_string() && trainer_->is_global_zero()) {
       std::string id(d->as_string());
       if (!has(id) && catalog_.find(id))
         instantiate({"trainer.enable_progress_bar (plugins.default_progress_bar)", id, boost::json::object()});
@@ -290,6 +294,11 @@ class Session {
     }
     if (auto f = files("test"); !f.empty() && wants(EMBER_STAGE_TEST)) test_ = std::make_unique<data::Loader>(load(f), batch, false, seed);
     if (auto f = files("predict"); !f.empty() && wants(EMBER_STAGE_PREDICT)) predict_ = std::make_unique<data::Loader>(load(f), batch, false, seed);
+    if (Distributed* dist = trainer_->distributed()) {
+      const bool drop_last = flag("drop_last", false);
+      for (auto* l : {train_.get(), val_.get(), test_.get(), predict_.get()})
+        if (l) l->set_shard(dist->global_rank(), dist->world_size(), drop_last);
+    }
   }
 
   boost::json::value cfg_;

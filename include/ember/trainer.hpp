@@ -7,6 +7,7 @@
 
 #include <ember/checkpoint.hpp>
 #include <ember/data.hpp>
+#include <ember/distributed.hpp>
 #include <ember/loader.hpp>
 #include <ember/media.hpp>
 #include <ember/metrics.hpp>
@@ -146,6 +147,15 @@ class Trainer : public Services, public MediaSink {
   bool should_stop() const { return should_stop_; }
   std::string stop_reason() const { return stop_reason_; }
 
+  // Data parallel (include/ember/distributed.hpp; null: one process). Set before plugins are
+  // added: loggers and media are kept on rank 0 only, and plugins read the rank at creation.
+  void set_distributed(Distributed* d) {
+    dist_ = d;
+    metrics_.set_sync(d ? &Trainer::sync_metrics : nullptr, this);
+  }
+  Distributed* distributed() const { return dist_; }
+  bool is_global_zero() const { return !dist_ || dist_->is_global_zero(); }
+
   // Add an in-process callback (Lightning's Trainer(callbacks=[...])). It must outlive fit.
   template <class T>
   void add_callback(T& cb, std::string name) {
@@ -154,11 +164,12 @@ class Trainer : public Services, public MediaSink {
   // Add a loaded plugin instance: its hooks, logger and state. The instance must outlive fit.
   void add_plugin(PluginInstance& p) {
     p.register_hooks(registry_);
-    if (auto* lg = p.interface<ember_logger_v1_t>(EMBER_LOGGER_V1))
+    // Loggers act on rank zero only (Lightning's rank_zero_only): the others keep no logger.
+    if (auto* lg = is_global_zero() ? p.interface<ember_logger_v1_t>(EMBER_LOGGER_V1) : nullptr)
       loggers_.push_back({p.id(), lg, p.self(), p.library().entry().last_error});
     if (auto* st = p.interface<ember_state_v1_t>(EMBER_STATE_V1))
       stateful_.push_back({p.id(), st, p.self(), p.library().entry().last_error});
-    if (auto* m = p.interface<ember_media_v1_t>(EMBER_MEDIA_V1))
+    if (auto* m = is_global_zero() ? p.interface<ember_media_v1_t>(EMBER_MEDIA_V1) : nullptr)
       media_.emplace_back(p.id(), *m, p.self(), p.library().entry().last_error);
   }
 
@@ -324,12 +335,17 @@ class Trainer : public Services, public MediaSink {
     args_.url = cstr(url);
     dispatch(EMBER_HOOK_ID_on_save_checkpoint);
     args_.url = {};
-    // Streamed into an atomic writer: a crash leaves the previous object under url.
-    auto writer = urls().open_write(url);
-    ckpt::write_pickle(checkpoint_value(weights_only), *writer);
-    writer->commit();
-    for (auto& lg : loggers_)
-      if (lg.table->after_save_checkpoint) logger_call(lg, "after_save_checkpoint", lg.table->after_save_checkpoint(lg.self, cstr(url)));
+    // Rank 0 writes (every rank holds the same model); the others wait for it, as Lightning's
+    // strategy.save_checkpoint + barrier, so that no rank reads a checkpoint not yet written.
+    if (is_global_zero()) {
+      // Streamed into an atomic writer: a crash leaves the previous object under url.
+      auto writer = urls().open_write(url);
+      ckpt::write_pickle(checkpoint_value(weights_only), *writer);
+      writer->commit();
+      for (auto& lg : loggers_)
+        if (lg.table->after_save_checkpoint) logger_call(lg, "after_save_checkpoint", lg.table->after_save_checkpoint(lg.self, cstr(url)));
+    }
+    if (dist_) dist_->barrier("save_checkpoint " + url);
   }
 
   // Restore from url: weights always; optimizer, schedulers, plugin state, loop position and
@@ -409,6 +425,22 @@ class Trainer : public Services, public MediaSink {
     for (const auto& v : values)
       if (!fn(v.name, v.value)) return;
   }
+  RankInfo rank_info() override {
+    return dist_ ? RankInfo{dist_->global_rank(), dist_->local_rank(), dist_->world_size()} : RankInfo{};
+  }
+  void barrier() override {
+    if (dist_) dist_->barrier("plugin barrier");
+  }
+  void broadcast(void* data, std::size_t size, int root) override {
+    if (dist_) dist_->broadcast(data, size, root);
+  }
+  void all_reduce(double* values, std::size_t n, ReduceOp op) override {
+    if (!dist_) return;
+    std::vector<double> v(values, values + n);
+    dist_->all_reduce(v, op);
+    std::copy(v.begin(), v.end(), values);
+  }
+
   void request_stop(const std::string& who, std::string_view reason) override {
     should_stop_ = true;
     stop_reason_ = who + ": " + std::string(reason);
@@ -438,6 +470,24 @@ class Trainer : public Services, public MediaSink {
     void* self;
     ember_str_t (*last_error)(void*);
   };
+
+  // sync_dist: MetricStore hands the values to reduce across ranks.
+  static void sync_metrics(void* self, std::vector<double>& values, Reduce op) {
+    auto* t = static_cast<Trainer*>(self);
+    t->dist_->all_reduce(values, op == Reduce::sum ? ReduceOp::sum
+                                 : op == Reduce::max ? ReduceOp::max
+                                 : op == Reduce::min ? ReduceOp::min
+                                                     : ReduceOp::mean);
+  }
+  // A stop any rank asked for (EarlyStopping, a plugin) stops every rank at the same epoch end.
+  void sync_should_stop() {
+    std::vector<double> v{should_stop_ ? 1.0 : 0.0};
+    dist_->all_reduce(v, ReduceOp::max);
+    if (v[0] > 0 && !should_stop_) {
+      should_stop_ = true;
+      stop_reason_ = "another rank requested a stop";
+    }
+  }
 
   std::int64_t max_epochs() const {
     if (opt_.fast_dev_run) return 1;
@@ -610,6 +660,7 @@ class Trainer : public Services, public MediaSink {
     if (!optim_.optimizer) throw RuntimeError("configure_optimizers returned no optimizer");
     if (opt_.watch && !watch_set_) watch(*opt_.watch);
     if (!ckpt_path.empty()) restore(ckpt_path, false);
+    if (dist_) dist_->sync_parameters();
     dispatch(EMBER_HOOK_ID_on_fit_start);
     const std::int64_t n_train = dev_limit(limit(opt_.limit_train_batches, train_));
     const std::int64_t n_val = dev_limit(limit(opt_.limit_val_batches, val_));
@@ -674,6 +725,7 @@ class Trainer : public Services, public MediaSink {
       dispatch(EMBER_HOOK_ID_on_train_epoch_end);
       metrics_.reduce_epoch(EMBER_STAGE_FIT, &buf);  // what on_train_epoch_end logged
       send_to_loggers(buf, EMBER_STAGE_FIT);
+      if (dist_) sync_should_stop();
       if (hit_max_steps || stopped_by_deadline_) break;
     }
     args_.epoch = epoch_;
@@ -687,11 +739,12 @@ class Trainer : public Services, public MediaSink {
     args_.loss = nullptr;
     dispatch(EMBER_HOOK_ID_on_train_batch_start);
     metrics_.set_context(EMBER_STAGE_FIT, true, batch.size());
-    std::optional<torch::Tensor> loss = module_.training_step(batch, b);
     // Lightning's automatic optimization: training_step; on_before_zero_grad + zero_grad on the
     // first batch of an accumulation window; backward; and when this batch steps:
-    // on_before_optimizer_step, clip, step.
+    // on_before_optimizer_step, clip, step. Under ddp only a stepping batch all-reduces (no_sync).
     const bool step_now = (b + 1) % opt_.accumulate_grad_batches == 0 || b + 1 == n_train;
+    if (dist_) dist_->prepare_forward(step_now);
+    std::optional<torch::Tensor> loss = module_.training_step(batch, b);
     DLTensor view{};
     std::int64_t shape0 = 0;
     float loss_value = 0;
@@ -716,9 +769,11 @@ class Trainer : public Services, public MediaSink {
       if (accumulated_ == 0) {  // the first batch of an accumulation window
         args_.optimizer_idx = 0;
         dispatch(EMBER_HOOK_ID_on_before_zero_grad);
-        optim_.optimizer->zero_grad();
+        if (dist_) dist_->zero_grad(*optim_.optimizer);
+        else optim_.optimizer->zero_grad();
       }
       dispatch(EMBER_HOOK_ID_on_before_backward);
+      if (dist_) dist_->prepare_backward(l, step_now);
       l.backward();
       dispatch(EMBER_HOOK_ID_on_after_backward);
       ++accumulated_;
@@ -854,6 +909,7 @@ class Trainer : public Services, public MediaSink {
   std::atomic<int> interrupt_{0};  // request_interrupt's signal number, 0: none
   std::optional<std::chrono::steady_clock::time_point> deadline_;
   bool stopped_by_deadline_ = false;
+  Distributed* dist_ = nullptr;
 };
 
 }  // namespace ember

@@ -170,8 +170,17 @@ class EarlyStopping : public ember::plugin::Plugin,
                   std::string(view(host().last_error(host().ctx))));
     if (st.sanity_checking || args.stage == EMBER_STAGE_SANITY_CHECK) return;
 
-    double current;
-    if (host().get_metric(host().ctx, str(monitor_), &current) != EMBER_OK) {
+    double current = 0;
+    // Under ddp every rank decides on rank 0's value, so all stop at the same epoch (Lightning
+    // reduces the decision; here rank 0's metric is the one, as in its checkpoints).
+    struct {
+      double value;
+      std::int32_t found;
+    } seen{0, host().get_metric(host().ctx, str(monitor_), &current) == EMBER_OK ? 1 : 0};
+    seen.value = current;
+    broadcast_from_zero(seen);
+    current = seen.value;
+    if (!seen.found) {
       std::string msg = "Early stopping conditioned on metric `" + monitor_ +
                         "` (config key monitor) which is not available. Pass in or modify your "
                         "early_stopping config to use any of the following: " +

@@ -351,8 +351,15 @@ class ModelCheckpoint : public ember::plugin::Plugin,
 
   std::optional<double> monitored() {
     if (!monitor_) return std::nullopt;
-    double v;
-    if (host().get_metric(host().ctx, str(*monitor_), &v) == EMBER_OK) return v;
+    // Under ddp rank 0's score decides on every rank, so all keep the same top-k and call
+    // save_checkpoint (a collective) together.
+    struct {
+      double value;
+      std::int32_t found;
+    } seen{0, 0};
+    seen.found = host().get_metric(host().ctx, str(*monitor_), &seen.value) == EMBER_OK ? 1 : 0;
+    broadcast_from_zero(seen);
+    if (seen.found) return seen.value;
     std::string names;
     host().list_metrics(
         host().ctx,
@@ -405,7 +412,9 @@ class ModelCheckpoint : public ember::plugin::Plugin,
         keep = better(s, worst()->score);
       }
       if (keep) {
-        std::string url = unique_url(d, format_name(a));
+        std::string name = format_name(a);
+        broadcast_from_zero(name);  // metric values in the name: rank 0's
+        std::string url = unique_url(d, name);
         write_checkpoint(url);
         owned_.insert(url);
         saved_.push_back({url, s, a.epoch, a.global_step});
@@ -417,6 +426,10 @@ class ModelCheckpoint : public ember::plugin::Plugin,
       write_checkpoint(last_url_);
     }
     last_step_saved_ = a.global_step;
+    if (!is_global_zero()) {  // rank 0 writes the files, the index and removes the evicted
+      evicted_.clear();
+      return;
+    }
     // The index first, then the evicted files: a crash in between leaves an orphan file, never
     // an index naming a removed checkpoint.
     write_index(d);

@@ -177,6 +177,14 @@ struct host {
   fn last_error;
   fn save_checkpoint;
   fn list_progress_metrics;
+  // 1.1: data parallel
+  std::int32_t global_rank;
+  std::int32_t local_rank;
+  std::int32_t world_size;
+  std::int32_t reserved1;
+  fn barrier;
+  fn broadcast;
+  fn all_reduce;
 };
 
 struct plugin_entry {
@@ -332,7 +340,14 @@ BOOST_AUTO_TEST_CASE(hook_ids_keep_their_order) {
 
 BOOST_AUTO_TEST_CASE(abi_version_is_1) {
   BOOST_CHECK_EQUAL(EMBER_ABI_MAJOR, 1);
-  BOOST_CHECK_EQUAL(EMBER_ABI_MINOR, 0);
+  BOOST_CHECK_EQUAL(EMBER_ABI_MINOR, 1);  // 1.1 appended the ddp fields of ember_host_t
+}
+
+BOOST_AUTO_TEST_CASE(reduce_ops_keep_their_values) {
+  BOOST_CHECK_EQUAL(static_cast<int>(EMBER_REDUCE_SUM), 0);
+  BOOST_CHECK_EQUAL(static_cast<int>(EMBER_REDUCE_MEAN), 1);
+  BOOST_CHECK_EQUAL(static_cast<int>(EMBER_REDUCE_MAX), 2);
+  BOOST_CHECK_EQUAL(static_cast<int>(EMBER_REDUCE_MIN), 3);
 }
 
 BOOST_AUTO_TEST_CASE(status_codes_keep_their_values) {

@@ -31,7 +31,7 @@ extern "C" {
 /* The ABI version. A plugin built for major M loads in a host of major M whose minor is at
  * least the plugin's minor. Minor revisions only append. */
 #define EMBER_ABI_MAJOR 1
-#define EMBER_ABI_MINOR 0
+#define EMBER_ABI_MINOR 1
 
 #if defined(_WIN32)
 #define EMBER_EXPORT __declspec(dllexport)

@@ -33,6 +33,14 @@ typedef struct ember_trainer_state {
     int64_t num_predict_batches;   /* -1 unknown */
 } ember_trainer_state_t;
 
+/* Reductions of all_reduce (Since: 1.1). */
+typedef enum ember_reduce_op {
+    EMBER_REDUCE_SUM = 0,
+    EMBER_REDUCE_MEAN = 1,
+    EMBER_REDUCE_MAX = 2,
+    EMBER_REDUCE_MIN = 3
+} ember_reduce_op_t;
+
 /* Receives one metric per call from list_metrics; return non-zero to stop. */
 typedef int32_t (*ember_metric_fn)(void *user, ember_str_t name, double value);
 
@@ -78,7 +86,32 @@ typedef struct ember_host {
     /* Visit the metrics logged with prog_bar (Lightning's progress_bar_metrics).
      * Required: yes. [train-thread]. Since: 1.0. */
     ember_status_t (*list_progress_metrics)(void *ctx, ember_metric_fn fn, void *user);
+
+    /* --- Since 1.1: data-parallel training (strategy "ddp"). Check EMBER_HOST_HAS first. ---
+     * Every rank runs the same plugins and the same hooks. Loggers are created on every rank
+     * but their logger tables are used on rank 0 only; a callback that writes files does so
+     * when global_rank is 0. barrier, broadcast and all_reduce are collectives: every rank must
+     * call them in the same order, or the ranks that did wait until trainer.ddp_timeout_s and
+     * fail. In a single process they return at once (world_size 1). */
+    int32_t global_rank;           /* 0 .. world_size-1; 0 in a single process */
+    int32_t local_rank;            /* the rank on this machine */
+    int32_t world_size;            /* number of processes; 1 in a single process */
+    int32_t reserved1;
+    /* Wait until every rank has called barrier. Required: yes. [train-thread]. Since: 1.1. */
+    ember_status_t (*barrier)(void *ctx);
+    /* Copy size bytes at data on rank root to data on every other rank (the same size on
+     * every rank): how a callback makes a decision identical everywhere (rank 0's).
+     * EMBER_E_INVALID for a root outside the world. Required: yes. [train-thread]. Since: 1.1. */
+    ember_status_t (*broadcast)(void *ctx, void *data, size_t size, int32_t root);
+    /* Reduce count doubles element-wise across ranks (op: ember_reduce_op_t), in place.
+     * Required: yes. [train-thread]. Since: 1.1. */
+    ember_status_t (*all_reduce)(void *ctx, double *values, size_t count, int32_t op);
 } ember_host_t;
+
+/* Whether a host table is new enough to have field (a host of an older minor has a shorter
+ * table): EMBER_HOST_HAS(host, barrier). */
+#define EMBER_HOST_HAS(host, field) \
+    ((host)->struct_size >= offsetof(ember_host_t, field) + sizeof((host)->field))
 
 #ifdef __cplusplus
 }
