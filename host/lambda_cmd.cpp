@@ -298,7 +298,7 @@ class Runtime {
         reply["epoch"] = trainer.current_epoch();
         reply["global_step"] = trainer.global_step();
         json::value last = nullptr;
-        if (trainer.urls().stat(index)) last = json::value(session.resolve_ckpt("last"));
+        if (auto u = session.find_ckpt("last")) last = json::value(*u);
         reply["checkpoint"] = last;
         break;
       }
