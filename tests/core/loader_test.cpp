@@ -169,7 +169,7 @@ BOOST_AUTO_TEST_CASE(refuses_plugin_with_older_abi_major) {
   auto e = good_entry();
   e.abi_major = 0;
   const std::string why = check_entry(e);
-  BOOST_TEST(contains(why, "plugin ABI 0.0"), why);
+  BOOST_TEST(contains(why, version_string(0, EMBER_ABI_MINOR)), why);
   BOOST_TEST(contains(why, version_string(EMBER_ABI_MAJOR, EMBER_ABI_MINOR)), why);
 }
 

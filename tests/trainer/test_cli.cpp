@@ -247,6 +247,8 @@ BOOST_AUTO_TEST_CASE(every_sample_config_checks_clean) {
   int checked = 0;
   for (const auto& e : std::filesystem::recursive_directory_iterator(root / "samples")) {
     if (e.path().extension() != ".json") continue;
+    // samples/lambda/events/: Lambda events, not run configs (doc_configs checks them as events).
+    if (e.path().parent_path().filename() == "events") continue;
     auto r = run_process({exe(), "config", "--config", e.path().string(), "--plugin-dir", plugins(), "--plugin-dir",
                           ember::test::require_env("EMBER_BUILD_ROOT") + "/samples/c_plugin"});
     BOOST_TEST(r.exit_code == 0, e.path().string() << ":\n" << r.describe());
