@@ -124,6 +124,8 @@ class ProgressBar : public ember::plugin::Plugin, public ember::plugin::Callback
   ProgressBar(const ember_host_t* host, std::string_view config_json) : Plugin(host) {
     const ember::plugin::Config cfg(config_json, kId);
     enabled_ = cfg.boolean("enabled", enabled_);
+    // Lightning's TQDMProgressBar disables itself on every rank but global rank 0.
+    if (!is_global_zero()) enabled_ = false;
     refresh_rate_ = cfg.number("refresh_rate", refresh_rate_, 0);
     plain_every_cfg_ = cfg.integer("plain_every_n_batches", plain_every_cfg_, 0);
     max_metrics_ = cfg.integer("max_metrics", max_metrics_, 0);

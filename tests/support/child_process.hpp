@@ -127,12 +127,20 @@ class Child {
 
   std::string out() const { return read_file(out_); }
   std::string err() const { return read_file(err_); }
+  // Never throws: a child that has not opened its output files yet shows them as missing.
   std::string describe() const {
+    auto text = [](const std::string& path) {
+      try {
+        return read_file(path);
+      } catch (const std::exception&) {
+        return std::string("(" + path + " not written yet)\n");
+      }
+    };
     std::string s = !reaped_               ? "running"
                     : WIFEXITED(status_)   ? "exit " + std::to_string(WEXITSTATUS(status_))
                     : WIFSIGNALED(status_) ? "killed by signal " + std::to_string(WTERMSIG(status_))
                                            : "status " + std::to_string(status_);
-    return s + "\n--- stdout:\n" + out() + "--- stderr:\n" + err();
+    return s + "\n--- stdout:\n" + text(out_) + "--- stderr:\n" + text(err_);
   }
 
  private:
