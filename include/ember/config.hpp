@@ -5,7 +5,7 @@
 #pragma once
 
 #include <ember/error.hpp>
-#include <ember/json_parse.hpp>
+#include <ember/sdk/json_parse.hpp>
 
 #include <boost/json.hpp>
 

@@ -4,7 +4,7 @@
 #pragma once
 
 #include <ember/loader.hpp>
-#include <ember/model_plugin.hpp>
+#include <ember/sdk/model_plugin.hpp>
 #include <ember/plugin_backend.hpp>
 #include <ember/run_config.hpp>
 #include <ember/schemes.hpp>

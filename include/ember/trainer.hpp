@@ -9,7 +9,7 @@
 #include <ember/data.hpp>
 #include <ember/distributed.hpp>
 #include <ember/loader.hpp>
-#include <ember/media.hpp>
+#include <ember/sdk/media.hpp>
 #include <ember/metrics.hpp>
 #include <ember/module.hpp>
 #include <ember/registry.hpp>

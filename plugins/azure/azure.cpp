@@ -2,7 +2,7 @@
 // "abfss://" schemes (ember.storage/1, as adlfs maps them) over the Azure Blob REST API — Azure
 // Storage, or Azurite and any other custom blob endpoint.
 //
-// HTTP(S) is ember/http.hpp (Beast + OpenSSL, TLS verified). Requests are authorized by Shared
+// HTTP(S) is ember/net/http.hpp (Beast + OpenSSL, TLS verified). Requests are authorized by Shared
 // Key (shared_key.hpp), a SAS token, or an Entra ID bearer token from the client-credentials flow;
 // see Credentials below for where each comes from. abfs URLs go to the account's Blob endpoint
 // (the Blob API serves hierarchical-namespace accounts too). Blob names are taken literally from
@@ -22,8 +22,8 @@
 #include "shared_key.hpp"
 #include "sigv4.hpp"  // s3::uri_encode: RFC 3986 unreserved characters kept, the rest %XX
 
-#include <ember/http.hpp>
-#include <ember/plugin.hpp>
+#include <ember/net/http.hpp>
+#include <ember/sdk/plugin.hpp>
 
 #include <boost/json.hpp>
 #include <boost/property_tree/ptree.hpp>

@@ -42,10 +42,10 @@
 #include <condition_variable>
 #include <cstring>
 #include <ember/csv.hpp>
-#include <ember/plugin.hpp>
-#include <ember/plugin_config.hpp>
-#include <ember/plugin_io.hpp>
-#include <ember/plugin_yaml.hpp>
+#include <ember/sdk/plugin.hpp>
+#include <ember/sdk/plugin_config.hpp>
+#include <ember/sdk/plugin_io.hpp>
+#include <ember/sdk/plugin_yaml.hpp>
 #include <mutex>
 #include <optional>
 #include <stdexcept>

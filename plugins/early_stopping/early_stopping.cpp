@@ -10,8 +10,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <ember/plugin.hpp>
-#include <ember/plugin_config.hpp>
+#include <ember/sdk/plugin.hpp>
+#include <ember/sdk/plugin_config.hpp>
 #include <limits>
 #include <optional>
 #include <stdexcept>

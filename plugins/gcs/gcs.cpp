@@ -2,7 +2,7 @@
 // Storage JSON API (https://storage.googleapis.com/storage/v1), or an emulator
 // (STORAGE_EMULATOR_HOST, as Google's client libraries read it).
 //
-// HTTP(S) is ember/http.hpp (Beast + OpenSSL, TLS verified). Credentials: gcs_auth.hpp (the order
+// HTTP(S) is ember/net/http.hpp (Beast + OpenSSL, TLS verified). Credentials: gcs_auth.hpp (the order
 // is in the README). Object names are taken literally from the URL and percent-encoded whole
 // (a '/' in a name is %2F in the path), so every name round-trips.
 //
@@ -20,8 +20,8 @@
 #include "checksum.hpp"
 #include "gcs_auth.hpp"
 
-#include <ember/http.hpp>
-#include <ember/plugin.hpp>
+#include <ember/net/http.hpp>
+#include <ember/sdk/plugin.hpp>
 
 #include <boost/json.hpp>
 

@@ -6,9 +6,9 @@
 // write is atomic (the host commits checkpoints by rename or multipart completion); the index is
 // written after the checkpoints it names and before evicted ones are removed, so a crash at any
 // point leaves an index whose every checkpoint exists and loads.
-#include <ember/plugin.hpp>
-#include <ember/plugin_config.hpp>
-#include <ember/plugin_io.hpp>
+#include <ember/sdk/plugin.hpp>
+#include <ember/sdk/plugin_config.hpp>
+#include <ember/sdk/plugin_io.hpp>
 
 #include <boost/json.hpp>
 

@@ -18,8 +18,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <ember/plugin.hpp>
-#include <ember/plugin_config.hpp>
+#include <ember/sdk/plugin.hpp>
+#include <ember/sdk/plugin_config.hpp>
 #include <string>
 #include <string_view>
 #include <utility>

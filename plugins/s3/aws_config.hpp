@@ -6,7 +6,7 @@
 
 #include "sigv4.hpp"
 
-#include <ember/http.hpp>
+#include <ember/net/http.hpp>
 
 #include <boost/json.hpp>
 

@@ -1,7 +1,7 @@
 // s3: the "s3://bucket/key" scheme (ember.storage/1) over S3's REST API — AWS, or any
 // S3-compatible endpoint (MinIO, Ceph, GCS's XML API with HMAC keys, a local server).
 //
-// HTTP(S) is ember/http.hpp (Beast + OpenSSL, TLS verified); requests are signed with SigV4
+// HTTP(S) is ember/net/http.hpp (Beast + OpenSSL, TLS verified); requests are signed with SigV4
 // (sigv4.hpp) with the payload hash signed, never UNSIGNED-PAYLOAD. Keys are taken literally
 // from the URL: no percent-decoding and no "..", "." or "//" normalisation, so every key
 // round-trips and nothing written under a prefix lands outside it.
@@ -17,8 +17,8 @@
 #include "checksum.hpp"
 #include "sigv4.hpp"
 
-#include <ember/http.hpp>
-#include <ember/plugin.hpp>
+#include <ember/net/http.hpp>
+#include <ember/sdk/plugin.hpp>
 
 #include <boost/json.hpp>
 #include <boost/property_tree/ptree.hpp>

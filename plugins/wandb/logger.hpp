@@ -29,7 +29,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
-#include <ember/plugin.hpp>
+#include <ember/sdk/plugin.hpp>
 #include <memory>
 #include <mutex>
 #include <optional>

@@ -5,7 +5,7 @@
 
 #include <boost/json.hpp>
 #include <cstdint>
-#include <ember/media.hpp>
+#include <ember/sdk/media.hpp>
 #include <string>
 #include <string_view>
 #include <vector>

@@ -7,7 +7,7 @@
 #include "logger.hpp"
 #include "sysinfo.hpp"
 #include "wandb_png.hpp"
-#include <ember/media_table.hpp>
+#include <ember/sdk/media_table.hpp>
 
 namespace ember::wandb_plugin {
 

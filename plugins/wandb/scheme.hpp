@@ -7,7 +7,7 @@
 // URLs) and MD5-checked; so `ckpt_path: "wandb://me/proj/model-abc123:best"` resumes from it.
 #pragma once
 
-#include <ember/plugin.hpp>
+#include <ember/sdk/plugin.hpp>
 #include <memory>
 #include <mutex>
 #include <string>

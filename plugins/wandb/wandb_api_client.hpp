@@ -5,7 +5,7 @@
 // The API key only ever goes into the Authorization header; no message built here contains it.
 #pragma once
 
-#include <ember/http.hpp>
+#include <ember/net/http.hpp>
 
 #include <algorithm>
 #include <chrono>

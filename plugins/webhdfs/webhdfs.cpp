@@ -1,6 +1,6 @@
 // webhdfs: the "hdfs://namenode:port/path", "webhdfs://" and "swebhdfs://" schemes
 // (ember.storage/1) over Hadoop's WebHDFS REST API (the NameNode's /webhdfs/v1), with
-// ember/http.hpp (Beast + OpenSSL, TLS verified).
+// ember/net/http.hpp (Beast + OpenSSL, TLS verified).
 //
 // Writes stream with bounded memory: bytes fill a part buffer of part_size; the first full part
 // is a CREATE of a temporary name beside the target (".<name>.tmp-<random>"), each further part
@@ -15,8 +15,8 @@
 // Failures: a RemoteException body becomes one line (exception, message, URL); 5xx answers,
 // resets, StandbyException and RetriableException are retried with backoff. The delegation token
 // never appears in a message: URLs are shown without their query, and server text is scrubbed.
-#include <ember/http.hpp>
-#include <ember/plugin.hpp>
+#include <ember/net/http.hpp>
+#include <ember/sdk/plugin.hpp>
 
 #include <boost/json.hpp>
 

@@ -1,7 +1,7 @@
 // The seed model as a model plugin (ember.model/1), built against the host's libtorch.
 #include "fashion_mlp.hpp"
 
-#include <ember/model_plugin.hpp>
+#include <ember/sdk/model_plugin.hpp>
 
 #include <boost/json.hpp>
 

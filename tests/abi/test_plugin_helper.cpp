@@ -5,7 +5,7 @@
 #define BOOST_TEST_MODULE plugin_helper
 #include <boost/test/unit_test.hpp>
 
-#include <ember/plugin.hpp>
+#include <ember/sdk/plugin.hpp>
 #include <ember/plugin_backend.hpp>
 
 #include <algorithm>

@@ -6,7 +6,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <ember/config.hpp>
-#include <ember/plugin_config.hpp>
+#include <ember/sdk/plugin_config.hpp>
 #include <ember/redact.hpp>
 #include <ember/run_config.hpp>
 

@@ -7,7 +7,7 @@
 // (http::Error or another exception) is expected; a crash or sanitizer report is a finding.
 #include "loopback_server.hpp"
 
-#include <ember/http.hpp>
+#include <ember/net/http.hpp>
 
 #include <cstddef>
 #include <cstdint>

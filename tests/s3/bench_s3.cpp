@@ -18,7 +18,7 @@
 #include "s3_fixture.hpp"
 #include "sigv4.hpp"
 
-#include <ember/http.hpp>
+#include <ember/net/http.hpp>
 
 #include <algorithm>
 #include <atomic>

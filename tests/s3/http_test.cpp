@@ -1,4 +1,4 @@
-// ember/http.hpp against loopback servers that misbehave on purpose: a drip of one byte at a
+// ember/net/http.hpp against loopback servers that misbehave on purpose: a drip of one byte at a
 // time meets the whole-request deadline; answers over the body limit (or a 200 where a Range was
 // asked) fail before the body is read, and are not retryable; a POST is never sent twice on its
 // own; messages never show a query string or userinfo; credentials over plain http go to
@@ -6,7 +6,7 @@
 #define BOOST_TEST_MODULE s3_http
 #include <boost/test/unit_test.hpp>
 
-#include <ember/http.hpp>
+#include <ember/net/http.hpp>
 
 #include "expect.hpp"
 #include "loopback_server.hpp"

@@ -9,7 +9,7 @@
 // awaited on a pidfd with poll(), every wait bounded by a deadline.
 #pragma once
 
-#include <ember/http.hpp>
+#include <ember/net/http.hpp>
 #include <ember/loader.hpp>
 #include <ember/plugin_backend.hpp>
 #include <ember/storage.hpp>

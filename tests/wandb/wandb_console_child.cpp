@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <ember/http.hpp>
+#include <ember/net/http.hpp>
 #include <iostream>
 #include <string>
 

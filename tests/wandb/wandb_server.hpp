@@ -11,7 +11,7 @@
 #include <boost/test/unit_test.hpp>
 #include <chrono>
 #include <cstdlib>
-#include <ember/http.hpp>
+#include <ember/net/http.hpp>
 #include <stdexcept>
 #include <string>
 

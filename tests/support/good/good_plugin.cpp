@@ -4,7 +4,7 @@
 //
 // Every recorded line starts with the configured prefix (default "good"), so a test also sees
 // that the host filled the schema's defaults before create.
-#include <ember/plugin.hpp>
+#include <ember/sdk/plugin.hpp>
 
 #include <string>
 #include <string_view>

@@ -1,7 +1,7 @@
 // A C++ plugin that fails by throwing, to prove plugin.hpp catches at the boundary:
 // on_train_start throws, and so does the constructor when the config says {"throw_in_ctor": true}.
 // The host must see statuses and last_error, never an exception crossing the C ABI.
-#include <ember/plugin.hpp>
+#include <ember/sdk/plugin.hpp>
 
 #include <stdexcept>
 #include <string_view>

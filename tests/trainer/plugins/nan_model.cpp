@@ -1,6 +1,6 @@
 // A model plugin for tests: a linear classifier whose training loss turns NaN after
 // `nan_after` steps (config), to prove check_finite and NaN-never-best.
-#include <ember/model_plugin.hpp>
+#include <ember/sdk/model_plugin.hpp>
 
 #include <boost/json.hpp>
 

@@ -11,8 +11,8 @@
 //   events_file     appended "on_exception: MESSAGE\n" and "teardown\n"
 //   exception_fifo  in on_exception, written "on_exception\n" ...
 //   hold_fifo       ... then opened for reading, which blocks until the process is killed
-#include <ember/plugin.hpp>
-#include <ember/plugin_config.hpp>
+#include <ember/sdk/plugin.hpp>
+#include <ember/sdk/plugin_config.hpp>
 
 #include <fcntl.h>
 #include <unistd.h>

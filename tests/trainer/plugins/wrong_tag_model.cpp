@@ -1,5 +1,5 @@
 // A model plugin for tests that claims another libtorch build: the host must refuse it.
-#include <ember/model_plugin.hpp>
+#include <ember/sdk/model_plugin.hpp>
 
 namespace {
 

@@ -1,8 +1,8 @@
 // Small helpers for plugins that write through the host's URL space (abi/storage.h).
-// Header-only; needs only ember/plugin.hpp (no libtorch).
+// Header-only; needs only ember/sdk/plugin.hpp (no libtorch).
 #pragma once
 
-#include <ember/plugin.hpp>
+#include <ember/sdk/plugin.hpp>
 
 #include <cctype>
 #include <charconv>

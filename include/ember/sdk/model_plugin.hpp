@@ -6,7 +6,7 @@
 #pragma once
 
 #include <ember/module.hpp>
-#include <ember/plugin.hpp>
+#include <ember/sdk/plugin.hpp>
 
 #include <torch/version.h>
 

@@ -11,7 +11,7 @@
 // user's first line of errors. An absent key and a null one both read as "use the default".
 #pragma once
 
-#include <ember/json_parse.hpp>
+#include <ember/sdk/json_parse.hpp>
 
 #include <boost/json.hpp>
 
