@@ -7,7 +7,8 @@
 Ember's per-step time is the difference of two runs (LONG and SHORT steps) divided by the step
 difference, so start-up, data loading and the process group cancel; Python's is timed in its
 loop after a warm-up. Rounds alternate the order. Usage:
-  ddp_bench.py EMBER_EXE PLUGIN_DIR [ROUNDS] [SHORT] [LONG]"""
+  ddp_bench.py EMBER_EXE PLUGIN_DIR [ROUNDS] [SHORT] [LONG] [BATCH]
+BATCH is per rank (default 64); a larger one shows where compute outweighs the all-reduce."""
 import json
 import os
 import pathlib
@@ -33,18 +34,34 @@ torch.manual_seed(0)
 model = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 256), nn.ReLU(), nn.Linear(256, 10))
 ddp = DDP(model)
 opt = torch.optim.Adam(ddp.parameters(), lr=1e-3)
-steps, warm = int(sys.argv[1]), 20
+steps, warm, B = int(sys.argv[1]), 20, int(sys.argv[2])
 x = torch.randn(60000 // world, 784); y = torch.randint(0, 10, (60000 // world,))
 def step(i):
-    s = (i * 64) % (x.shape[0] - 64)
+    s = (i * B) % (x.shape[0] - B)
     opt.zero_grad()
-    loss = nn.functional.cross_entropy(ddp(x[s:s+64]), y[s:s+64])
+    loss = nn.functional.cross_entropy(ddp(x[s:s+B]), y[s:s+B])
     loss.backward(); opt.step()
 for i in range(warm): step(i)
 dist.barrier(); t0 = time.perf_counter()
 for i in range(steps): step(i)
 dist.barrier(); t = time.perf_counter() - t0
 if rank == 0: print("PY_STEP_MS %.6f" % (1000 * t / steps), flush=True)
+dist.destroy_process_group()
+'''
+
+# The floor under both: one Gloo all_reduce of the MLP's 135,946 gradients between two
+# processes, nothing else (torch.distributed alone).
+PY_ALLREDUCE = r'''
+import sys, time, torch, torch.distributed as dist
+torch.set_num_threads(1)
+dist.init_process_group("gloo")
+t = torch.randn(135946)
+for i in range(20): dist.all_reduce(t)
+dist.barrier(); t0 = time.perf_counter()
+n = int(sys.argv[1])
+for i in range(n): dist.all_reduce(t)
+dt = time.perf_counter() - t0
+if dist.get_rank() == 0: print("PY_STEP_MS %.6f" % (1000 * dt / n), flush=True)
 dist.destroy_process_group()
 '''
 
@@ -69,11 +86,11 @@ def ember_time(exe, plugins, cfg_path, steps, devices):
     return t
 
 
-def python_ddp_step_ms(tmp, steps):
+def python_ddp_step_ms(tmp, steps, source=None):
     script = tmp / "py_ddp.py"
-    script.write_text(PY_DDP)
+    script.write_text(source or PY_DDP)
     argv = ["--nnodes=1", "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={free_port()}",
-            str(script), str(steps)]
+            str(script), str(steps), str(BATCH)]
     code = ("import sys; sys.path.insert(0, %r); import torchrun_patch; "
             "from torch.distributed.run import main; main(%r)" % (str(TESTS), argv))
     env = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
@@ -91,6 +108,8 @@ def main():
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
     short = int(sys.argv[4]) if len(sys.argv) > 4 else 50
     long_ = int(sys.argv[5]) if len(sys.argv) > 5 else 350
+    global BATCH
+    BATCH = int(sys.argv[6]) if len(sys.argv) > 6 else BATCH
     with tempfile.TemporaryDirectory(prefix="ember-ddp-bench-") as tmp:
         tmp = pathlib.Path(tmp)
         cfg = {"trainer": {"max_epochs": 100, "num_sanity_val_steps": 0, "logger": False, "enable_progress_bar": False,
@@ -101,12 +120,13 @@ def main():
                         "batch_size": BATCH}}
         cfg_path = tmp / "bench.json"
         cfg_path.write_text(json.dumps(cfg))
-        one, two, py = [], [], []
+        one, two, py, floor = [], [], [], []
         for r in range(rounds):
             order = ["one", "two", "py"] if r % 2 == 0 else ["py", "two", "one"]
             for what in order:
                 if what == "py":
                     py.append(python_ddp_step_ms(tmp, long_ - short))
+                    floor.append(python_ddp_step_ms(tmp, long_ - short, PY_ALLREDUCE))
                     continue
                 devices = 1 if what == "one" else 2
                 t_short = ember_time(exe, plugins, str(cfg_path), short, devices)
@@ -119,6 +139,7 @@ def main():
         print(f"ember 2 ranks:  {m2:.3f} ms/step, {1000 * 2 * BATCH / m2:.0f} samples/s")
         print(f"2-rank / 1-rank throughput: {(2 * m1) / m2:.3f}x (goal >= 1.7)")
         print(f"python DDP 2 ranks: {mp:.3f} ms/step")
+        print(f"gloo all_reduce of the 135,946 gradients alone (python, 2 ranks): {statistics.median(floor):.3f} ms")
         print(f"ember / python DDP per-step time: {m2 / mp:.3f} (goal <= 0.7)")
         print(f"spread: ember 2 ranks {min(two):.3f}-{max(two):.3f}, python {min(py):.3f}-{max(py):.3f} ms/step "
               f"over {rounds} rounds, load average {os.getloadavg()[0]:.1f}")
