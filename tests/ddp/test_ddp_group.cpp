@@ -1,7 +1,8 @@
 // Strategy "ddp" in one process: two ranks on two threads, each with its own Trainer, module and
 // shard of the data, joined by a real c10d group (TCPStore on 127.0.0.1, ProcessGroupGloo, the
 // Reducer). After N steps both hold the same parameters, equal to a one-process run on the same
-// global batches; sync_dist and the host-table collectives reduce across the ranks.
+// global batches; sync_dist (mean/sum/max/min, also over three ranks) and the host-table
+// collectives reduce across the ranks; ranks that never arrive are named by every present one.
 #define BOOST_TEST_MODULE ddp_group
 #include <boost/test/unit_test.hpp>
 
@@ -13,8 +14,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <exception>
 #include <functional>
+#include <map>
+#include <numeric>
 #include <thread>
 
 namespace {
@@ -262,5 +267,113 @@ BOOST_AUTO_TEST_CASE(a_rank_that_never_arrives_is_named_within_the_timeout) {
     const std::string what = e.what();
     BOOST_CHECK_MESSAGE(what.find("rank 1 never arrived") != std::string::npos, what);
     BOOST_CHECK_MESSAGE(what.find("2 s") != std::string::npos, what);
+  }
+}
+
+namespace {
+// Logs its loss four times, once per reduction, each with sync_dist (step and epoch values).
+class ReduceModel : public Model {
+ public:
+  using Model::Model;
+  std::optional<torch::Tensor> training_step(const ember::Batch& b, std::int64_t) override {
+    auto loss = torch::nn::functional::cross_entropy(forward(b.x), b.y);
+    const double v = loss.detach().item<double>();
+    for (auto [name, op] : {std::pair{"l_mean", ember::Reduce::mean}, std::pair{"l_sum", ember::Reduce::sum},
+                            std::pair{"l_max", ember::Reduce::max}, std::pair{"l_min", ember::Reduce::min}}) {
+      ember::LogOptions o;
+      o.sync_dist = true;
+      o.on_epoch = true;
+      o.reduce = op;
+      log(name, v, o);
+    }
+    local_losses.push_back(v);
+    return loss;
+  }
+};
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(sync_dist_mean_sum_max_min_over_three_ranks_match_a_hand_computation) {
+  const int world = 3;
+  const char* names[] = {"l_mean", "l_sum", "l_max", "l_min"};
+  std::vector<std::map<std::string, double>> step(world), epoch(world);
+  std::vector<std::vector<double>> losses(world);
+  auto data = dataset(60);
+  std::vector<std::unique_ptr<ReduceModel>> models;
+  for (int r = 0; r < world; ++r) models.push_back(std::make_unique<ReduceModel>(3));
+  run_ranks(world, quick(), [&](int r, ember::ddp::DdpStrategy& s) {
+    ReduceModel& m = *models[r];
+    ember::data::Loader train(data, 5, false, 0);
+    train.set_shard(r, world, false);  // 20 rows a rank: 4 batches of 5
+    auto o = options(-1);
+    o.max_epochs = 1;
+    ember::Trainer t(o, m);
+    t.set_distributed(&s);
+    s.attach(m);
+    t.set_data(&train, nullptr, nullptr, nullptr);
+    t.fit();
+    for (const char* n : names) {
+      step[r][n] = t.metrics().get(std::string(n) + "_step").value_or(std::nan(""));
+      epoch[r][n] = t.metrics().get(std::string(n) + "_epoch").value_or(std::nan(""));
+    }
+    losses[r] = m.local_losses;
+  });
+  // By hand, from every rank's own losses: the last step's values reduce the three ranks' last
+  // losses; the epoch values reduce all 12 (the mean unweighted: every batch has 5 rows; the sum
+  // adds each rank's epoch sum).
+  std::vector<double> last, all;
+  for (auto& l : losses) {
+    BOOST_REQUIRE_EQUAL(l.size(), 4u);
+    last.push_back(l.back());
+    all.insert(all.end(), l.begin(), l.end());
+  }
+  auto sum = [](const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0); };
+  const std::map<std::string, double> want_step{{"l_mean", sum(last) / 3},
+                                                {"l_sum", sum(last)},
+                                                {"l_max", *std::max_element(last.begin(), last.end())},
+                                                {"l_min", *std::min_element(last.begin(), last.end())}};
+  const std::map<std::string, double> want_epoch{{"l_mean", sum(all) / 12},
+                                                 {"l_sum", sum(all)},
+                                                 {"l_max", *std::max_element(all.begin(), all.end())},
+                                                 {"l_min", *std::min_element(all.begin(), all.end())}};
+  // The ranks' losses differ (different shards), so each reduction is told apart from a rank's own.
+  BOOST_CHECK(want_step.at("l_max") > want_step.at("l_min"));
+  for (int r = 0; r < world; ++r)
+    for (const char* n : names) {
+      BOOST_TEST_CONTEXT("rank " << r << " " << n) {
+        BOOST_CHECK_CLOSE(step[r][n], want_step.at(n), 1e-9);
+        BOOST_CHECK_CLOSE(epoch[r][n], want_epoch.at(n), 1e-9);
+      }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(every_present_rank_names_all_the_ranks_that_never_arrive) {
+  // A world of four with ranks 0 and 1 present: both fail within the timeout naming 2 and 3.
+  const int port = free_port();
+  std::vector<std::string> what(2);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 2; ++r)
+    threads.emplace_back([&, r] {
+      ember::ddp::ClusterEnv env;
+      env.launcher = "torchrun";
+      env.rank = env.local_rank = r;
+      env.world_size = env.local_world_size = 4;
+      env.master_port = port;
+      auto opt = quick();
+      opt.timeout_s = 2;
+      try {
+        ember::ddp::DdpStrategy s(env, opt);
+        s.connect();
+        what[r] = "connect returned";
+      } catch (const ember::RuntimeError& e) {
+        what[r] = e.what();
+      } catch (const std::exception& e) {
+        what[r] = std::string("not a RuntimeError: ") + e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (int r = 0; r < 2; ++r) {
+    BOOST_CHECK_MESSAGE(what[r].find("ddp rank " + std::to_string(r) + ":") != std::string::npos, what[r]);
+    BOOST_CHECK_MESSAGE(what[r].find("did not form within 2 s") != std::string::npos, what[r]);
+    BOOST_CHECK_MESSAGE(what[r].find("rank 2, 3 never arrived") != std::string::npos, what[r]);
   }
 }
