@@ -133,7 +133,7 @@ BOOST_AUTO_TEST_CASE(one_fit_writes_two_servers_by_prefix_and_storage_cp_copies_
   BOOST_TEST(!std::filesystem::exists(server_b().data_dir() / "ckpts"));
   BOOST_TEST(list_dir(cwd.path()).empty());
 
-  auto ls = ember_cli({"storage", "ls", "-r", "--config", config, "s3://logs/run"}, cwd, home);
+  auto ls = ember_cli({"storage", "ls", "-r", "--config", config, "s3://logs/run/lightning_logs/version_0"}, cwd, home);
   BOOST_REQUIRE_MESSAGE(ls.exit_code == 0, ls.describe());
   BOOST_TEST(has_text(ls.out, "s3://logs/run/lightning_logs/version_0/metrics.csv\n"), ls.out);
 
