@@ -5,6 +5,7 @@
 #include <ember/redact.hpp>
 #include <ember/run_config.hpp>
 #include <ember/schemes.hpp>
+#include <ember/storage_options.hpp>
 #include <ember/signals.hpp>
 #include <ember/version.hpp>
 
@@ -111,6 +112,12 @@ void check_plugin_configs(const Options& opt, json::value& cfg, const Catalog& c
   if (!opt.ckpt_path.empty() && opt.ckpt_path != "last" && opt.ckpt_path != "best") extra.emplace_back("--ckpt-path", opt.ckpt_path);
   try {
     auto_storage_plugins(cfg, catalog, opt.config, extra);
+  } catch (const ConfigError& e) {
+    errors += (errors.empty() ? "" : "\n") + std::string(e.what());
+  }
+  // storage_options: each object against its scheme's plugin schema.
+  try {
+    storage_options(cfg, catalog, opt.config);
   } catch (const ConfigError& e) {
     errors += (errors.empty() ? "" : "\n") + std::string(e.what());
   }

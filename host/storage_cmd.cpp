@@ -8,7 +8,7 @@
 //                                       name; -r copies every file under a directory SRC
 //   ember storage rm [-r] URL...        a file; -r: everything under a directory, then it
 //   options: --config RUN.json          its plugins.storage entries (and their configs) serve
-//                                       their schemes
+//                                       their schemes, its storage_options their URL prefixes
 //            --plugin-dir DIR           where plugins are found (repeatable; else as `ember fit`)
 //
 // file:// and bare paths are built in. A scheme no configured plugin serves is served by the
@@ -22,6 +22,7 @@
 #include <ember/plugin_backend.hpp>
 #include <ember/run_config.hpp>
 #include <ember/schemes.hpp>
+#include <ember/storage_options.hpp>
 #include <ember/storage.hpp>
 
 #include <unistd.h>
@@ -70,6 +71,9 @@ class Space {
         auto lib = catalog_.require(ref.id, config_path + ": " + ref.where + ".plugin");
         load(lib, ref.config, config_path + ": plugin " + ref.id + " at " + ref.where);
       }
+    // Its storage_options: routed by URL prefix or scheme ahead of the above.
+    if (cfg.is_object())
+      apply_storage_options(storage_options(cfg, catalog_, config_path), catalog_, services_, urls(), instances_, config_path);
   }
 
   storage::UrlSpace& urls() { return services_.urls(); }
@@ -78,7 +82,7 @@ class Space {
   // loaded with its default config, as `ember fit` does for a config's URLs.
   void need(const std::string& url) {
     std::string scheme = storage::scheme_of(url);
-    if (served(scheme) || tried_.count(scheme)) return;
+    if (served(scheme) || tried_.count(scheme) || urls().has_prefix_route(url)) return;
     tried_.insert(scheme);
     if (auto it = owners_.owner.find(scheme); it != owners_.owner.end() && !loaded_ids_.count(it->second)) {
       load(catalog_.find(it->second), json::object(), "ember storage: plugin " + it->second + " (default config)");

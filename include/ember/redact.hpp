@@ -15,9 +15,11 @@
 #include <ember/config.hpp>
 #include <ember/loader.hpp>
 #include <ember/run_config.hpp>
+#include <ember/schemes.hpp>
 
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <string>
@@ -97,6 +99,17 @@ inline void redact_run_config(boost::json::value& cfg, const PluginSchemas& sche
     if (!list || !list->is_array()) continue;
     for (auto& ref : list->as_array()) detail::redact_plugin_ref(ref, schemas);
   }
+  // storage_options["KEY"] is a config of the plugin that provides KEY's scheme (known_provider:
+  // s3, gcs, azure, webhdfs); an option set whose plugin is unknown here is replaced whole.
+  if (auto* so = root.if_contains("storage_options"); so && so->is_object())
+    for (auto& kv : so->as_object()) {
+      std::string key(kv.key());
+      std::string scheme = key.substr(0, key.find("://"));
+      std::transform(scheme.begin(), scheme.end(), scheme.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      boost::json::value ref = boost::json::object{{"plugin", std::string(known_provider(scheme))}, {"config", kv.value()}};
+      detail::redact_plugin_ref(ref, schemas);
+      kv.value() = ref.as_object().at("config");
+    }
   // model.config belongs to the model plugin (model.plugin); without one named, it is unknown.
   if (auto* m = root.if_contains("model"); m && m->is_object()) detail::redact_plugin_ref(*m, schemas);
 }

@@ -37,6 +37,8 @@ inline std::string run_config_schema() {
                         "description": "Lightning's seed_everything range: 0 to 2^32-1"},
     "ckpt_path": {"type": ["string", "null"], "default": null,
                   "description": "checkpoint URL to resume from, or \"last\" / \"best\""},
+    "storage_options": {"type": "object", "additionalProperties": {"type": "object"},
+                        "description": "per-URL storage plugin configs, as fsspec's storage_options: a scheme (\"s3\") or URL prefix (\"s3://bucket-a/\") -> that scheme's plugin config; the longest matching prefix wins, then the scheme; see include/ember/storage_options.hpp"},
     "plugins": {"type": "object", "additionalProperties": false, "properties": {
       "dirs": {"type": "array", "items": {"type": "string"}, "default": []},
       "storage": {"type": "array", "items": )" + ref + R"(, "default": []},

@@ -139,6 +139,14 @@ inline std::vector<std::string> auto_storage_plugins(const boost::json::value& c
   for (const auto& ref : all_plugin_refs(cfg))
     if (auto lib = catalog.find(ref.id))
       for (auto& s : claimed_schemes(*lib)) served.push_back(s);
+  // Schemes a storage_options scheme entry ("s3") configures: served by that entry's instance.
+  if (const auto* so = cfg.is_object() ? cfg.as_object().if_contains("storage_options") : nullptr; so && so->is_object())
+    for (const auto& kv : so->as_object()) {
+      std::string k(kv.key());
+      if (k.find("://") != std::string::npos) continue;
+      std::transform(k.begin(), k.end(), k.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      served.push_back(k);
+    }
   std::vector<std::string> out;
   std::string errors;
   for (const auto& [key, url] : urls) {

@@ -8,6 +8,7 @@
 #include <ember/plugin_backend.hpp>
 #include <ember/run_config.hpp>
 #include <ember/schemes.hpp>
+#include <ember/storage_options.hpp>
 #include <ember/script_module.hpp>
 #include <ember/trainer.hpp>
 
@@ -105,6 +106,10 @@ class Session {
                                                                source_ + ": plugin " + id + " (loaded for its URL scheme)"));
       register_storage(*storage_only_.back(), trainer_->urls());
     }
+    // storage_options: one instance per distinct option set, routed by URL prefix or scheme
+    // ahead of the above (include/ember/storage_options.hpp).
+    apply_storage_options(storage_options(cfg_, catalog_, source_), catalog_, *trainer_, trainer_->urls(), storage_only_,
+                          source_);
     // Data next (it may live on a storage plugin's scheme): a missing file or a bad row is
     // reported before any logger or callback exists.
     build_data(stage);

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -299,20 +300,49 @@ class UrlSpace {
   void add(const std::string& scheme, std::shared_ptr<Backend> backend) {
     backends_[scheme] = std::move(backend);
   }
+  // Route every URL starting with prefix ("s3://bucket-a/", or "s3://" for a whole scheme; the
+  // scheme compared case-insensitively) to backend; the longest matching prefix wins over the
+  // scheme's backend (the run config's storage_options, include/ember/storage_options.hpp). A
+  // prefix ending in '/' also matches the URL without it ("s3://bucket-a").
+  void add_prefix(const std::string& prefix, std::shared_ptr<Backend> backend) {
+    prefixes_[normalized(prefix)] = std::move(backend);
+  }
   Backend& route(std::string_view url) const {
+    if (auto* b = prefix_route(url)) return *b;
     std::string scheme = scheme_of(url);
     auto it = backends_.find(scheme);
     if (it == backends_.end()) {
       std::string known;
-      for (const auto& kv : backends_) known += (known.empty() ? "" : ", ") + kv.first + "://";
+      for (const auto& s : schemes()) known += (known.empty() ? "" : ", ") + s + "://";
       throw RuntimeError("unknown URL scheme '" + scheme + "' in " + std::string(url) +
                          "; registered schemes: " + known);
     }
     return *it->second;
   }
+  // Whether a prefix added by add_prefix serves url.
+  bool has_prefix_route(std::string_view url) const { return prefix_route(url) != nullptr; }
+  Backend* prefix_route(std::string_view url) const {
+    if (!prefixes_.empty()) {
+      const std::string u = normalized(url);
+      const std::map<std::string, std::shared_ptr<Backend>>::value_type* best = nullptr;
+      for (const auto& kv : prefixes_) {
+        const std::string& p = kv.first;
+        bool match = u.compare(0, p.size(), p) == 0 ||
+                     (p.size() > 3 && p.back() == '/' && p.compare(p.size() - 3, 3, "://") != 0 &&
+                      u.size() == p.size() - 1 && p.compare(0, u.size(), u) == 0);
+        if (match && (!best || p.size() > best->first.size())) best = &kv;
+      }
+      if (best) return best->second.get();
+    }
+    return nullptr;
+  }
   std::vector<std::string> schemes() const {
     std::vector<std::string> out;
     for (const auto& kv : backends_) out.push_back(kv.first);
+    for (const auto& kv : prefixes_) {
+      std::string s = kv.first.substr(0, kv.first.find("://"));
+      if (kv.first.size() == s.size() + 3 && std::find(out.begin(), out.end(), s) == out.end()) out.push_back(s);
+    }
     return out;
   }
 
@@ -338,7 +368,17 @@ class UrlSpace {
   bool remove(const std::string& url) const { return route(url).remove(url); }
 
  private:
+  // The URL with its scheme lowercased (bare paths unchanged).
+  static std::string normalized(std::string_view url) {
+    std::string u(url);
+    auto p = u.find("://");
+    if (p != std::string::npos)
+      for (std::size_t i = 0; i < p; ++i) u[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(u[i])));
+    return u;
+  }
+
   std::map<std::string, std::shared_ptr<Backend>> backends_;
+  std::map<std::string, std::shared_ptr<Backend>> prefixes_;  // storage_options: prefix -> backend
 };
 
 }  // namespace ember::storage

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 
-RUN_KEYS = {"trainer", "model", "data", "plugins", "seed_everything", "ckpt_path"}
+RUN_KEYS = {"trainer", "model", "data", "plugins", "seed_everything", "ckpt_path", "storage_options"}
 SKIP_DIRS = {".git", "build", ".deps", "node_modules", "subprojects"}
 FENCE = re.compile(r"^```json[ \t]*\n(.*?)^```", re.S | re.M)
 
