@@ -31,6 +31,11 @@ inline std::string plugin_message(ember_str_t (*last_error)(void*), void* self, 
 // the host prefixes the plugin id and what it called; plugin messages leave their id out). Hooks,
 // logger, media, state and storage calls and create all report through it.
 inline std::string failure_text(std::string_view id, std::string_view what, std::string_view message) {
+  // A plugin that prefixes its own id ("c_counter: failing ...") is not repeated: the host's
+  // prefix is the one kept.
+  if (!id.empty() && message.size() > id.size() + 1 && message.substr(0, id.size()) == id &&
+      message.substr(id.size(), 2) == ": ")
+    message.remove_prefix(id.size() + 2);
   std::string out(id);
   out.append(": ").append(what).append(" failed: ").append(message);
   return out;

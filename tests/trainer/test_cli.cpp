@@ -235,6 +235,8 @@ BOOST_AUTO_TEST_CASE(c_plugin_failing_hook_exits_1_naming_plugin_and_hook) {
                         "--plugin-dir", c_plugin_dir()});
   BOOST_TEST(r.exit_code == 1, r.describe());
   BOOST_TEST(r.err.find("c_counter: hook on_train_epoch_start failed: ") != std::string::npos, r.err);
+  // c_counter prefixes its own messages with its id; the host does not repeat it.
+  BOOST_TEST(r.err.find("failed: c_counter: ") == std::string::npos, r.err);
   BOOST_TEST(r.err.find("failing on purpose in on_train_epoch_start") != std::string::npos, r.err);
   // on_exception ran (its count is printed at teardown, which also ran).
   BOOST_TEST(r.out.find("c_counter: on_exception 1\n") != std::string::npos, r.out);
