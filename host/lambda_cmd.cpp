@@ -309,10 +309,16 @@ class Runtime {
       url = ckpt_url(session, ckpt);
     }
     reply["resumed_from"] = url.empty() ? json::value(nullptr) : json::value(url);
+    if (deadline_ms > 0)
+      trainer.set_fit_deadline(Clock::now() + std::chrono::milliseconds(deadline_ms - unix_ms() - settings.deadline_margin_ms));
+    // Where a validation or test loop was cut by the deadline (after at least one batch).
+    auto eval_cut = [&trainer]() -> json::value {
+      const auto& c = trainer.eval_cut();
+      if (!c) return nullptr;
+      return json::object{{"stage", c->stage == EMBER_STAGE_TEST ? "test" : "validate"}, {"batches", c->batches}, {"of", c->of}};
+    };
     switch (cmd) {
       case Command::fit: {
-        if (deadline_ms > 0)
-          trainer.set_fit_deadline(Clock::now() + std::chrono::milliseconds(deadline_ms - unix_ms() - settings.deadline_margin_ms));
         trainer.fit(url);
         const auto& to = trainer.options();
         std::string by = trainer.stopped_by_deadline() ? "deadline"
@@ -326,6 +332,7 @@ class Runtime {
         json::value last = nullptr;
         if (auto u = session.find_ckpt("last")) last = json::value(*u);
         reply["checkpoint"] = last;
+        if (trainer.eval_cut()) reply["validation_cut"] = eval_cut();
         break;
       }
       case Command::validate:
@@ -335,6 +342,11 @@ class Runtime {
         json::object metrics;
         for (const auto& m : trainer.last_eval_metrics()) metrics[m.name] = m.value;
         reply["metrics"] = std::move(metrics);
+        reply["stopped_by"] = trainer.eval_cut() ? "deadline" : "end";
+        if (const auto& c = trainer.eval_cut()) {
+          reply["batches"] = c->batches;
+          reply["of"] = c->of;
+        }
         break;
       }
       case Command::predict:
