@@ -22,6 +22,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -137,17 +138,7 @@ class Runtime {
     for (const auto& r : catalog_.refusals) std::cerr << "ember lambda: warning: " << r << "\n";
     check_writable(cfg_, config_path_);
     settings_ = read_settings(cfg_);
-    // The predict model: the config's model without loggers, callbacks or data.
-    json::value pcfg = cfg_;
-    auto& po = pcfg.as_object();
-    po.erase("data");
-    po.erase("ckpt_path");
-    auto& t = po["trainer"].as_object();
-    t["logger"] = false;
-    t["callbacks"] = json::array();
-    t["enable_progress_bar"] = false;
-    predict_ = std::make_unique<Session>(std::move(pcfg), catalog_, config_path_ + " (predict)");
-    predict_->build(nullptr, EMBER_STAGE_PREDICT);
+    predict_ = make_predict(predict_urls_);
     if (!settings_.predict_ckpt.empty()) load_predict_weights(settings_.predict_ckpt, "lambda.predict_ckpt_path");
     predict_->module().train(false);
   }
@@ -199,6 +190,24 @@ class Runtime {
     return path;
   }
 
+  // The predict model: the config's model without loggers, callbacks or data; with the storage
+  // plugins of its URLs and of urls (an event's ckpt_path on a scheme the config does not name,
+  // e.g. s3://, loads the plugin that claims it: load_predict_weights builds a new session).
+  std::unique_ptr<Session> make_predict(const std::vector<std::pair<std::string, std::string>>& urls) {
+    json::value pcfg = cfg_;
+    auto& po = pcfg.as_object();
+    po.erase("data");
+    po.erase("ckpt_path");
+    auto& t = po["trainer"].as_object();
+    t["logger"] = false;
+    t["callbacks"] = json::array();
+    t["enable_progress_bar"] = false;
+    auto s = std::make_unique<Session>(std::move(pcfg), catalog_, config_path_ + " (predict)");
+    for (const auto& [key, url] : urls) s->uses_url(key, url);
+    s->build(nullptr, EMBER_STAGE_PREDICT);
+    return s;
+  }
+
   void load_predict_weights(const std::string& path, const std::string& where) {
     std::string url;
     try {
@@ -207,6 +216,20 @@ class Runtime {
       throw ConfigError(where + ": " + e.what());
     }
     if (url == predict_weights_) return;
+    const auto schemes = predict_->trainer().urls().schemes();
+    if (std::find(schemes.begin(), schemes.end(), storage::scheme_of(url)) == schemes.end()) {
+      // A new session with that scheme's plugin, swapped in only once the weights are in it: a
+      // failure (no plugin claims the scheme, the object is missing) leaves the model as it was.
+      auto urls = predict_urls_;
+      urls.emplace_back(where, url);
+      auto s = make_predict(urls);
+      s->trainer().restore(url, /*weights_only=*/true);
+      s->module().train(false);
+      predict_ = std::move(s);
+      predict_urls_ = std::move(urls);
+      predict_weights_ = url;
+      return;
+    }
     predict_->trainer().restore(url, /*weights_only=*/true);
     predict_weights_ = url;
   }
@@ -273,6 +296,9 @@ class Runtime {
       if (const auto* c = cfg.as_object().if_contains("ckpt_path"); c && c->is_string()) ckpt = std::string(c->as_string());
     const Settings settings = read_settings(cfg);  // the event's set may change lambda.*
     Session session(std::move(cfg), catalog_, source);
+    // An event's ckpt_path URL on a scheme the config does not name (s3://…): its plugin is loaded.
+    if (!ckpt.empty() && ckpt != "last" && ckpt != "best" && storage::scheme_of(ckpt) != "file")
+      session.uses_url("event.ckpt_path", ckpt);
     Trainer& trainer = session.build(nullptr, stage);
     json::object reply{{"command", cmd == Command::fit ? "fit" : cmd == Command::validate ? "validate" : "test"}};
     std::string url, why;
@@ -283,10 +309,16 @@ class Runtime {
       url = ckpt_url(session, ckpt);
     }
     reply["resumed_from"] = url.empty() ? json::value(nullptr) : json::value(url);
+    if (deadline_ms > 0)
+      trainer.set_fit_deadline(Clock::now() + std::chrono::milliseconds(deadline_ms - unix_ms() - settings.deadline_margin_ms));
+    // Where a validation or test loop was cut by the deadline (after at least one batch).
+    auto eval_cut = [&trainer]() -> json::value {
+      const auto& c = trainer.eval_cut();
+      if (!c) return nullptr;
+      return json::object{{"stage", c->stage == EMBER_STAGE_TEST ? "test" : "validate"}, {"batches", c->batches}, {"of", c->of}};
+    };
     switch (cmd) {
       case Command::fit: {
-        if (deadline_ms > 0)
-          trainer.set_fit_deadline(Clock::now() + std::chrono::milliseconds(deadline_ms - unix_ms() - settings.deadline_margin_ms));
         trainer.fit(url);
         const auto& to = trainer.options();
         std::string by = trainer.stopped_by_deadline() ? "deadline"
@@ -300,6 +332,7 @@ class Runtime {
         json::value last = nullptr;
         if (auto u = session.find_ckpt("last")) last = json::value(*u);
         reply["checkpoint"] = last;
+        if (trainer.eval_cut()) reply["validation_cut"] = eval_cut();
         break;
       }
       case Command::validate:
@@ -309,6 +342,11 @@ class Runtime {
         json::object metrics;
         for (const auto& m : trainer.last_eval_metrics()) metrics[m.name] = m.value;
         reply["metrics"] = std::move(metrics);
+        reply["stopped_by"] = trainer.eval_cut() ? "deadline" : "end";
+        if (const auto& c = trainer.eval_cut()) {
+          reply["batches"] = c->batches;
+          reply["of"] = c->of;
+        }
         break;
       }
       case Command::predict:
@@ -324,6 +362,7 @@ class Runtime {
   Catalog catalog_;
   Settings settings_;
   std::unique_ptr<Session> predict_;
+  std::vector<std::pair<std::string, std::string>> predict_urls_;  // see make_predict
   std::string predict_weights_;
 };
 

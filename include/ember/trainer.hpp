@@ -460,8 +460,17 @@ class Trainer : public Services, public MediaSink {
   // Checked after each training batch and its validation only, so every fit call trains at
   // least one batch: a chain of invocations that resume from "last" always progresses, even
   // when loading took the whole budget. nullopt: no deadline.
+  // The same deadline also ends a validation or test loop (fit's own validation but not the
+  // sanity check, validate(), test()) at the first evaluation batch boundary past it, after at least one batch: the
+  // epoch-end metrics cover the batches that ran, eval_cut() says how many of how many, and a
+  // fit then ends as above (a cut validation is not repeated on resume).
   void set_fit_deadline(std::optional<std::chrono::steady_clock::time_point> at) { deadline_ = at; }
   bool stopped_by_deadline() const { return stopped_by_deadline_; }
+  struct EvalCut {
+    ember_stage_t stage;
+    std::int64_t batches, of;
+  };
+  const std::optional<EvalCut>& eval_cut() const { return eval_cut_; }
 
  private:
   struct Stateful {
@@ -834,6 +843,10 @@ class Trainer : public Services, public MediaSink {
       if (is_val) module_.validation_step(batch, b);
       else module_.test_step(batch, b);
       dispatch(is_val ? EMBER_HOOK_ID_on_validation_batch_end : EMBER_HOOK_ID_on_test_batch_end);
+      if (!sanity && b + 1 < n && past_deadline()) {
+        eval_cut_ = EvalCut{stage, b + 1, n};
+        break;
+      }
     }
     args_.batch_idx = -1;
     std::vector<MetricValue> buf;
@@ -909,6 +922,7 @@ class Trainer : public Services, public MediaSink {
   std::atomic<int> interrupt_{0};  // request_interrupt's signal number, 0: none
   std::optional<std::chrono::steady_clock::time_point> deadline_;
   bool stopped_by_deadline_ = false;
+  std::optional<EvalCut> eval_cut_;
   Distributed* dist_ = nullptr;
 };
 

@@ -403,3 +403,52 @@ BOOST_AUTO_TEST_CASE(a_bad_config_is_posted_to_init_error_before_any_event) {
     }
   }
 }
+
+// The deadline also ends validation, at an evaluation batch boundary after at least one batch:
+// fit's own validation (one training batch, then the epoch's validation of 5 batches is cut after
+// its first; last.ckpt is written, the reply says where), and a validate event (metrics over the
+// batches that ran, stopped_by "deadline", batches/of); with time left the loop runs to its end.
+BOOST_AUTO_TEST_CASE(validation_stops_at_the_deadline_and_the_reply_says_where) {
+  World& w = World::get();
+  json::object cut = quick_fit_set(w.tmp / "valcut");
+  cut["data.val_fraction"] = 0.1;
+  cut["trainer.limit_train_batches"] = 1;
+  cut["trainer.limit_val_batches"] = 5;
+  cut["trainer.max_epochs"] = 1;
+  cut["lambda.deadline_margin_ms"] = 900000;  // past the deadline from the start
+  json::object roomy = cut;
+  roomy["lambda.deadline_margin_ms"] = 0;
+  json::array events{
+      event(json::object{{"command", "fit"}, {"set", cut}}, 1000),
+      event(json::object{{"command", "validate"}, {"set", cut}, {"ckpt_path", "last"}}, 1000),
+      event(json::object{{"command", "validate"}, {"set", roomy}, {"ckpt_path", "last"}}, 600000),
+  };
+  const auto before = snapshot(w.task);
+  Run run = serve(events);
+  BOOST_TEST_REQUIRE(run.replies.size() == 3u, run.log);
+  for (const auto& r : run.replies) BOOST_TEST_REQUIRE(r.kind == "response", json::serialize(r.body) << "\n" << run.log);
+  const auto& fit = run.replies[0].body.as_object();
+  BOOST_TEST_MESSAGE("fit: " << json::serialize(fit));
+  BOOST_TEST(std::string(fit.at("stopped_by").as_string()) == "deadline");
+  BOOST_TEST(fit.at("global_step").as_int64() == 1);
+  BOOST_TEST(std::string(fit.at("checkpoint").as_string()) == (w.tmp / "valcut" / "checkpoints" / "last.ckpt").string());
+  BOOST_TEST_REQUIRE(fit.contains("validation_cut"));
+  const auto& vc = fit.at("validation_cut").as_object();
+  BOOST_TEST(std::string(vc.at("stage").as_string()) == "validate");
+  BOOST_TEST(vc.at("batches").as_int64() == 1);
+  BOOST_TEST(vc.at("of").as_int64() == 5);
+
+  const auto& val = run.replies[1].body.as_object();
+  BOOST_TEST_MESSAGE("validate (cut): " << json::serialize(val));
+  BOOST_TEST(std::string(val.at("stopped_by").as_string()) == "deadline");
+  BOOST_TEST(val.at("batches").as_int64() == 1);
+  BOOST_TEST(val.at("of").as_int64() == 5);
+  BOOST_TEST(val.at("metrics").as_object().contains("val_loss"));
+
+  const auto& full = run.replies[2].body.as_object();
+  BOOST_TEST_MESSAGE("validate: " << json::serialize(full));
+  BOOST_TEST(std::string(full.at("stopped_by").as_string()) == "end");
+  BOOST_TEST(!full.contains("batches"));
+  BOOST_TEST(full.at("metrics").as_object().contains("val_loss"));
+  BOOST_TEST((snapshot(w.task) == before), "the task root changed");
+}

@@ -14,6 +14,7 @@
 #include "needs_tools.hpp"
 #include "run_process.hpp"
 #include "temp_dir.hpp"
+#include "wandb_server.hpp"
 
 #include <boost/json.hpp>
 #include <signal.h>
@@ -394,6 +395,181 @@ BOOST_AUTO_TEST_CASE(packaged_runtime_serves_events_in_a_chroot_writing_only_tmp
       BOOST_TEST(body(5 + i).contains("predictions"));
     }
 
+  expect_unchanged(before, snapshot(p.chroot_root));
+}
+
+// Issue 13's end-to-end case: the packaged runtime (bootstrap, _HANDLER, no arguments) in the
+// chroot of only the package plus /tmp, against the local Runtime API server, s3rver and the W&B
+// test server, all on 127.0.0.1 (the chroot shares the test's network namespace; http:// endpoints,
+// as the chroot has no CA bundle). Events, each fit with trainer.default_root_dir on s3:// and a
+// W&B logger continuing one run (id + resume "allow"):
+//   0 fit cut by the deadline (Lambda-Runtime-Deadline-Ms already past, margin 0): one batch,
+//     stopped_by "deadline", last.ckpt in s3://
+//   1 not JSON -> Ember.BadEvent
+//   2 fit into a bucket that does not exist: the s3 plugin fails -> an /error naming the bucket
+//   3 predict with the weights of event 0's s3:// checkpoint
+//   4 fit with ckpt_path "last": resumed from s3:// at step 1, ends the epoch at step 4
+// The runtime is killed right after the last reply (Lambda would freeze it): the W&B server must
+// already hold every history row of both fits (delivered before each reply, nothing left in the
+// /tmp spool), s3rver the checkpoint of step 4; nothing was written outside /tmp.
+BOOST_AUTO_TEST_CASE(packaged_runtime_fits_to_s3_across_a_deadline_with_wandb_in_a_chroot,
+                     *boost::unit_test::precondition(kNeeds)) {
+  kNeeds.require();
+  const auto& p = package();
+  const std::string src = require_env("EMBER_SOURCE_ROOT");
+  TempDir work("ember-lambda-e2e-s3"), tmp("ember-lambda-tmp");
+  ::chmod(tmp.path().c_str(), 01777);
+  fs::create_directories(tmp / "data");
+  for (const char* f : {"t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"})
+    fs::copy_file(kFashion / f, tmp / "data" / f);
+
+  // s3rver (npm, scripts/bootstrap) with bucket "runs", its stdout on a fifo for the port.
+  const std::string s3rver_js = src + "/.deps/npm/node_modules/s3rver/bin/s3rver.js";
+  BOOST_TEST_REQUIRE(fs::exists(s3rver_js), s3rver_js << " missing: run scripts/bootstrap");
+  fs::create_directories(work / "s3rver" / "data");
+  Fifo s3fifo((work / "s3rver.fifo").string());
+  Child s3rver({"/usr/bin/env", "NODE_OPTIONS=--openssl-legacy-provider", "/bin/sh", "-c",
+                "exec /usr/bin/node \"$0\" -d \"$1\" -a 127.0.0.1 -p 0 --configure-bucket runs >\"$2\"", s3rver_js,
+                (work / "s3rver" / "data").string(), s3fifo.path()},
+               work / "s3rver");
+  std::string s3out;
+  while (s3out.find("listening on ") == std::string::npos || s3out.back() != '\n') s3out += s3rver.read_line(s3fifo);
+  const auto at = s3out.find("listening on 127.0.0.1:") + std::string("listening on 127.0.0.1:").size();
+  const std::string s3port = s3out.substr(at, s3out.find('\n', at) - at);
+
+  wandb::CleanEnv wandb_env;
+  wandb::Server wb;
+
+  const std::string images = "/tmp/data/t10k-images-idx3-ubyte.gz", labels = "/tmp/data/t10k-labels-idx1-ubyte.gz";
+  auto fit_set = [&](const std::string& root, const std::string& run_id) {
+    return json::object{
+        {"trainer.default_root_dir", root},
+        {"trainer.max_epochs", 1},
+        {"trainer.limit_train_batches", 4},
+        {"trainer.limit_val_batches", 1},
+        {"trainer.log_every_n_steps", 1},
+        {"trainer.logger", json::array{json::object{
+                               {"plugin", "wandb"},
+                               {"config", json::object{{"base_url", wb.url()}, {"project", "lambda-e2e"}, {"id", run_id},
+                                                       {"resume", "allow"}, {"stats_interval_s", 0}, {"console", "off"},
+                                                       {"finalize_timeout_s", 60}}}}}},
+        {"data.train", json::array{images, labels}},
+        {"lambda.deadline_margin_ms", 0}};
+  };
+  json::array events;
+  events.push_back(json::object{{"event", json::object{{"command", "fit"}, {"set", fit_set("s3://runs/fn", "e2erun01")}}}, {"timeout_ms", 0}});
+  events.push_back(json::object{{"raw", "{\"command\": \"fit\", \"set\": "}});
+  events.push_back(json::object{{"event", json::object{{"command", "fit"}, {"set", fit_set("s3://no-such-bucket/fn", "e2efail1")}}}});
+  json::array zeros;
+  for (int i = 0; i < 784; ++i) zeros.push_back(0.0);
+  events.push_back(json::object{{"event", json::object{{"command", "predict"}, {"inputs", json::array{zeros}},
+                                                       {"ckpt_path", "s3://runs/fn/checkpoints/last.ckpt"}}}});
+  events.push_back(json::object{{"event", json::object{{"command", "fit"}, {"set", fit_set("s3://runs/fn", "e2erun01")}, {"ckpt_path", "last"}}}});
+  write_file(work / "events.json", json::serialize(events));
+
+  const auto before = snapshot(p.chroot_root);
+  Fifo fifo((work / "server.fifo").string());
+  fs::create_directories(work / "server");
+  const char* server_py = std::getenv("EMBER_LAMBDA_RUNTIME_API_SERVER");
+  Child server({"/usr/bin/python3", server_py ? server_py : src + "/tests/lambda/runtime_api_server.py",
+                "--events", (work / "events.json").string(),
+                "--log", (work / "server.log").string(), "--fifo", fifo.path()},
+               work / "server");
+  const std::string port_line = server.read_line(fifo);
+  BOOST_REQUIRE_MESSAGE(port_line.rfind("port ", 0) == 0, port_line);
+  const std::string port = port_line.substr(5, port_line.size() - 6);
+
+  fs::create_directories(work / "runtime");
+  Child runtime(chroot_command(p.chroot_root, tmp.path(), {},
+                               {"AWS_LAMBDA_RUNTIME_API=127.0.0.1:" + port, "_HANDLER=fashion_mnist.json",
+                                "AWS_LAMBDA_FUNCTION_NAME=ember-test", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=512",
+                                "AWS_ACCESS_KEY_ID=S3RVER", "AWS_SECRET_ACCESS_KEY=test-secret-DO-NOT-PRINT",
+                                "AWS_REGION=us-east-1", "AWS_ENDPOINT_URL=http://127.0.0.1:" + s3port,
+                                "WANDB_API_KEY=" + wandb::kKey}),
+                work / "runtime");
+  const std::string done = runtime.read_line(fifo);  // throws with the runtime's output if it ends first
+  BOOST_TEST(done == "done\n");
+  runtime.signal(SIGKILL);  // frozen, as Lambda does once the reply is posted
+  runtime.wait();
+  BOOST_TEST_MESSAGE("runtime:\n" << runtime.describe());
+
+  std::vector<json::object> replies;
+  std::istringstream log(read_file(work / "server.log"));
+  for (std::string l; std::getline(log, l);) {
+    auto e = json::parse(l).as_object();
+    if (e.at("method") == "POST" && e.contains("kind")) replies.push_back(e);
+  }
+  BOOST_REQUIRE_MESSAGE(replies.size() == events.size(), "expected one reply per event; runtime:\n" << runtime.describe());
+  auto body = [&](std::size_t i) { return json::parse(replies[i].at("body").as_string()).as_object(); };
+  auto kind = [&](std::size_t i) { return std::string(replies[i].at("kind").as_string()); };
+  for (std::size_t i = 0; i < replies.size(); ++i) BOOST_TEST_MESSAGE("reply " << i << ": " << replies[i].at("body"));
+
+  const std::string ckpt = "s3://runs/fn/checkpoints/last.ckpt";
+  BOOST_TEST_REQUIRE(kind(0) == "response");
+  auto fit0 = body(0);
+  BOOST_TEST(fit0.at("stopped_by") == "deadline");
+  BOOST_TEST(fit0.at("global_step") == 1);
+  BOOST_TEST(fit0.at("epoch") == 0);
+  BOOST_TEST(fit0.at("checkpoint") == json::value(ckpt));
+  BOOST_TEST(fit0.at("resumed_from").is_null());
+
+  BOOST_TEST(kind(1) == "error");
+  BOOST_TEST(body(1).at("errorType") == "Ember.BadEvent");
+
+  BOOST_TEST(kind(2) == "error");
+  const std::string msg2(body(2).at("errorMessage").as_string());
+  BOOST_TEST(msg2.find("no-such-bucket") != std::string::npos, msg2);
+  BOOST_TEST(msg2.find("NoSuchBucket") != std::string::npos, msg2);
+  BOOST_TEST(msg2.find("test-secret-DO-NOT-PRINT") == std::string::npos);
+  BOOST_TEST(body(2).at("errorType") == "Ember.PluginFailure");
+  BOOST_TEST(msg2.find("model_checkpoint") != std::string::npos, msg2);
+
+  BOOST_TEST_REQUIRE(kind(3) == "response");
+  BOOST_TEST(body(3).at("predictions").as_array().size() == 1u);
+
+  BOOST_TEST_REQUIRE(kind(4) == "response");
+  auto fit4 = body(4);
+  BOOST_TEST(fit4.at("resumed_from") == json::value(ckpt));
+  BOOST_TEST(fit4.at("stopped_by") == "max_epochs");
+  BOOST_TEST(fit4.at("global_step") == 4);
+  BOOST_TEST(fit4.at("checkpoint") == json::value(ckpt));
+
+  // The checkpoint object in s3rver's store (FilesystemStore: KEY._S3rver_object).
+  const fs::path object = work / "s3rver" / "data" / "runs" / "fn" / "checkpoints" / "last.ckpt._S3rver_object";
+  BOOST_TEST(fs::exists(object));
+  BOOST_TEST((fs::exists(object) && fs::file_size(object) > 100000u));
+  BOOST_TEST(!fs::exists(work / "s3rver" / "data" / "no-such-bucket"));
+
+  // W&B: one run across the two fits, every training row already on the server.
+  auto run = wb.run("e2erun01");
+  BOOST_TEST_REQUIRE(!run.empty(), "no W&B run e2erun01 on the server");
+  // The rows of invocation 0 (step 1) and of invocation 4 (steps 2-4 and the epoch's validation),
+  // one _step sequence: invocation 4's rows were on the server when the runtime was killed.
+  std::vector<std::int64_t> loss_steps, history_steps;
+  bool val_loss = false;
+  for (const auto& h : run.at("history").as_array()) {
+    const json::value row = h.is_string() ? json::parse(h.as_string()) : h;
+    BOOST_TEST_MESSAGE("history: " << row);
+    const auto& o = row.as_object();
+    history_steps.push_back(o.at("_step").to_number<std::int64_t>());
+    val_loss = val_loss || o.contains("val_loss");
+    if (o.contains("train_loss")) {
+      const auto* step = o.if_contains("trainer/global_step");
+      loss_steps.push_back(step ? step->to_number<std::int64_t>() : -1);
+    }
+  }
+  BOOST_TEST(loss_steps == (std::vector<std::int64_t>{1, 2, 3, 4}), boost::test_tools::per_element());
+  BOOST_TEST(val_loss, "no val_loss row from the resumed fit's epoch end");
+  for (std::size_t i = 0; i < history_steps.size(); ++i) BOOST_TEST(history_steps[i] == static_cast<std::int64_t>(i));
+  // Delivered, not spooled: nothing left in the /tmp spool.
+  for (const auto& e : fs::recursive_directory_iterator(tmp.path()))
+    if (e.path().string().find("wandb-spool") != std::string::npos)
+      BOOST_TEST(!e.is_regular_file(), "left in the W&B spool: " << e.path());
+
+  server.signal(SIGTERM);
+  server.wait();
+  s3rver.signal(SIGTERM);
+  s3rver.wait();
   expect_unchanged(before, snapshot(p.chroot_root));
 }
 
