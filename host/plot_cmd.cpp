@@ -18,7 +18,7 @@
 #include <memory>
 #include <sstream>
 
-#include "wandb_png.hpp"  // plugins/wandb: PNG through libpng's simplified API
+#include <ember/sdk/png.hpp>
 
 namespace ember::cli {
 
@@ -134,7 +134,7 @@ int run_plot(int argc, char** argv) {
       bytes = plot::render_svg(panels);
     } else {
       plot::Raster r = plot::render(panels);
-      bytes = wandb::png::encode(r.pixels().data(), static_cast<std::uint32_t>(r.width()),
+      bytes = png::encode(r.pixels().data(), static_cast<std::uint32_t>(r.width()),
                                  static_cast<std::uint32_t>(r.height()), 3);
     }
     services.urls().put_atomic(out, bytes);

@@ -3,129 +3,15 @@
 // Hooks run callbacks first, in registration order, then the module (on_load_checkpoint: the
 // module first). Plugins reach the trainer through the host table (Services): metrics, state,
 // stop requests, storage and save_checkpoint.
+//
+// The parts: trainer/options.hpp (TrainerOptions and the plugin slots), trainer/checkpoint.hpp
+// (checkpoint state), trainer/fit_loop.hpp (fit), trainer/eval_loops.hpp (validate, test, predict);
+// this header is the class with its entry points, hook dispatch and the Services it offers plugins.
 #pragma once
 
-#include <ember/checkpoint.hpp>
-#include <ember/data.hpp>
-#include <ember/distributed.hpp>
-#include <ember/loader.hpp>
-#include <ember/sdk/media.hpp>
-#include <ember/metrics.hpp>
-#include <ember/module.hpp>
-#include <ember/registry.hpp>
-#include <ember/signals.hpp>
-
-#include <ATen/CPUGeneratorImpl.h>
-#include <torch/torch.h>
-
-#include <atomic>
-#include <chrono>
-#include <cmath>
-#include <cstring>
-#include <deque>
-#include <iostream>
-#include <memory>
-#include <optional>
-#include <string>
-#include <vector>
+#include <ember/trainer/options.hpp>
 
 namespace ember {
-
-struct TrainerOptions {
-  std::int64_t max_epochs = -1;  // -1 with max_steps -1: 1000, as Lightning
-  std::int64_t min_epochs = 0;
-  std::int64_t max_steps = -1;
-  double val_check_interval = 1.0;  // <= 1: fraction of an epoch; > 1: every N batches
-  std::int64_t check_val_every_n_epoch = 1;
-  // Lightning's limit_*_batches: a float is a fraction of the loader, an int a batch count.
-  struct Limit {
-    double value = 1.0;
-    bool is_count = false;
-    static Limit count(std::int64_t n) { return {static_cast<double>(n), true}; }
-    static Limit fraction(double f) { return {f, false}; }
-  };
-  Limit limit_train_batches, limit_val_batches, limit_test_batches, limit_predict_batches;
-  std::int64_t num_sanity_val_steps = 2;
-  std::int64_t accumulate_grad_batches = 1;
-  std::optional<double> gradient_clip_val;
-  std::string gradient_clip_algorithm = "norm";
-  std::int64_t log_every_n_steps = 50;
-  std::string default_root_dir = ".";
-  bool deterministic = false;
-  std::int64_t fast_dev_run = 0;  // N > 0: N batches of each loop, 1 epoch, no sanity check
-  std::optional<std::uint64_t> seed;
-  // WandbLogger.watch from the config (trainer.watch); a module's own watch()/unwatch() wins.
-  std::optional<WatchOptions> watch;
-
-  static TrainerOptions from_json(const boost::json::object& t, const boost::json::value& seed) {
-    TrainerOptions o;
-    auto num = [&](const char* k) -> std::optional<double> {
-      auto* v = t.if_contains(k);
-      if (!v || v->is_null()) return std::nullopt;
-      return config::number_of(*v);
-    };
-    if (auto v = num("max_epochs")) o.max_epochs = static_cast<std::int64_t>(*v);
-    if (auto v = num("min_epochs")) o.min_epochs = static_cast<std::int64_t>(*v);
-    if (auto v = num("max_steps")) o.max_steps = static_cast<std::int64_t>(*v);
-    if (auto v = num("val_check_interval")) o.val_check_interval = *v;
-    if (auto v = num("check_val_every_n_epoch")) o.check_val_every_n_epoch = static_cast<std::int64_t>(*v);
-    auto lim = [&](const char* k, Limit& out) {
-      auto* v = t.if_contains(k);
-      if (!v || v->is_null()) return;
-      if (v->is_int64() || v->is_uint64()) out = Limit::count(static_cast<std::int64_t>(config::number_of(*v)));
-      else out = Limit::fraction(v->as_double());
-    };
-    lim("limit_train_batches", o.limit_train_batches);
-    lim("limit_val_batches", o.limit_val_batches);
-    lim("limit_test_batches", o.limit_test_batches);
-    lim("limit_predict_batches", o.limit_predict_batches);
-    if (auto v = num("num_sanity_val_steps")) o.num_sanity_val_steps = static_cast<std::int64_t>(*v);
-    if (auto v = num("accumulate_grad_batches")) o.accumulate_grad_batches = static_cast<std::int64_t>(*v);
-    if (auto v = num("gradient_clip_val")) o.gradient_clip_val = *v;
-    if (auto v = num("log_every_n_steps")) o.log_every_n_steps = static_cast<std::int64_t>(*v);
-    if (auto* v = t.if_contains("gradient_clip_algorithm")) o.gradient_clip_algorithm = std::string(v->as_string());
-    if (auto* v = t.if_contains("default_root_dir")) o.default_root_dir = std::string(v->as_string());
-    if (auto* v = t.if_contains("deterministic")) o.deterministic = v->as_bool();
-    if (auto* v = t.if_contains("fast_dev_run"))
-      o.fast_dev_run = v->is_bool() ? (v->as_bool() ? 1 : 0) : static_cast<std::int64_t>(config::number_of(*v));
-    if (seed.is_number()) o.seed = static_cast<std::uint64_t>(config::number_of(seed));
-    if (auto* w = t.if_contains("watch"); w && w->is_object()) {
-      WatchOptions wo;
-      if (auto* l = w->as_object().if_contains("log")) wo.log = std::string(l->as_string());
-      if (auto* f = w->as_object().if_contains("log_freq")) wo.log_freq = static_cast<std::int64_t>(config::number_of(*f));
-      o.watch = wo;
-    }
-    return o;
-  }
-};
-
-// A logger the trainer feeds: a plugin's ember.logger/1 table.
-struct LoggerSlot {
-  std::string id;
-  const ember_logger_v1_t* table;
-  void* self;
-  ember_str_t (*last_error)(void*);
-};
-
-// A logger's ember.media/1 table (copied: slots past the plugin's struct_size are null).
-struct MediaSlot {
-  std::string id;
-  ember_media_v1_t table;
-  void* self;
-  ember_str_t (*last_error)(void*);
-
-  MediaSlot(std::string id_, const ember_media_v1_t& t, void* self_, ember_str_t (*last_error_)(void*))
-      : id(std::move(id_)), table{}, self(self_), last_error(last_error_) {
-    std::memcpy(&table, &t, std::min<std::size_t>(t.struct_size, sizeof table));
-    table.struct_size = sizeof table;
-  }
-};
-
-// Raised to stop a run on a plugin failure after on_exception has run.
-class PluginFailure : public RuntimeError {
- public:
-  using RuntimeError::RuntimeError;
-};
 
 class Trainer : public Services, public MediaSink {
  public:
@@ -279,57 +165,7 @@ class Trainer : public Services, public MediaSink {
 
   // --- checkpoints --------------------------------------------------------------------------
   // The checkpoint as a dict with Lightning's keys (tensors are views of the live state).
-  torch::IValue checkpoint_value(bool weights_only) {
-    auto d = ckpt::new_dict();
-    d.insert("epoch", epoch_);
-    d.insert("global_step", global_step_);
-    d.insert("pytorch-lightning_version", std::string("2.1.0"));
-    d.insert("state_dict", ckpt::state_dict(module_));
-    auto hp = boost::json::parse(module_.hparams_json());
-    d.insert("hyper_parameters", ckpt::to_ivalue(hp));
-    if (!weights_only) {
-      c10::impl::GenericList opts(c10::AnyType::get());
-      if (optim_.optimizer) opts.push_back(ckpt::optimizer_state(*optim_.optimizer));
-      d.insert("optimizer_states", opts);
-      c10::impl::GenericList scheds(c10::AnyType::get());
-      if (optim_.scheduler) {
-        auto s = ckpt::new_dict();
-        s.insert("name", optim_.scheduler->name());
-        s.insert("interval", optim_.scheduler_interval);
-        s.insert("last_epoch", static_cast<std::int64_t>(optim_.scheduler->last_epoch()));
-        s.insert("_step_count", static_cast<std::int64_t>(optim_.scheduler->last_epoch()) + 1);
-        scheds.push_back(s);
-      }
-      d.insert("lr_schedulers", scheds);
-      auto cbs = ckpt::new_dict();
-      for (auto& s : stateful_) {
-        std::string json;
-        ember_sink_t sink{&json, [](void* c, const void* p, size_t n) -> ember_status_t {
-                            static_cast<std::string*>(c)->append(static_cast<const char*>(p), n);
-                            return EMBER_OK;
-                          }};
-        if (ember_status_t rc = s.table->state_dict(s.self, &sink); rc != EMBER_OK)
-          throw RuntimeError(plugin_failure(s.id, "state_dict", s.last_error, s.self, rc));
-        cbs.insert(s.id, json);
-      }
-      d.insert("callbacks", cbs);
-      auto loops = ckpt::new_dict();
-      auto fit_loop = ckpt::new_dict();
-      fit_loop.insert("epoch_progress.current.completed", next_epoch_);
-      fit_loop.insert("epoch_loop.batch_progress.current.completed", next_batch_);
-      fit_loop.insert("epoch_loop._batches_that_stepped", global_step_);
-      loops.insert("fit_loop", fit_loop);
-      d.insert("loops", loops);
-      auto em = ckpt::new_dict();
-      em.insert("format_version", ckpt::kFormatVersion);
-      em.insert("next_epoch", next_epoch_);
-      em.insert("next_batch", next_batch_);
-      em.insert("rng_state", at::detail::getDefaultCPUGenerator().get_state());
-      em.insert("best_metrics", std::string("{}"));
-      d.insert("ember", em);
-    }
-    return d;
-  }
+  torch::IValue checkpoint_value(bool weights_only);
 
   void save_checkpoint(const std::string& url, bool weights_only) override {
     args_.url = cstr(url);
@@ -350,54 +186,7 @@ class Trainer : public Services, public MediaSink {
 
   // Restore from url: weights always; optimizer, schedulers, plugin state, loop position and
   // RNG unless weights_only.
-  void restore(const std::string& url, bool weights_only) {
-    std::string bytes = urls().read_all(url);
-    torch::IValue v;
-    try {
-      v = torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
-    } catch (const std::exception& e) {
-      throw RuntimeError(url + ": not a readable checkpoint: " + std::string(e.what()).substr(0, 300));
-    }
-    if (!v.isGenericDict()) throw RuntimeError(url + ": not a checkpoint (expected a dict)");
-    auto d = v.toGenericDict();
-    ckpt::load_state_dict(module_, ckpt::get(d, "state_dict").toGenericDict(), url);
-    if (weights_only) return;
-    global_step_ = ckpt::get(d, "global_step").toInt();
-    if (d.find("ember") != d.end()) {
-      auto em = ckpt::get(d, "ember").toGenericDict();
-      next_epoch_ = ckpt::get(em, "next_epoch").toInt();
-      next_batch_ = ckpt::get(em, "next_batch").toInt();
-      at::Generator gen = at::detail::getDefaultCPUGenerator();
-      gen.set_state(ckpt::get(em, "rng_state").toTensor());
-    } else {
-      next_epoch_ = ckpt::get(d, "epoch").toInt() + 1;
-      next_batch_ = 0;
-    }
-    auto opts = ckpt::get(d, "optimizer_states").toList();
-    if (optim_.optimizer && opts.size() > 0) ckpt::load_optimizer_state(*optim_.optimizer, opts.get(0));
-    auto scheds = ckpt::get(d, "lr_schedulers").toList();
-    if (optim_.scheduler && scheds.size() > 0)
-      optim_.scheduler->restore(static_cast<unsigned>(ckpt::get(scheds.get(0).toGenericDict(), "last_epoch").toInt()));
-    if (d.find("callbacks") != d.end()) {
-      auto cbs = ckpt::get(d, "callbacks").toGenericDict();
-      for (auto& s : stateful_) {
-        auto it = cbs.find(s.id);
-        if (it == cbs.end()) continue;
-        const std::string& json = it->value().toStringRef();
-        if (ember_status_t rc = s.table->load_state_dict(s.self, cstr(json)); rc != EMBER_OK)
-          throw RuntimeError(plugin_failure(s.id, "load_state_dict", s.last_error, s.self, rc));
-      }
-    }
-    // Lightning: the module's on_load_checkpoint first, then the callbacks'.
-    epoch_ = next_epoch_;
-    args_.epoch = epoch_;
-    args_.global_step = global_step_;
-    args_.url = cstr(url);
-    (module_.*hook_member(EMBER_HOOK_ID_on_load_checkpoint))(args_);
-    registry_.call(EMBER_HOOK_ID_on_load_checkpoint, args_);
-    args_.url = {};
-    restored_ = true;
-  }
+  void restore(const std::string& url, bool weights_only);
 
   // --- Services: what plugins see through the host table ---------------------------------
   void fill_state(ember_trainer_state_t& s) override {
@@ -461,9 +250,9 @@ class Trainer : public Services, public MediaSink {
   // least one batch: a chain of invocations that resume from "last" always progresses, even
   // when loading took the whole budget. nullopt: no deadline.
   // The same deadline also ends a validation or test loop (fit's own validation but not the
-  // sanity check, validate(), test()) at the first evaluation batch boundary past it, after at least one batch: the
-  // epoch-end metrics cover the batches that ran, eval_cut() says how many of how many, and a
-  // fit then ends as above (a cut validation is not repeated on resume).
+  // sanity check, validate(), test()) at the first evaluation batch boundary past it, after at
+  // least one batch: the epoch-end metrics cover the batches that ran, eval_cut() says how many
+  // of how many, and a fit then ends as above (a cut validation is not repeated on resume).
   void set_fit_deadline(std::optional<std::chrono::steady_clock::time_point> at) { deadline_ = at; }
   bool stopped_by_deadline() const { return stopped_by_deadline_; }
   struct EvalCut {
@@ -663,241 +452,13 @@ class Trainer : public Services, public MediaSink {
     }
   }
 
-  void fit_impl(const std::string& ckpt_path) {
-    if (!train_) throw ConfigError("fit: no training data (config key data.train)");
-    optim_ = module_.configure_optimizers();
-    if (!optim_.optimizer) throw RuntimeError("configure_optimizers returned no optimizer");
-    if (opt_.watch && !watch_set_) watch(*opt_.watch);
-    if (!ckpt_path.empty()) restore(ckpt_path, false);
-    if (dist_) dist_->sync_parameters();
-    dispatch(EMBER_HOOK_ID_on_fit_start);
-    const std::int64_t n_train = dev_limit(limit(opt_.limit_train_batches, train_));
-    const std::int64_t n_val = dev_limit(limit(opt_.limit_val_batches, val_));
-    std::int64_t sanity = opt_.fast_dev_run ? 0
-                          : opt_.num_sanity_val_steps < 0 ? n_val
-                                                         : std::min(opt_.num_sanity_val_steps, n_val);
-    if (sanity > 0) {
-      sanity_ = true;
-      dispatch(EMBER_HOOK_ID_on_sanity_check_start);
-      eval_loop(EMBER_STAGE_VALIDATE, val_, sanity, /*sanity=*/true);
-      dispatch(EMBER_HOOK_ID_on_sanity_check_end);
-      sanity_ = false;
-    }
-    // Validation points inside an epoch: every k batches, or a fraction of it.
-    std::int64_t val_every = 0;
-    if (opt_.val_check_interval > 1.0) val_every = static_cast<std::int64_t>(opt_.val_check_interval);
-    else val_every = std::max<std::int64_t>(1, static_cast<std::int64_t>(std::floor(opt_.val_check_interval * static_cast<double>(n_train))));
+  void fit_impl(const std::string& ckpt_path);
 
-    args_.stage = stage_ = EMBER_STAGE_FIT;
-    module_.train(true);
-    dispatch(EMBER_HOOK_ID_on_train_start);
-    const std::int64_t max_ep = max_epochs();
-    std::vector<MetricValue> buf;
-    for (epoch_ = next_epoch_; max_ep < 0 || epoch_ < max_ep; ++epoch_) {
-      if (should_stop_ && epoch_ >= opt_.min_epochs) break;
-      if (opt_.max_steps >= 0 && global_step_ >= opt_.max_steps) break;
-      args_.epoch = epoch_;
-      args_.batch_idx = -1;
-      train_->start_epoch(epoch_);
-      dispatch(EMBER_HOOK_ID_on_train_epoch_start);
-      const std::int64_t first = next_batch_;
-      next_epoch_ = epoch_;
-      next_batch_ = 0;
-      bool hit_max_steps = false;
-      for (std::int64_t b = first; b < n_train; ++b) {
-        check_interrupt();
-        train_batch(b, n_train, buf);
-        // Lightning raises SIGTERMException here: after the batch's hooks and logged row, before
-        // a validation run could start.
-        check_interrupt();
-        const bool last = b + 1 == n_train;
-        const bool val_now = val_ && n_val > 0 && (epoch_ + 1) % opt_.check_val_every_n_epoch == 0 &&
-                             ((b + 1) % val_every == 0 || (last && opt_.val_check_interval <= 1.0));
-        if (val_now) {
-          eval_loop(EMBER_STAGE_VALIDATE, val_, n_val, false);
-          module_.train(true);
-          args_.stage = stage_ = EMBER_STAGE_FIT;
-        }
-        if (opt_.max_steps >= 0 && global_step_ >= opt_.max_steps) {
-          hit_max_steps = true;
-          break;
-        }
-        if (past_deadline()) break;
-      }
-      args_.batch_idx = -1;
-      if (next_batch_ == 0) next_epoch_ = epoch_ + 1;
-      buf.clear();
-      metrics_.reduce_epoch(EMBER_STAGE_FIT, &buf);
-      // Epoch-interval schedulers step before on_train_epoch_end, so that a checkpoint written
-      // there (model_checkpoint) holds the schedule of the epoch it resumes into.
-      if (next_batch_ == 0 && optim_.scheduler && optim_.scheduler_interval == "epoch") optim_.scheduler->step();
-      dispatch(EMBER_HOOK_ID_on_train_epoch_end);
-      metrics_.reduce_epoch(EMBER_STAGE_FIT, &buf);  // what on_train_epoch_end logged
-      send_to_loggers(buf, EMBER_STAGE_FIT);
-      if (dist_) sync_should_stop();
-      if (hit_max_steps || stopped_by_deadline_) break;
-    }
-    args_.epoch = epoch_;
-    dispatch(EMBER_HOOK_ID_on_train_end);
-    dispatch(EMBER_HOOK_ID_on_fit_end);
-  }
+  void train_batch(std::int64_t b, std::int64_t n_train, std::vector<MetricValue>& buf);
 
-  void train_batch(std::int64_t b, std::int64_t n_train, std::vector<MetricValue>& buf) {
-    Batch batch = train_->batch(b);
-    args_.batch_idx = b;
-    args_.loss = nullptr;
-    dispatch(EMBER_HOOK_ID_on_train_batch_start);
-    metrics_.set_context(EMBER_STAGE_FIT, true, batch.size());
-    // Lightning's automatic optimization: training_step; on_before_zero_grad + zero_grad on the
-    // first batch of an accumulation window; backward; and when this batch steps:
-    // on_before_optimizer_step, clip, step. Under ddp only a stepping batch all-reduces (no_sync).
-    const bool step_now = (b + 1) % opt_.accumulate_grad_batches == 0 || b + 1 == n_train;
-    if (dist_) dist_->prepare_forward(step_now);
-    std::optional<torch::Tensor> loss = module_.training_step(batch, b);
-    DLTensor view{};
-    std::int64_t shape0 = 0;
-    float loss_value = 0;
-    if (loss) {
-      torch::Tensor l = *loss;
-      if (!l.defined()) throw RuntimeError("training_step returned an undefined tensor");
-      if (opt_.accumulate_grad_batches > 1) l = l / static_cast<double>(opt_.accumulate_grad_batches);
-      // The view points at the loss itself when it is a CPU float scalar (the usual case): no
-      // item() sync on the hot path; otherwise a converted copy.
-      if (loss->device().is_cpu() && loss->scalar_type() == torch::kFloat32 && loss->numel() == 1 &&
-          loss->is_contiguous()) {
-        view.data = loss->data_ptr();
-      } else {
-        loss_value = loss->detach().item<float>();
-        view.data = &loss_value;
-      }
-      view.device = {kDLCPU, 0};
-      view.ndim = 0;
-      view.dtype = {kDLFloat, 32, 1};
-      view.shape = &shape0;
-      args_.loss = &view;
-      if (accumulated_ == 0) {  // the first batch of an accumulation window
-        args_.optimizer_idx = 0;
-        dispatch(EMBER_HOOK_ID_on_before_zero_grad);
-        if (dist_) dist_->zero_grad(*optim_.optimizer);
-        else optim_.optimizer->zero_grad();
-      }
-      dispatch(EMBER_HOOK_ID_on_before_backward);
-      if (dist_) dist_->prepare_backward(l, step_now);
-      l.backward();
-      dispatch(EMBER_HOOK_ID_on_after_backward);
-      ++accumulated_;
-    }
-    if (step_now && accumulated_ > 0) {
-      // watch (off: watch_freq_ == 0, one branch): the gradients this step applies.
-      if (watch_freq_ > 0 && (global_step_ + 1) % watch_freq_ == 0 && !media_.empty()) log_watch();
-      args_.optimizer_idx = 0;
-      dispatch(EMBER_HOOK_ID_on_before_optimizer_step);
-      if (opt_.gradient_clip_val && *opt_.gradient_clip_val > 0) {
-        auto params = module_.parameters();
-        if (opt_.gradient_clip_algorithm == "value") torch::nn::utils::clip_grad_value_(params, *opt_.gradient_clip_val);
-        else torch::nn::utils::clip_grad_norm_(params, *opt_.gradient_clip_val);
-      }
-      optim_.optimizer->step();
-      accumulated_ = 0;
-      args_.optimizer_idx = -1;
-      ++global_step_;
-      args_.global_step = global_step_;
-      if (optim_.scheduler && optim_.scheduler_interval == "step") optim_.scheduler->step();
-    }
-    next_batch_ = b + 1 == n_train ? 0 : b + 1;
-    dispatch(EMBER_HOOK_ID_on_train_batch_end);
-    args_.loss = nullptr;
-    if (step_now && (global_step_ % opt_.log_every_n_steps == 0)) {
-      buf.clear();
-      metrics_.collect_step(buf);
-      send_to_loggers(buf, EMBER_STAGE_FIT);
-    } else {
-      metrics_.skip_step();
-    }
-  }
+  void eval_loop(ember_stage_t stage, data::Loader* loader, std::int64_t n, bool sanity);
 
-  void eval_loop(ember_stage_t stage, data::Loader* loader, std::int64_t n, bool sanity) {
-    if (!loader) {
-      if (stage == EMBER_STAGE_TEST) throw ConfigError("test: no test data (config key data.test)");
-      if (stage == EMBER_STAGE_VALIDATE && stage_ != EMBER_STAGE_FIT)
-        throw ConfigError("validate: no validation data (config key data.val or data.val_fraction)");
-      return;
-    }
-    n = dev_limit(n);
-    const bool is_val = stage == EMBER_STAGE_VALIDATE;
-    const ember_stage_t outer = stage_;
-    const std::int64_t outer_batch = args_.batch_idx;
-    args_.batch_idx = -1;
-    stage_ = stage;
-    args_.stage = sanity ? EMBER_STAGE_SANITY_CHECK : stage;
-    torch::NoGradGuard ng;
-    module_.train(false);
-    dispatch(is_val ? EMBER_HOOK_ID_on_validation_start : EMBER_HOOK_ID_on_test_start);
-    dispatch(is_val ? EMBER_HOOK_ID_on_validation_epoch_start : EMBER_HOOK_ID_on_test_epoch_start);
-    for (std::int64_t b = 0; b < n; ++b) {
-      check_interrupt();
-      Batch batch = loader->batch(b);
-      args_.batch_idx = b;
-      dispatch(is_val ? EMBER_HOOK_ID_on_validation_batch_start : EMBER_HOOK_ID_on_test_batch_start);
-      metrics_.set_context(stage, false, batch.size());
-      if (is_val) module_.validation_step(batch, b);
-      else module_.test_step(batch, b);
-      dispatch(is_val ? EMBER_HOOK_ID_on_validation_batch_end : EMBER_HOOK_ID_on_test_batch_end);
-      if (!sanity && b + 1 < n && past_deadline()) {
-        eval_cut_ = EvalCut{stage, b + 1, n};
-        break;
-      }
-    }
-    args_.batch_idx = -1;
-    std::vector<MetricValue> buf;
-    if (sanity) {
-      metrics_.discard(stage);
-    } else {
-      metrics_.reduce_epoch(stage, &buf);
-    }
-    dispatch(is_val ? EMBER_HOOK_ID_on_validation_epoch_end : EMBER_HOOK_ID_on_test_epoch_end);
-    if (!sanity) {
-      metrics_.reduce_epoch(stage, &buf);
-      send_to_loggers(buf, stage);
-      last_eval_ = buf;
-    }
-    dispatch(is_val ? EMBER_HOOK_ID_on_validation_end : EMBER_HOOK_ID_on_test_end);
-    stage_ = outer;
-    args_.stage = outer;
-    args_.batch_idx = outer_batch;
-  }
-
-  std::vector<torch::Tensor> predict_loop() {
-    std::vector<torch::Tensor> out;
-    if (!predict_) throw ConfigError("predict: no data (config key data.predict)");
-    std::int64_t n = dev_limit(limit(opt_.limit_predict_batches, predict_));
-    torch::NoGradGuard ng;
-    module_.train(false);
-    dispatch(EMBER_HOOK_ID_on_predict_start);
-    dispatch(EMBER_HOOK_ID_on_predict_epoch_start);
-    for (std::int64_t b = 0; b < n; ++b) {
-      check_interrupt();
-      Batch batch = predict_->batch(b);
-      args_.batch_idx = b;
-      dispatch(EMBER_HOOK_ID_on_predict_batch_start);
-      torch::Tensor p = module_.predict_step(batch, b).contiguous();
-      std::vector<std::int64_t> shape(p.sizes().begin(), p.sizes().end());
-      DLTensor view{};
-      view.data = p.data_ptr();
-      view.device = {kDLCPU, 0};
-      view.ndim = static_cast<int32_t>(p.dim());
-      view.dtype = {kDLFloat, 32, 1};
-      view.shape = shape.data();
-      if (p.scalar_type() == torch::kFloat32) args_.outputs = &view;
-      dispatch(EMBER_HOOK_ID_on_predict_batch_end);
-      args_.outputs = nullptr;
-      out.push_back(p);
-    }
-    args_.batch_idx = -1;
-    dispatch(EMBER_HOOK_ID_on_predict_epoch_end);
-    dispatch(EMBER_HOOK_ID_on_predict_end);
-    return out;
-  }
+  std::vector<torch::Tensor> predict_loop();
 
   TrainerOptions opt_;
   Module& module_;
@@ -927,3 +488,8 @@ class Trainer : public Services, public MediaSink {
 };
 
 }  // namespace ember
+
+// The member functions defined out of the class, one part per responsibility.
+#include <ember/trainer/checkpoint.hpp>
+#include <ember/trainer/eval_loops.hpp>
+#include <ember/trainer/fit_loop.hpp>

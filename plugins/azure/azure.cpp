@@ -20,9 +20,9 @@
 // computes for the range (x-ms-range-get-content-md5). A read of a whole blob that has a
 // Content-MD5 property is also checked against it.
 #include "shared_key.hpp"
-#include "sigv4.hpp"  // s3::uri_encode: RFC 3986 unreserved characters kept, the rest %XX
 
 #include <ember/net/http.hpp>
+#include <ember/net/uri.hpp>  // net::uri_encode: RFC 3986 unreserved characters kept, the rest %XX
 #include <ember/sdk/plugin.hpp>
 
 #include <boost/json.hpp>
@@ -314,10 +314,10 @@ class Service {
   // Sign, send, retry; returns a 2xx answer or one listed in accept, else throws AzureError.
   http::Response call(Call c) {
     const Target t = target(*c.loc, c);
-    std::string path = t.base_path + "/" + s3::uri_encode(c.loc->container);
-    if (!c.container_level) path += "/" + s3::uri_encode(c.loc->blob, /*encode_slash=*/false);
+    std::string path = t.base_path + "/" + net::uri_encode(c.loc->container);
+    if (!c.container_level) path += "/" + net::uri_encode(c.loc->blob, /*encode_slash=*/false);
     std::string query;
-    for (const auto& kv : c.query) query += (query.empty() ? "" : "&") + s3::uri_encode(kv.first) + "=" + s3::uri_encode(kv.second);
+    for (const auto& kv : c.query) query += (query.empty() ? "" : "&") + net::uri_encode(kv.first) + "=" + net::uri_encode(kv.second);
     if (cred_.kind == AuthKind::sas) query += (query.empty() ? "" : "&") + cred_.sas;
 
     http::Request req;
@@ -567,14 +567,14 @@ class Service {
     std::string where = "azure token " + authority + "/" + cred_.tenant_id + "/oauth2/v2.0/token for " + prefix(c);
     http::Url u;
     try {
-      u = http::Url::parse(authority + "/" + s3::uri_encode(cred_.tenant_id) + "/oauth2/v2.0/token");
+      u = http::Url::parse(authority + "/" + net::uri_encode(cred_.tenant_id) + "/oauth2/v2.0/token");
       http::require_secure_transport(u, s_.allow_insecure_http, "the azure config key allow_insecure_http");
     } catch (const std::exception& e) {
       throw AzureError(where + ": " + e.what(), EMBER_E_INVALID);
     }
-    std::string form = "grant_type=client_credentials&client_id=" + s3::uri_encode(cred_.client_id) +
-                       "&client_secret=" + s3::uri_encode(cred_.client_secret) +
-                       "&scope=" + s3::uri_encode("https://storage.azure.com/.default");
+    std::string form = "grant_type=client_credentials&client_id=" + net::uri_encode(cred_.client_id) +
+                       "&client_secret=" + net::uri_encode(cred_.client_secret) +
+                       "&scope=" + net::uri_encode("https://storage.azure.com/.default");
     http::Request req{"POST", u.target, {{"Content-Type", "application/x-www-form-urlencoded"}, {"Accept", "application/json"}}, form};
     req.idempotent = true;  // asking again for a token has no effect but another token
     std::string last;

@@ -21,6 +21,7 @@
 #include "gcs_auth.hpp"
 
 #include <ember/net/http.hpp>
+#include <ember/net/uri.hpp>
 #include <ember/sdk/plugin.hpp>
 
 #include <boost/json.hpp>
@@ -163,9 +164,8 @@ Location parse_location(std::string_view url) {
 }
 
 // Percent-encode everything but RFC 3986's unreserved characters ('/' included: an object name
-// is one path segment of the JSON API). The same rule as SigV4's (sigv4.hpp, until
-// ember/net has it).
-std::string pct(std::string_view s) { return s3::uri_encode(s, /*encode_slash=*/true); }
+// is one path segment of the JSON API): the shared encoder (ember/net/uri.hpp).
+std::string pct(std::string_view s) { return net::uri_encode(s, /*encode_slash=*/true); }
 
 std::string query_string(const Params& q) {
   std::string out;

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <ember/net/digest.hpp>
+#include <ember/net/uri.hpp>
 
 #include <openssl/evp.h>
 
@@ -37,22 +38,8 @@ inline std::string md5_base64(std::string_view data) { return base64(net::md5(da
 inline constexpr const char* kEmptySha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 // URI-encode per SigV4: every byte except A-Z a-z 0-9 - . _ ~ becomes %XX (upper-case hex);
-// '/' is kept when encode_slash is false (object key paths).
-inline std::string uri_encode(std::string_view s, bool encode_slash = true) {
-  static const char hex[] = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(s.size() * 3);
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || (c == '/' && !encode_slash)) {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
+// '/' is kept when encode_slash is false (object key paths). The shared one (ember/net/uri.hpp).
+using ember::net::uri_encode;
 
 struct Credentials {
   std::string access_key_id, secret_access_key, session_token;

@@ -40,6 +40,7 @@
 #include <ember/sdk/plugin_config.hpp>
 #include <ember/sdk/plugin_io.hpp>
 #include <ember/sdk/plugin_yaml.hpp>
+#include <ember/sdk/png.hpp>
 #include <limits>
 #include <mutex>
 #include <optional>
@@ -51,7 +52,6 @@
 #include <vector>
 
 #include "tfevents.hpp"
-#include "wandb_png.hpp"  // plugins/wandb: PNG through libpng's simplified API
 
 namespace {
 
@@ -390,9 +390,9 @@ class TensorBoardLogger : public ember::plugin::Plugin, public ember::plugin::Lo
         p.width = static_cast<std::uint32_t>(l.width), p.height = static_cast<std::uint32_t>(l.height);
         p.channels = static_cast<std::uint32_t>(l.channels);
       } else if (im.png && im.png_size > 0) {
-        ember::wandb::png::Info info;
+        ember::png::Info info;
         try {
-          info = ember::wandb::png::read_info(im.png, im.png_size);
+          info = ember::png::read_info(im.png, im.png_size);
         } catch (const std::invalid_argument& e) {
           throw std::invalid_argument("log_image '" + std::string(key) + "': image " + std::to_string(i) + ": " + e.what());
         }
@@ -566,7 +566,7 @@ class TensorBoardLogger : public ember::plugin::Plugin, public ember::plugin::Lo
   std::string image_record(Item& item) {
     Proto summary;
     for (auto& p : item.pictures) {
-      if (p.png.empty()) p.png = ember::wandb::png::encode(p.pixels.data(), p.width, p.height, p.channels);
+      if (p.png.empty()) p.png = ember::png::encode(p.pixels.data(), p.width, p.height, p.channels);
       Proto image, v;
       image.int64(f::kImageHeight, p.height).int64(f::kImageWidth, p.width)
           .int64(f::kImageColorspace, p.channels).bytes(f::kImageEncoded, p.png);

@@ -3,7 +3,7 @@
 //
 // Written by hand rather than with libprotobuf: the logger emits a handful of fields of five
 // wire types (varint, fixed64, fixed32, length-delimited, packed doubles) and reads nothing, so a
-// few dozen lines (on top of the wandb plugin's varint encoder) replace a generated-code build step, a .proto copy of TensorBoard's tree and a
+// few dozen lines (on top of the shared wire writer, ember/sdk/protobuf_wire.hpp) replace a generated-code build step, a .proto copy of TensorBoard's tree and a
 // run-time dependency in every plugin directory (and the Lambda zip). The tests read the output
 // with Debian's python3-protobuf from .proto files of their own, so the encoder is checked by an
 // independent decoder.
@@ -13,7 +13,7 @@
 #pragma once
 
 #include <ember/net/digest.hpp>  // ember::net::crc32c
-#include <wandb_proto.hpp>  // plugins/wandb: ember::wandb::pb, the varint/length-delimited encoder
+#include <ember/sdk/protobuf_wire.hpp>  // ember::pb, the protobuf wire writer
 
 #include <cstdint>
 #include <cstring>
@@ -23,12 +23,9 @@
 
 namespace ember::tensorboard {
 
-namespace pb = ember::wandb::pb;
-
 // A message under construction: append fields in any order (the wire format allows it), nest
-// another Proto as a length-delimited field. Varints, keys and length-delimited fields are the
-// wandb plugin's encoder (wandb_proto.hpp, ember::wandb::pb); the fixed-width and packed fields
-// TensorBoard's messages need are added here. Unlike pb::int_field, zero values are written:
+// another Proto as a length-delimited field, every field through ember::pb (protobuf_wire.hpp).
+// Unlike pb::int_field, zero values are written:
 // a oneof member such as simple_value = 0 must be present.
 class Proto {
  public:
@@ -41,17 +38,11 @@ class Proto {
   Proto& int64(std::uint32_t field, std::int64_t v) { return varint(field, static_cast<std::uint64_t>(v)); }
   Proto& boolean(std::uint32_t field, bool v) { return varint(field, v ? 1 : 0); }
   Proto& float64(std::uint32_t field, double v) {
-    pb::tag(out_, static_cast<int>(field), 1);
-    std::uint64_t bits;
-    std::memcpy(&bits, &v, 8);
-    put_le(bits, 8);
+    pb::fixed64_field(out_, static_cast<int>(field), v);
     return *this;
   }
   Proto& float32(std::uint32_t field, float v) {
-    pb::tag(out_, static_cast<int>(field), 5);
-    std::uint32_t bits;
-    std::memcpy(&bits, &v, 4);
-    put_le(bits, 4);
+    pb::fixed32_field(out_, static_cast<int>(field), v);
     return *this;
   }
   Proto& bytes(std::uint32_t field, std::string_view v) {
@@ -61,23 +52,13 @@ class Proto {
   Proto& message(std::uint32_t field, const Proto& m) { return bytes(field, m.out_); }
   // repeated double [packed = true]
   Proto& packed_doubles(std::uint32_t field, const std::vector<double>& vs) {
-    pb::tag(out_, static_cast<int>(field), 2);
-    pb::varint(out_, vs.size() * 8);
-    for (double v : vs) {
-      std::uint64_t bits;
-      std::memcpy(&bits, &v, 8);
-      put_le(bits, 8);
-    }
+    pb::packed_doubles_field(out_, static_cast<int>(field), vs);
     return *this;
   }
 
   const std::string& str() const { return out_; }
 
  private:
-  void put_le(std::uint64_t v, int n) {
-    for (int i = 0; i < n; ++i) out_ += static_cast<char>((v >> (8 * i)) & 0xff);
-  }
-
   std::string out_;
 };
 

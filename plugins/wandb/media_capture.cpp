@@ -6,8 +6,8 @@
 
 #include "logger.hpp"
 #include "sysinfo.hpp"
-#include "wandb_png.hpp"
 #include <ember/sdk/media_table.hpp>
+#include <ember/sdk/png.hpp>
 
 namespace ember::wandb_plugin {
 
@@ -29,9 +29,9 @@ void WandbLogger::log_image(const ember_log_context_t& ctx, std::string_view key
       pic.width = static_cast<std::uint32_t>(l.width), pic.height = static_cast<std::uint32_t>(l.height);
       pic.channels = static_cast<std::uint32_t>(l.channels);
     } else if (im.png && im.png_size > 0) {
-      wb::png::Info info;
+      ember::png::Info info;
       try {
-        info = wb::png::read_info(im.png, im.png_size);
+        info = ember::png::read_info(im.png, im.png_size);
       } catch (const std::invalid_argument& e) {
         throw std::invalid_argument("log_image '" + std::string(key) + "': image " + std::to_string(i) + ": " + e.what());
       }

@@ -7,9 +7,9 @@
 #include "logger.hpp"
 #include "wandb_api_runs.hpp"
 #include "wandb_json.hpp"
-#include "wandb_png.hpp"
 #include "wandb_records.hpp"
 #include "wandb_spool.hpp"
+#include <ember/sdk/png.hpp>
 
 namespace ember::wandb_plugin {
 
@@ -63,7 +63,7 @@ json::value WandbLogger::media_value(MediaItem& item, std::int64_t step) {
   json::object single;
   for (std::size_t i = 0; i < item.images.size(); ++i) {
     MediaItem::Picture& pic = item.images[i];
-    std::string bytes = pic.pixels.empty() ? std::move(pic.png) : wb::png::encode(pic.pixels.data(), pic.width, pic.height, pic.channels);
+    std::string bytes = pic.pixels.empty() ? std::move(pic.png) : ember::png::encode(pic.pixels.data(), pic.width, pic.height, pic.channels);
     std::string sha = wb::sha256_hex(bytes);
     std::string path = "media/images/" + stem + (one ? sha.substr(0, 20) : std::to_string(i)) + ".png";
     if (one) {

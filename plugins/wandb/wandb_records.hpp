@@ -20,87 +20,13 @@
 #include <utility>
 #include <vector>
 
+#include <ember/sdk/protobuf_wire.hpp>
+
 #include "wandb_json.hpp"
 
 namespace ember::wandb {
 
-// ---- protobuf, by hand (proto3 wire format) ----------------------------------------------------
-
-namespace pb {
-
-inline void varint(std::string& out, std::uint64_t v) {
-  while (v >= 0x80) {
-    out += static_cast<char>((v & 0x7f) | 0x80);
-    v >>= 7;
-  }
-  out += static_cast<char>(v);
-}
-inline void tag(std::string& out, int field, int wire) {
-  varint(out, (static_cast<std::uint64_t>(field) << 3) | static_cast<std::uint64_t>(wire));
-}
-inline void int_field(std::string& out, int field, std::int64_t v) {
-  if (v == 0) return;  // proto3: defaults are not written
-  tag(out, field, 0);
-  varint(out, static_cast<std::uint64_t>(v));
-}
-inline void bytes_field(std::string& out, int field, std::string_view v, bool even_empty = false) {
-  if (v.empty() && !even_empty) return;
-  tag(out, field, 2);
-  varint(out, v.size());
-  out.append(v);
-}
-inline void message_field(std::string& out, int field, std::string_view encoded) {
-  bytes_field(out, field, encoded, true);
-}
-
-// Reads fields one at a time; throws on malformed input.
-class Reader {
- public:
-  explicit Reader(std::string_view data) : d_(data) {}
-  bool next() {
-    if (p_ >= d_.size()) return false;
-    std::uint64_t key = read_varint();
-    field = static_cast<int>(key >> 3);
-    wire = static_cast<int>(key & 7);
-    switch (wire) {
-      case 0: value = read_varint(); break;
-      case 1: skip(8); break;
-      case 2: {
-        std::uint64_t n = read_varint();
-        if (n > d_.size() - p_) throw std::runtime_error("protobuf: truncated length-delimited field");
-        bytes = d_.substr(p_, n);
-        p_ += n;
-        break;
-      }
-      case 5: skip(4); break;
-      default: throw std::runtime_error("protobuf: unsupported wire type " + std::to_string(wire));
-    }
-    return true;
-  }
-  int field = 0, wire = 0;
-  std::uint64_t value = 0;
-  std::string_view bytes;
-
- private:
-  std::uint64_t read_varint() {
-    std::uint64_t v = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-      if (p_ >= d_.size()) throw std::runtime_error("protobuf: truncated varint");
-      auto b = static_cast<unsigned char>(d_[p_++]);
-      v |= static_cast<std::uint64_t>(b & 0x7f) << shift;
-      if (!(b & 0x80)) return v;
-    }
-    throw std::runtime_error("protobuf: varint too long");
-  }
-  void skip(std::size_t n) {
-    if (n > d_.size() - p_) throw std::runtime_error("protobuf: truncated fixed field");
-    p_ += n;
-  }
-  std::string_view d_;
-  std::size_t p_ = 0;
-};
-
-}  // namespace pb
+// protobuf wire format: ember::pb (ember/sdk/protobuf_wire.hpp), found from here as pb::.
 
 // Record oneof field numbers (wandb_internal.proto).
 enum RecordType : int {

@@ -11,8 +11,6 @@
 #include <unistd.h>
 
 #include <boost/asio/ip/address.hpp>
-#include <boost/url/encode.hpp>
-#include <boost/url/rfc/unreserved_chars.hpp>
 #include <cctype>
 #include <cstring>
 #include <filesystem>
@@ -21,6 +19,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <ember/net/uri.hpp>
 
 namespace ember::wandb {
 
@@ -273,11 +273,9 @@ inline std::vector<std::string> redact_argv(std::vector<std::string> argv) {
   return argv;
 }
 
-// One URL path segment percent-encoded (Boost.URL; RFC 3986 unreserved characters kept, upper-case
-// hex), so a name with spaces, '/', '?', CR or LF stays one segment of one request line.
-inline std::string encode_path_segment(std::string_view s) {
-  return boost::urls::encode(boost::core::string_view(s.data(), s.size()), boost::urls::unreserved_chars);
-}
+// One URL path segment percent-encoded (ember/net/uri.hpp: RFC 3986 unreserved characters kept,
+// upper-case hex), so a name with spaces, '/', '?', CR or LF stays one segment of one request line.
+inline std::string encode_path_segment(std::string_view s) { return net::uri_encode(s, /*encode_slash=*/true); }
 
 inline bool has_control_chars(std::string_view s) {
   for (unsigned char c : s)

@@ -17,6 +17,8 @@
 #include <string_view>
 #include <vector>
 
+#include <ember/net/uri.hpp>
+
 #include "wandb_safety.hpp"
 
 namespace ember::wandb {
@@ -81,10 +83,7 @@ class LocalStore final : public Store {
   std::set<std::string> checked_;
 };
 
-inline std::string join_url(std::string a, std::string_view b) {
-  if (!a.empty() && a.back() != '/') a += '/';
-  return a + std::string(b);
-}
+using ember::net::join_url;  // dir + "/" + name, one slash between (ember/net/uri.hpp)
 
 // Spool layout, one directory per run:  meta.json (RunMeta, base_url, config, pid),
 // hist-<offset>.jsonl / events-<offset>.jsonl / output-<offset>.jsonl (console wire lines; one

@@ -16,6 +16,7 @@
 // resets, StandbyException and RetriableException are retried with backoff. The delegation token
 // never appears in a message: URLs are shown without their query, and server text is scrubbed.
 #include <ember/net/http.hpp>
+#include <ember/net/uri.hpp>
 #include <ember/sdk/plugin.hpp>
 
 #include <boost/json.hpp>
@@ -165,21 +166,9 @@ std::string parent_of(const std::string& path) {
 }
 std::string name_of(const std::string& path) { return path.substr(path.rfind('/') + 1); }
 
-// Percent-encode a path for the request target: everything but unreserved characters and '/'.
-std::string encode(std::string_view s, bool keep_slash) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || (keep_slash && c == '/')) {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
+// Percent-encode for the request target: everything but unreserved characters (and '/' when
+// keep_slash: a path). The shared encoder (ember/net/uri.hpp).
+std::string encode(std::string_view s, bool keep_slash) { return net::uri_encode(s, !keep_slash); }
 
 // WebHDFS's errors: {"RemoteException": {"exception", "javaClassName", "message"}}.
 struct Remote {

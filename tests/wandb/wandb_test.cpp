@@ -24,7 +24,7 @@
 #include "../support/run_process.hpp"
 #include "plugin_fixture.hpp"
 #include "wandb_api.hpp"
-#include "wandb_png.hpp"
+#include <ember/sdk/png.hpp>
 #include "wandb_server.hpp"
 
 namespace fs = std::filesystem;
@@ -656,7 +656,7 @@ BOOST_AUTO_TEST_CASE(several_images_are_one_images_separated_value_and_png_bytes
   std::vector<std::int64_t> chw{3, 4, 6};
   DLTensor fimg = view_of(f, chw, kF32);
   std::vector<std::uint8_t> gray{0, 50, 100, 150, 200, 250};
-  std::string png = wb::png::encode(gray.data(), 3, 2, 1);
+  std::string png = ember::png::encode(gray.data(), 3, 2, 1);
   {
     Wandb w(t, base_config(srv, "media002", spool.path().string()));
     w.ok(w.image("grid", {{&fimg, nullptr, 0, ember::cstr("first")}, {nullptr, png.data(), png.size(), {}}}, 8), "log_image");

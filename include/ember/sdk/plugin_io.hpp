@@ -2,6 +2,7 @@
 // Header-only; needs only ember/sdk/plugin.hpp (no libtorch).
 #pragma once
 
+#include <ember/net/uri.hpp>
 #include <ember/sdk/plugin.hpp>
 
 #include <cctype>
@@ -21,16 +22,9 @@ inline std::string host_error(const ember_host_t& host) {
 }
 
 // dir + "/" + name, with exactly one slash between them: "s3://b/runs/" + "/v1" ->
-// "s3://b/runs/v1". An empty side gives the other.
-inline std::string join_url(std::string_view dir, std::string_view name) {
-  std::string out(dir);
-  if (out.empty()) return std::string(name);
-  if (name.empty()) return out;
-  if (out.back() != '/') out += '/';
-  while (!name.empty() && name.front() == '/') name.remove_prefix(1);
-  out += name;
-  return out;
-}
+// "s3://b/runs/v1". An empty side gives the other. The one copy is ember/net/uri.hpp's
+// (header-only, standard library only).
+using ember::net::join_url;
 
 // Write bytes as the whole object at url: open_write, write, commit, close. The object appears
 // at commit or not at all (the host creates directories; a writer closed uncommitted is

@@ -1,6 +1,7 @@
 // PNG through libpng's simplified API (png_image, libpng >= 1.6): encode packed 8-bit pixels, and
 // read a PNG's header. The simplified API reports errors by status and message, so no setjmp /
-// longjmp crosses C++ frames. Shared by the wandb plugin (log_image) and its tests.
+// longjmp crosses C++ frames. One encoder for everyone: the wandb plugin (log_image), the
+// tensorboard plugin (images), `ember plot` and their tests. Needs libpng >= 1.6.29 (png_dep).
 #pragma once
 
 #include <png.h>
@@ -10,7 +11,7 @@
 #include <stdexcept>
 #include <string>
 
-namespace ember::wandb::png {
+namespace ember::png {
 
 struct Info {
   std::uint32_t width = 0, height = 0, channels = 0;
@@ -50,4 +51,4 @@ inline Info read_info(const void* data, std::size_t size) {
   return i;
 }
 
-}  // namespace ember::wandb::png
+}  // namespace ember::png
