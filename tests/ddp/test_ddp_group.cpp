@@ -9,9 +9,8 @@
 #include <ember/ddp/strategy.hpp>
 #include <ember/trainer.hpp>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
+#include "ddp_cli_support.hpp"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -24,17 +23,7 @@
 
 namespace {
 
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
+using ember::test::ddp_cli::free_port;
 
 struct Mlp : torch::nn::Module {
   torch::nn::Linear l1{nullptr}, l2{nullptr};

@@ -8,15 +8,13 @@
 #include <boost/test/unit_test.hpp>
 
 #include "../support/child_process.hpp"
+#include "ddp_cli_support.hpp"
 #include "../support/run_process.hpp"
 #include "../support/temp_dir.hpp"
 
 #include <boost/json.hpp>
 #include <torch/torch.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,38 +28,14 @@ namespace fs = std::filesystem;
 using ember::test::run_process;
 using ember::test::TempDir;
 
+using namespace ember::test::ddp_cli;
+
 namespace {
 
 constexpr std::int64_t kPerRank = 16, kSteps = 4;
 
-std::string exe() { return ember::test::require_env("EMBER_EXE"); }
-std::string plugins() { return ember::test::require_env("EMBER_BUILD_ROOT") + "/plugins"; }
-
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-// 256 rows of Fashion-MNIST's shape (784 features, 10 classes). Unshuffled, 3 ranks of 4 x 16
-// rows use rows 0..191: step b's three rank batches are together rows 48b..48b+47, one global
-// batch of 48 (no padding reached).
-std::string write_data(const TempDir& dir) {
-  torch::manual_seed(11);
-  c10::Dict<std::string, torch::Tensor> d;
-  d.insert("x", torch::randn({256, 784}));
-  d.insert("y", torch::randint(0, 10, {256}, torch::kInt64));
-  auto bytes = torch::pickle_save(d);
-  std::string path = (dir.path() / "data.pt").string();
-  ember::test::write_file(path, std::string(bytes.begin(), bytes.end()));
-  return path;
-}
+// The data: write_data's 256 rows. Unshuffled, 3 ranks of 4 x 16 rows use rows 0..191: step b's
+// three rank batches are together rows 48b..48b+47, one global batch of 48 (no padding reached).
 
 json::object config(const std::string& data, const std::string& root, std::int64_t batch, int devices) {
   return json::object{
@@ -81,52 +55,6 @@ json::object config(const std::string& data, const std::string& root, std::int64
       {"model", json::object{{"plugin", "fashion_mlp"}, {"config", json::object{{"lr", 0.001}, {"hidden1", 32}, {"hidden2", 32}}}}},
       {"data", json::object{{"format", "tensors"}, {"train", json::array{data}}, {"batch_size", batch}, {"shuffle", false}}}};
 }
-
-std::string write_config(const TempDir& dir, const json::object& cfg, const std::string& name) {
-  std::string path = (dir.path() / name).string();
-  ember::test::write_file(path, json::serialize(cfg));
-  return path;
-}
-
-std::vector<std::string> ember_argv(std::vector<std::string> args) {
-  std::vector<std::string> argv{exe()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  argv.push_back("--plugin-dir");
-  argv.push_back(plugins());
-  return argv;
-}
-
-// `env -u ... VAR=... cmd`: a process started the way a launcher starts it, without this
-// process's own launcher variables (if a test runner had any).
-std::vector<std::string> with_env(const std::vector<std::string>& vars, const std::vector<std::string>& argv) {
-  std::vector<std::string> out{"/usr/bin/env"};
-  for (const char* v : {"RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID",
-                        "SLURM_NTASKS", "TORCHELASTIC_RUN_ID"}) {
-    out.push_back("-u");
-    out.push_back(v);
-  }
-  out.insert(out.end(), vars.begin(), vars.end());
-  out.insert(out.end(), argv.begin(), argv.end());
-  return out;
-}
-
-c10::Dict<c10::IValue, c10::IValue> state_dict(const fs::path& ckpt) {
-  std::ifstream in(ckpt, std::ios::binary);
-  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  BOOST_REQUIRE_MESSAGE(!bytes.empty(), "no checkpoint at " << ckpt);
-  auto d = torch::pickle_load(bytes).toGenericDict();
-  return d.at("state_dict").toGenericDict();
-}
-
-std::size_t count_named(const fs::path& root, const std::string& name) {
-  std::size_t n = 0;
-  if (!fs::exists(root)) return n;
-  for (auto& e : fs::recursive_directory_iterator(root))
-    if (e.path().filename() == name) ++n;
-  return n;
-}
-
-bool contains(const std::string& s, const std::string& what) { return s.find(what) != std::string::npos; }
 
 // The data and one process's run on the global batches (3 x 16 = 48 rows a step), made once.
 struct Reference {
@@ -153,7 +81,7 @@ Reference& reference() {
 void check_three_ranks(const std::string& rank0_out, const fs::path& root, const std::string& describe) {
   BOOST_CHECK_MESSAGE(contains(rank0_out, "ddp: 3 ranks hold identical parameters"), describe);
   BOOST_CHECK_MESSAGE(contains(rank0_out, "global_step " + std::to_string(kSteps)), describe);
-  BOOST_CHECK_EQUAL(count_named(root, "metrics.csv"), 1u);
+  BOOST_CHECK_EQUAL(find(root, "metrics.csv").size(), 1u);
   auto a = state_dict(root / "checkpoints" / "last.ckpt"), b = state_dict(reference().ckpt);
   BOOST_REQUIRE_EQUAL(a.size(), b.size());
   BOOST_REQUIRE_GT(a.size(), 0u);
