@@ -56,6 +56,18 @@ import time
 import xml.sax.saxutils
 
 UPSTREAM = int(sys.argv[1])
+SAY_LOCK = threading.Lock()
+
+
+def say(line):
+    """One whole line to stdout. print() writes the text and its newline separately, so two
+    handler threads could run their lines together ("-> statusEND 1 ...") and a test counting
+    "-> status" lines would miss one."""
+    with SAY_LOCK:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
 with open(sys.argv[2]) as f:
     RULES = json.load(f)
 CHECKSUMS = "--checksums" in sys.argv[3:]
@@ -101,12 +113,12 @@ def check_checksums(n, method, target, headers, body):
     if sent_md5 is not None:
         if sent_md5 != base64.b64encode(hashlib.md5(body).digest()).decode():
             return "BadDigest", "The Content-MD5 you specified did not match what we received."
-        print("SUM %d Content-MD5 ok" % n, flush=True)
+        say("SUM %d Content-MD5 ok" % n)
     sent_crc = headers.get("x-amz-checksum-crc32c")
     if sent_crc is not None:
         if sent_crc != crc32c_base64(body):
             return "BadDigest", "The CRC32C you specified did not match the calculated checksum."
-        print("SUM %d x-amz-checksum-crc32c ok" % n, flush=True)
+        say("SUM %d x-amz-checksum-crc32c ok" % n)
     upload = query_param(target, "uploadId")
     with LOCK:
         parts = CRC_UPLOADS.get(upload)
@@ -126,7 +138,7 @@ def check_checksums(n, method, target, headers, body):
                 return "InvalidPart", "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not have matched the part's entity tag."
         if len(listed) != len(parts):
             return "InvalidPart", "The list of parts does not match the uploaded parts."
-        print("SUM %d ChecksumCRC32C ok" % n, flush=True)
+        say("SUM %d ChecksumCRC32C ok" % n)
     return None
 
 
@@ -239,11 +251,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         served = upload_api(n, self.command, self.path) if action == "forward" else None
         if served:
             action = served[0]
-        print("REQ %d %s %s -> %s" % (n, self.command, self.path, action), flush=True)
+        say("REQ %d %s %s -> %s" % (n, self.command, self.path, action))
         try:
             self.act(n, rule, action, body, served)
         finally:
-            print("END %d %.6f %.6f" % (n, start, time.monotonic()), flush=True)
+            say("END %d %.6f %.6f" % (n, start, time.monotonic()))
 
     def act(self, n, rule, action, body, served):
         if served:
@@ -255,13 +267,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(data)
             return
         if action == "barrier":
-            print("%s %d" % (barrier(rule), n), flush=True)
+            say("%s %d" % (barrier(rule), n))
         if action == "corrupt" and body:
             body = body[:len(body) // 2] + bytes([body[len(body) // 2] ^ 0x01]) + body[len(body) // 2 + 1:]
         if CHECKSUMS:
             refused = check_checksums(n, self.command, self.path, self.headers, body)
             if refused:
-                print("BAD %d %s" % (n, refused[0]), flush=True)
+                say("BAD %d %s" % (n, refused[0]))
                 rule, action = {"status": 400, "code": refused[0], "message": refused[1]}, "status"
         if action == "reset":
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -334,5 +346,5 @@ class Server(http.server.ThreadingHTTPServer):
 
 
 server = Server(("127.0.0.1", 0), Handler)
-print("listening on 127.0.0.1:%d" % server.server_address[1], flush=True)
+say("listening on 127.0.0.1:%d" % server.server_address[1])
 server.serve_forever()
