@@ -1,5 +1,5 @@
 // Only rank 0 writes W&B rows (issue 14): `ember fit --set trainer.devices=2` with the wandb
-// logger against the W&B-protocol test server (tests/wandb/wandb_server.py, a free loopback
+// logger against the W&B-protocol test server (tests/plugins/wandb/wandb_server.py, a free loopback
 // port). The server must see one run with one row per step, and those rows must be rank 0's:
 // the first step's train_loss (logged without sync_dist, so a rank's own) equals a one-process
 // run on rank 0's shard and differs from one on rank 1's.
@@ -8,7 +8,7 @@
 
 #include "../support/run_process.hpp"
 #include "../support/temp_dir.hpp"
-#include "../wandb/wandb_server.hpp"
+#include "../plugins/wandb/wandb_server.hpp"
 
 #include <boost/json.hpp>
 #include <torch/torch.h>

@@ -1,11 +1,11 @@
 // `ember storage ls|stat|cat|cp|rm` as a user runs it: the built `ember` against local files,
-// hdfs:// (tests/webhdfs/webhdfs_server.py, the webhdfs plugin found by scheme with its default
+// hdfs:// (tests/plugins/webhdfs/webhdfs_server.py, the webhdfs plugin found by scheme with its default
 // config, no run config) and s3:// (s3rver, the s3 plugin configured by --config), copying
 // between every pair, recursive copies and removals, and the errors' lines and exit codes.
 #define BOOST_TEST_MODULE storage_cmd
 #include <boost/test/unit_test.hpp>
 
-#include "../webhdfs/webhdfs_fixture.hpp"
+#include "../plugins/webhdfs/webhdfs_fixture.hpp"
 #include "expect.hpp"
 
 #include <fstream>

@@ -8,7 +8,7 @@
 #define BOOST_TEST_MODULE storage_options
 #include <boost/test/unit_test.hpp>
 
-#include "../s3/s3_fixture.hpp"
+#include "../plugins/s3/s3_fixture.hpp"
 
 #include <ember/storage.hpp>
 

@@ -6,14 +6,17 @@
 //                                       preprocessed as the idx reader does (/255, then
 //                                       data.normalize's mean/std; data::pixels_to_inputs)
 //   "tensor": {"dtype": "float32", "shape": [N, ...], "data_base64": "..."}  raw little-endian
-// Each problem is a BadInput naming the key, the item and what was expected.
+// Each problem is a BadInput naming the key, the item and what was expected. Built without libpng
+// (EMBER_NO_PNG, meson -Dpng=disabled), every "images_png_base64" item is a BadInput saying so.
 #pragma once
 
 #include <ember/data.hpp>
 #include <ember/error.hpp>
 
 #include <boost/json.hpp>
+#ifndef EMBER_NO_PNG
 #include <png.h>
+#endif
 #include <torch/torch.h>
 
 #include <cstdint>
@@ -61,6 +64,10 @@ inline std::string base64_decode(std::string_view in, const std::string& what) {
 
 // A PNG file as 8-bit grey [H, W] (colour is converted by libpng's simplified API).
 inline torch::Tensor png_to_gray(const std::string& bytes, const std::string& what) {
+#ifdef EMBER_NO_PNG
+  (void)bytes;
+  throw BadInput(what + ": PNG input is not built in (Ember was configured with -Dpng=disabled: no libpng)");
+#else
   png_image img;
   std::memset(&img, 0, sizeof img);
   img.version = PNG_IMAGE_VERSION;
@@ -75,6 +82,7 @@ inline torch::Tensor png_to_gray(const std::string& bytes, const std::string& wh
   if (!png_image_finish_read(&img, nullptr, t.data_ptr(), 0, nullptr))
     throw BadInput(what + ": PNG does not decode (" + std::string(img.message) + ")");
   return t;
+#endif
 }
 
 struct InputSpec {

@@ -2,9 +2,13 @@
 // read a PNG's header. The simplified API reports errors by status and message, so no setjmp /
 // longjmp crosses C++ frames. One encoder for everyone: the wandb plugin (log_image), the
 // tensorboard plugin (images), `ember plot` and their tests. Needs libpng >= 1.6.29 (png_dep).
+// Built without libpng (meson -Dpng=disabled defines EMBER_NO_PNG), both functions are there and
+// throw std::runtime_error saying so: what logs or draws a PNG fails at run time, not at build time.
 #pragma once
 
+#ifndef EMBER_NO_PNG
 #include <png.h>
+#endif
 
 #include <cstdint>
 #include <cstring>
@@ -17,6 +21,17 @@ struct Info {
   std::uint32_t width = 0, height = 0, channels = 0;
 };
 
+#ifdef EMBER_NO_PNG
+inline constexpr const char* kNotBuilt = "PNG support is not built in (Ember was configured with -Dpng=disabled: no libpng)";
+
+inline std::string encode(const std::uint8_t*, std::uint32_t, std::uint32_t, std::uint32_t) {
+  throw std::runtime_error(std::string("cannot encode a PNG: ") + kNotBuilt);
+}
+
+inline Info read_info(const void*, std::size_t) {
+  throw std::runtime_error(std::string("cannot read a PNG: ") + kNotBuilt);
+}
+#else
 // Encode height rows of width * channels bytes (channels 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA).
 inline std::string encode(const std::uint8_t* pixels, std::uint32_t width, std::uint32_t height, std::uint32_t channels) {
   png_image img;
@@ -50,5 +65,6 @@ inline Info read_info(const void* data, std::size_t size) {
   png_image_free(&img);
   return i;
 }
+#endif  // EMBER_NO_PNG
 
 }  // namespace ember::png

@@ -1,0 +1,137 @@
+// The trainer on az:// end to end (as tests/plugins/s3/trainer_s3_test.cpp does for s3://): `ember fit`
+// on Fashion-MNIST (one short epoch) with default_root_dir on Azurite and the credentials only in
+// AZURE_STORAGE_CONNECTION_STRING; checkpoints, their index and the CSV metrics land in the
+// container (checked through the plugin in-process); `--ckpt-path last` resumes from Azure for a
+// second epoch. The working directory stays empty, and the key appears in no output.
+#define BOOST_TEST_MODULE azure_trainer
+#include <boost/test/unit_test.hpp>
+
+#include "azurite_fixture.hpp"
+
+#include <boost/json.hpp>
+
+#include <algorithm>
+
+namespace json = boost::json;
+using namespace ember::test;
+
+namespace {
+
+const std::string kData = "/usr/share/datasets/fashion-mnist/";
+
+Azurite& server() {
+  static Azurite a;
+  static bool made = [] {
+    create_container(a, "runs");
+    return true;
+  }();
+  (void)made;
+  return a;
+}
+
+json::object run_config(const std::string& root) {
+  json::object azure{{"plugin", "azure"}, {"config", json::object{}}};
+  json::object ckpt{{"plugin", "model_checkpoint"}, {"config", json::object{{"monitor", "val_accuracy"}, {"mode", "max"}}}};
+  return json::object{
+      {"seed_everything", 1},
+      {"plugins", json::object{{"storage", json::array{azure}}}},
+      {"trainer", json::object{{"max_epochs", 1},
+                               {"limit_train_batches", 30},
+                               {"limit_val_batches", 5},
+                               {"default_root_dir", root},
+                               {"logger", json::array{json::object{{"plugin", "csv_logger"}}}},
+                               {"callbacks", json::array{ckpt}},
+                               {"enable_progress_bar", false},
+                               {"log_every_n_steps", 5}}},
+      {"model", json::object{{"plugin", "fashion_mlp"}}},
+      {"data", json::object{{"train", json::array{kData + "train-images-idx3-ubyte.gz", kData + "train-labels-idx1-ubyte.gz"}},
+                            {"val_fraction", 0.1},
+                            {"batch_size", 64}}}};
+}
+
+// `ember <args> --plugin-dir <build>/plugins` in cwd; Azure credentials only from the
+// environment (every inherited AZURE_* variable dropped).
+ProcessResult ember_cli(const std::vector<std::string>& args, const TempDir& cwd, const TempDir& home,
+                        const std::string& connection) {
+  ChildSpec spec;
+  spec.argv = {require_env("EMBER_EXE")};
+  spec.argv.insert(spec.argv.end(), args.begin(), args.end());
+  spec.argv.push_back("--plugin-dir");
+  spec.argv.push_back(require_env("EMBER_BUILD_ROOT") + "/plugins");
+  spec.drop_prefixes = {"AZURE_"};
+  spec.env = {{"AZURE_STORAGE_CONNECTION_STRING", connection}, {"HOME", home.path().string()}};
+  spec.cwd = cwd.path().string();
+  return run_child(spec, std::chrono::seconds(400));
+}
+
+std::vector<std::string> names(ember::storage::UrlSpace& urls, const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : urls.list(dir)) out.push_back(e.url.substr(dir.size() + 1) + (e.is_dir ? "/" : ""));
+  return out;
+}
+
+std::string joined(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += x + " ";
+  return s;
+}
+
+bool has(const std::vector<std::string>& v, const std::string& x) { return std::find(v.begin(), v.end(), x) != v.end(); }
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(fit_and_resume_with_default_root_dir_on_azure) {
+  TempDir cwd("ember-az-trainer-cwd"), home("ember-az-trainer-home"), conf("ember-az-trainer-conf");
+  const std::string config = (conf / "run.json").string();
+  write_file(config, json::serialize(run_config("az://runs/run")));
+  AzureUrls az(azurite_config(server().endpoint()));
+  const std::string ckdir = "az://runs/run/checkpoints";
+  const std::string conn = server().connection_string();
+
+  auto fit = ember_cli({"fit", "--config", config}, cwd, home, conn);
+  BOOST_REQUIRE_MESSAGE(fit.exit_code == 0, fit.describe());
+  BOOST_TEST(contains(fit.out, "global_step 30\n"), fit.out);
+  auto ck = names(az.urls, ckdir);
+  BOOST_TEST(has(ck, "last.ckpt"), joined(ck));
+  BOOST_TEST(has(ck, "checkpoints.json"), joined(ck));
+  BOOST_TEST(has(ck, "epoch=0-step=30.ckpt"), joined(ck));
+  auto index = json::parse(az.urls.read_all(ckdir + "/checkpoints.json")).as_object();
+  BOOST_TEST(index["last"].as_string() == ckdir + "/last.ckpt", json::serialize(index));
+  std::string metrics = az.urls.read_all("az://runs/run/lightning_logs/version_0/metrics.csv");
+  BOOST_TEST(contains(metrics, "val_accuracy"), metrics);
+
+  // Resume from the container's last.ckpt for a second epoch: it continues at step 30, ends at 60.
+  auto resumed = ember_cli({"fit", "--config", config, "--ckpt-path", "last", "--set", "trainer.max_epochs=2"}, cwd, home, conn);
+  BOOST_REQUIRE_MESSAGE(resumed.exit_code == 0, resumed.describe());
+  BOOST_TEST(contains(resumed.out, "global_step 60\n"), resumed.out);
+  BOOST_TEST(has(names(az.urls, ckdir), "epoch=1-step=60.ckpt"), joined(names(az.urls, ckdir)));
+  {
+    TempDir scratch("ember-az-trainer-ckpt");
+    write_file(scratch / "last.ckpt", az.urls.read_all(ckdir + "/last.ckpt"));
+    auto py = run_process({"/usr/bin/python3", "-c",
+                           "import sys, torch; c = torch.load(sys.argv[1]); print(c['global_step'], c['epoch'])",
+                           (scratch / "last.ckpt").string()});
+    BOOST_REQUIRE_MESSAGE(py.exit_code == 0, py.describe());
+    BOOST_TEST(py.out == "60 1\n", py.out);
+  }
+  BOOST_TEST(std::filesystem::is_empty(cwd.path()));
+  for (const auto* r : {&fit, &resumed}) {
+    BOOST_TEST(!contains(r->out + r->err, kDevKey));
+    BOOST_TEST(!contains(r->out + r->err, std::string(kDevKey).substr(0, 16)));
+  }
+}
+
+// A missing container fails the run in one line naming the container and the service's code.
+BOOST_AUTO_TEST_CASE(fit_into_a_missing_container_names_it_and_the_code) {
+  TempDir cwd("ember-az-trainer-cwd"), home("ember-az-trainer-home"), conf("ember-az-trainer-conf");
+  auto cfg = run_config("az://no-such-container/run");
+  cfg["trainer"].as_object()["limit_train_batches"] = 2;
+  cfg["trainer"].as_object()["limit_val_batches"] = 1;
+  const std::string config = (conf / "run.json").string();
+  write_file(config, json::serialize(cfg));
+  auto r = ember_cli({"fit", "--config", config}, cwd, home, server().connection_string());
+  BOOST_TEST(r.exit_code == 1, r.describe());
+  BOOST_TEST(contains(r.err, "no-such-container"), r.err);
+  BOOST_TEST(contains(r.err, "ContainerNotFound"), r.err);
+  BOOST_TEST(!contains(r.out + r.err, std::string(kDevKey).substr(0, 16)), r.err);
+}

@@ -1,0 +1,117 @@
+// The trainer on hdfs:// end to end: `ember fit` on Fashion-MNIST (one short epoch) with
+// default_root_dir hdfs://127.0.0.1:P/runs/... on tests/plugins/webhdfs/webhdfs_server.py; the
+// checkpoints, their index and the CSV metrics land there (checked through the plugin
+// in-process); `--ckpt-path last` resumes from it for a second epoch, and the last checkpoint
+// opens in Python's torch.load. The working directory stays empty; the delegation token (the
+// server demands one) appears in no output.
+#define BOOST_TEST_MODULE webhdfs_trainer
+#include <boost/test/unit_test.hpp>
+
+#include "expect.hpp"
+#include "webhdfs_fixture.hpp"
+
+#include <algorithm>
+
+namespace json = boost::json;
+using namespace ember::test;
+
+namespace {
+
+const std::string kData = "/usr/share/datasets/fashion-mnist/";
+const char* kToken = "trainer-delegation-token-NEVER-SHOWN";
+
+WebHdfsServer& server() {
+  static WebHdfsServer s({"--token", kToken});
+  return s;
+}
+
+json::object run_config() {
+  // The token comes from the environment (WEBHDFS_DELEGATION_TOKEN), never from the file.
+  json::object hdfs{{"plugin", "webhdfs"}, {"config", json::object{{"part_size", 1048576}}}};
+  json::object ckpt{{"plugin", "model_checkpoint"}, {"config", json::object{{"monitor", "val_accuracy"}, {"mode", "max"}}}};
+  return json::object{
+      {"seed_everything", 1},
+      {"plugins", json::object{{"storage", json::array{hdfs}}}},
+      {"trainer", json::object{{"max_epochs", 1},
+                               {"limit_train_batches", 30},
+                               {"limit_val_batches", 5},
+                               {"default_root_dir", "hdfs://" + server().authority() + "/runs/run"},
+                               {"logger", json::array{json::object{{"plugin", "csv_logger"}}}},
+                               {"callbacks", json::array{ckpt}},
+                               {"enable_progress_bar", false},
+                               {"log_every_n_steps", 5}}},
+      {"model", json::object{{"plugin", "fashion_mlp"}}},
+      {"data", json::object{{"train", json::array{kData + "train-images-idx3-ubyte.gz", kData + "train-labels-idx1-ubyte.gz"}},
+                            {"val_fraction", 0.1},
+                            {"batch_size", 64}}}};
+}
+
+ProcessResult ember_cli(const std::vector<std::string>& args, const TempDir& cwd) {
+  ChildSpec spec;
+  spec.argv = {require_env("EMBER_EXE")};
+  spec.argv.insert(spec.argv.end(), args.begin(), args.end());
+  spec.argv.push_back("--plugin-dir");
+  spec.argv.push_back(require_env("EMBER_BUILD_ROOT") + "/plugins");
+  spec.env = {{"WEBHDFS_DELEGATION_TOKEN", kToken}};
+  spec.cwd = cwd.path().string();
+  return run_child(spec, std::chrono::seconds(400));
+}
+
+std::vector<std::string> names(ember::storage::UrlSpace& urls, const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : urls.list(dir)) out.push_back(e.url.substr(dir.size() + 1) + (e.is_dir ? "/" : ""));
+  return out;
+}
+
+std::string joined(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += x + " ";
+  return s;
+}
+
+bool has(const std::vector<std::string>& v, const std::string& x) { return std::find(v.begin(), v.end(), x) != v.end(); }
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(fit_and_resume_from_last_with_default_root_dir_on_hdfs) {
+  TempDir cwd("ember-webhdfs-trainer-cwd"), conf("ember-webhdfs-trainer-conf");
+  const std::string config = (conf / "run.json").string();
+  write_file(config, json::serialize(run_config()));
+  WebHdfsUrls hdfs(std::string(R"({"delegation_token": ")") + kToken + R"("})");
+  const std::string root = "hdfs://" + server().authority() + "/runs/run";
+  const std::string ckdir = root + "/checkpoints";
+
+  auto fit = ember_cli({"fit", "--config", config}, cwd);
+  BOOST_REQUIRE_MESSAGE(fit.exit_code == 0, fit.describe());
+  BOOST_TEST(contains(fit.out, "global_step 30\n"), fit.out);
+  auto ck = names(hdfs.urls, ckdir);
+  BOOST_TEST(has(ck, "last.ckpt"), joined(ck));
+  BOOST_TEST(has(ck, "checkpoints.json"), joined(ck));
+  BOOST_TEST(has(ck, "epoch=0-step=30.ckpt"), joined(ck));
+  auto index = json::parse(hdfs.urls.read_all(ckdir + "/checkpoints.json")).as_object();
+  BOOST_TEST(index["last"].as_string() == ckdir + "/last.ckpt", json::serialize(index));
+  std::string metrics = hdfs.urls.read_all(root + "/lightning_logs/version_0/metrics.csv");
+  BOOST_TEST(contains(metrics, "train_loss"), metrics);
+  BOOST_TEST(list_dir(cwd.path()).empty(), joined(list_dir(cwd.path())));
+
+  auto resumed = ember_cli({"fit", "--config", config, "--ckpt-path", "last", "--set", "trainer.max_epochs=2"}, cwd);
+  BOOST_REQUIRE_MESSAGE(resumed.exit_code == 0, resumed.describe());
+  BOOST_TEST(contains(resumed.out, "global_step 60\n"), resumed.out);
+  ck = names(hdfs.urls, ckdir);
+  BOOST_TEST(has(ck, "epoch=1-step=60.ckpt"), joined(ck));
+  {
+    TempDir scratch("ember-webhdfs-trainer-ckpt");
+    write_file(scratch / "last.ckpt", hdfs.urls.read_all(ckdir + "/last.ckpt"));
+    auto py = run_process({"/usr/bin/python3", "-c",
+                           "import sys, torch; c = torch.load(sys.argv[1]); print(c['global_step'], c['epoch'])",
+                           (scratch / "last.ckpt").string()});
+    BOOST_REQUIRE_MESSAGE(py.exit_code == 0, py.describe());
+    BOOST_TEST(py.out == "60 1\n", py.out);
+  }
+  BOOST_TEST(list_dir(cwd.path()).empty(), joined(list_dir(cwd.path())));
+  for (const auto* r : {&fit, &resumed}) {
+    BOOST_TEST(!contains(r->out, kToken));
+    BOOST_TEST(!contains(r->err, kToken));
+  }
+  BOOST_TEST(!server().stats().at("token_leak").as_bool());
+}
