@@ -8,6 +8,7 @@
 
 #include "expect.hpp"
 #include "gcs_fixture.hpp"
+#include "scheme_run.hpp"
 
 #include <algorithm>
 
@@ -16,7 +17,6 @@ using namespace ember::test;
 
 namespace {
 
-const std::string kData = "/usr/share/datasets/fashion-mnist/";
 
 const TestKey& test_key() {
   static TestKey k;
@@ -30,50 +30,17 @@ GcsServer& server() {
 
 json::object run_config(const std::string& root) {
   json::object gcs{{"plugin", "gcs"}, {"config", json::object{{"endpoint", server().endpoint()}, {"retry_base_ms", 5}}}};
-  json::object ckpt{{"plugin", "model_checkpoint"}, {"config", json::object{{"monitor", "val_accuracy"}, {"mode", "max"}}}};
-  return json::object{
-      {"seed_everything", 1},
-      {"plugins", json::object{{"storage", json::array{gcs}}}},
-      {"trainer", json::object{{"max_epochs", 1},
-                               {"limit_train_batches", 30},
-                               {"limit_val_batches", 5},
-                               {"default_root_dir", root},
-                               {"logger", json::array{json::object{{"plugin", "csv_logger"}}}},
-                               {"callbacks", json::array{ckpt}},
-                               {"enable_progress_bar", false},
-                               {"log_every_n_steps", 5}}},
-      {"model", json::object{{"plugin", "fashion_mlp"}}},
-      {"data", json::object{{"train", json::array{kData + "train-images-idx3-ubyte.gz", kData + "train-labels-idx1-ubyte.gz"}},
-                            {"val_fraction", 0.1},
-                            {"batch_size", 64}}}};
+  return remote_root_run(root, gcs);
 }
 
 // `ember <args> --plugin-dir <build>/plugins` in cwd, with Google credentials only from sa_json.
 ProcessResult ember_cli(const std::vector<std::string>& args, const TempDir& cwd, const TempDir& home, const std::string& sa_json) {
-  ChildSpec spec;
-  spec.argv = {require_env("EMBER_EXE")};
-  spec.argv.insert(spec.argv.end(), args.begin(), args.end());
-  spec.argv.push_back("--plugin-dir");
-  spec.argv.push_back(require_env("EMBER_BUILD_ROOT") + "/plugins");
+  ChildSpec spec = ember_child(args);
   spec.drop_prefixes = {"GOOGLE_", "CLOUDSDK_", "GCE_", "STORAGE_EMULATOR_HOST"};
   spec.env = {{"GOOGLE_APPLICATION_CREDENTIALS", sa_json}, {"HOME", home.path().string()}};
   spec.cwd = cwd.path().string();
   return run_child(spec, std::chrono::seconds(400));
 }
-
-std::vector<std::string> names(ember::storage::UrlSpace& urls, const std::string& dir) {
-  std::vector<std::string> out;
-  for (const auto& e : urls.list(dir)) out.push_back(e.url.substr(dir.size() + 1) + (e.is_dir ? "/" : ""));
-  return out;
-}
-
-std::string joined(const std::vector<std::string>& v) {
-  std::string s;
-  for (const auto& x : v) s += x + " ";
-  return s;
-}
-
-bool has(const std::vector<std::string>& v, const std::string& x) { return std::find(v.begin(), v.end(), x) != v.end(); }
 
 void no_secret(const std::string& text) {
   BOOST_TEST(!contains(text, "PRIVATE KEY"));

@@ -7,6 +7,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "s3_fixture.hpp"
+#include "scheme_run.hpp"
 
 #include <boost/json.hpp>
 
@@ -17,7 +18,6 @@ using namespace ember::test;
 
 namespace {
 
-const std::string kData = "/usr/share/datasets/fashion-mnist/";
 const char* kSecret = "trainer-secret-NEVER-SHOWN";
 
 S3rver& server() {
@@ -27,33 +27,13 @@ S3rver& server() {
 
 json::object run_config(const std::string& endpoint) {
   json::object s3{{"plugin", "s3"}, {"config", json::object{{"endpoint_url", endpoint}, {"region", "us-east-1"}}}};
-  json::object ckpt{{"plugin", "model_checkpoint"}, {"config", json::object{{"monitor", "val_accuracy"}, {"mode", "max"}}}};
-  return json::object{
-      {"seed_everything", 1},
-      {"plugins", json::object{{"storage", json::array{s3}}}},
-      {"trainer", json::object{{"max_epochs", 1},
-                               {"limit_train_batches", 30},
-                               {"limit_val_batches", 5},
-                               {"default_root_dir", "s3://runs/run"},
-                               {"logger", json::array{json::object{{"plugin", "csv_logger"}}}},
-                               {"callbacks", json::array{ckpt}},
-                               {"enable_progress_bar", false},
-                               {"log_every_n_steps", 5}}},
-      {"model", json::object{{"plugin", "fashion_mlp"}}},
-      {"data", json::object{{"train", json::array{kData + "train-images-idx3-ubyte.gz", kData + "train-labels-idx1-ubyte.gz"}},
-                            {"val_fraction", 0.1},
-                            {"test", json::array{kData + "t10k-images-idx3-ubyte.gz", kData + "t10k-labels-idx1-ubyte.gz"}},
-                            {"batch_size", 64}}}};
+  return remote_root_run("s3://runs/run", s3, /*with_test=*/true);
 }
 
 // `ember <args> --plugin-dir <build>/plugins` in cwd, with S3 credentials only from the
 // environment (dummy keys; every inherited AWS_* variable dropped, no ~/.aws).
 ProcessResult ember_cli(const std::vector<std::string>& args, const TempDir& cwd, const TempDir& home) {
-  ChildSpec spec;
-  spec.argv = {require_env("EMBER_EXE")};
-  spec.argv.insert(spec.argv.end(), args.begin(), args.end());
-  spec.argv.push_back("--plugin-dir");
-  spec.argv.push_back(require_env("EMBER_BUILD_ROOT") + "/plugins");
+  ChildSpec spec = ember_child(args);
   spec.drop_prefixes = {"AWS_"};
   spec.env = {{"AWS_ACCESS_KEY_ID", "S3RVER"},
               {"AWS_SECRET_ACCESS_KEY", kSecret},
@@ -65,20 +45,6 @@ ProcessResult ember_cli(const std::vector<std::string>& args, const TempDir& cwd
 }
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
-std::vector<std::string> names(ember::storage::UrlSpace& urls, const std::string& dir) {
-  std::vector<std::string> out;
-  for (const auto& e : urls.list(dir)) out.push_back(e.url.substr(dir.size() + 1) + (e.is_dir ? "/" : ""));
-  return out;
-}
-
-std::string joined(const std::vector<std::string>& v) {
-  std::string s;
-  for (const auto& x : v) s += x + " ";
-  return s;
-}
-
-bool has(const std::vector<std::string>& v, const std::string& x) { return std::find(v.begin(), v.end(), x) != v.end(); }
 
 }  // namespace
 

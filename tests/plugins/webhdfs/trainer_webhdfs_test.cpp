@@ -9,6 +9,7 @@
 
 #include "expect.hpp"
 #include "webhdfs_fixture.hpp"
+#include "scheme_run.hpp"
 
 #include <algorithm>
 
@@ -17,7 +18,6 @@ using namespace ember::test;
 
 namespace {
 
-const std::string kData = "/usr/share/datasets/fashion-mnist/";
 const char* kToken = "trainer-delegation-token-NEVER-SHOWN";
 
 WebHdfsServer& server() {
@@ -28,48 +28,15 @@ WebHdfsServer& server() {
 json::object run_config() {
   // The token comes from the environment (WEBHDFS_DELEGATION_TOKEN), never from the file.
   json::object hdfs{{"plugin", "webhdfs"}, {"config", json::object{{"part_size", 1048576}}}};
-  json::object ckpt{{"plugin", "model_checkpoint"}, {"config", json::object{{"monitor", "val_accuracy"}, {"mode", "max"}}}};
-  return json::object{
-      {"seed_everything", 1},
-      {"plugins", json::object{{"storage", json::array{hdfs}}}},
-      {"trainer", json::object{{"max_epochs", 1},
-                               {"limit_train_batches", 30},
-                               {"limit_val_batches", 5},
-                               {"default_root_dir", "hdfs://" + server().authority() + "/runs/run"},
-                               {"logger", json::array{json::object{{"plugin", "csv_logger"}}}},
-                               {"callbacks", json::array{ckpt}},
-                               {"enable_progress_bar", false},
-                               {"log_every_n_steps", 5}}},
-      {"model", json::object{{"plugin", "fashion_mlp"}}},
-      {"data", json::object{{"train", json::array{kData + "train-images-idx3-ubyte.gz", kData + "train-labels-idx1-ubyte.gz"}},
-                            {"val_fraction", 0.1},
-                            {"batch_size", 64}}}};
+  return remote_root_run("hdfs://" + server().authority() + "/runs/run", hdfs);
 }
 
 ProcessResult ember_cli(const std::vector<std::string>& args, const TempDir& cwd) {
-  ChildSpec spec;
-  spec.argv = {require_env("EMBER_EXE")};
-  spec.argv.insert(spec.argv.end(), args.begin(), args.end());
-  spec.argv.push_back("--plugin-dir");
-  spec.argv.push_back(require_env("EMBER_BUILD_ROOT") + "/plugins");
+  ChildSpec spec = ember_child(args);
   spec.env = {{"WEBHDFS_DELEGATION_TOKEN", kToken}};
   spec.cwd = cwd.path().string();
   return run_child(spec, std::chrono::seconds(400));
 }
-
-std::vector<std::string> names(ember::storage::UrlSpace& urls, const std::string& dir) {
-  std::vector<std::string> out;
-  for (const auto& e : urls.list(dir)) out.push_back(e.url.substr(dir.size() + 1) + (e.is_dir ? "/" : ""));
-  return out;
-}
-
-std::string joined(const std::vector<std::string>& v) {
-  std::string s;
-  for (const auto& x : v) s += x + " ";
-  return s;
-}
-
-bool has(const std::vector<std::string>& v, const std::string& x) { return std::find(v.begin(), v.end(), x) != v.end(); }
 
 }  // namespace
 
