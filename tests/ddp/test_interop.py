@@ -38,7 +38,12 @@ def run(exe, python_is_rank):
     env.pop("SLURM_PROCID", None)
     child = subprocess.Popen([exe], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        reduced, bcast = python_rank(python_is_rank, world, port)
+        try:
+            reduced, bcast = python_rank(python_is_rank, world, port)
+        except RuntimeError as e:  # e.g. Gloo's "Socket Timeout": report it with the Ember rank's side
+            child.kill()
+            out, err = child.communicate()
+            return [f"python rank {python_is_rank} failed: {e}; ember rank stdout={out!r} stderr={err!r}"]
         out, err = child.communicate(timeout=120)
     finally:
         if child.poll() is None:

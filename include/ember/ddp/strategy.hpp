@@ -99,7 +99,11 @@ class DdpStrategy : public Distributed {
     so.port = static_cast<std::uint16_t>(env_.master_port);
     so.isServer = env_.rank == 0 && !env_.use_agent_store;
     so.numWorkers = env_.world_size;
-    so.waitWorkers = false;  // Gloo's rendezvous below waits, and names who is missing
+    // The host does not wait for its workers here: Gloo's rendezvous below waits, and names who
+    // is missing. A worker still counts itself in (adds 1 to the store's init key, as
+    // torch.distributed's workers do): a Python rank 0 hosting the store waits in its TCPStore
+    // constructor until world_size have, for its whole timeout otherwise.
+    so.waitWorkers = !so.isServer;
     so.timeout = to;
     so.multiTenant = !env_.use_agent_store;
     try {
@@ -372,6 +376,7 @@ class DdpStrategy : public Distributed {
     c10d::TCPStoreOptions so;
     so.port = static_cast<std::uint16_t>(env_.master_port);
     so.isServer = false;
+    so.waitWorkers = false;  // not a worker of its own: it must not count toward the host's wait
     so.timeout = std::chrono::milliseconds(5000);
     c10::intrusive_ptr<c10d::Store> s = c10::make_intrusive<c10d::TCPStore>(env_.master_addr, so);
     if (env_.use_agent_store)
