@@ -556,37 +556,35 @@ BOOST_AUTO_TEST_CASE(unreachable_server_for_the_whole_run_spools_and_says_so) {
   BOOST_TEST(spooled.find(kKey) == std::string::npos);
 }
 
-// Figures, not assertions on time: the training thread's cost per row while the server stalls
-// every request for 2 s, and the rows per second delivered end to end.
-BOOST_AUTO_TEST_CASE(figures_hot_path_and_throughput_with_a_stalling_server) {
+// A server that stalls every request (0.3 s) still gets every row, in order: the training
+// thread hands rows over and goes on, the worker waits out the stalls. (The figures for this
+// case, the training thread's cost per row and rows/s end to end, are bench_wandb's: meson test
+// --benchmark bench_wandb.)
+BOOST_AUTO_TEST_CASE(stalling_server_gets_every_row_in_order) {
   Env env;
   Server srv;
   TempDir spool("wandb-spool");
   Trainer t;
-  srv.control(R"({"stall_seconds": 2})");
-  const int rows = 100000;
+  srv.control(R"({"stall_seconds": 0.3})");
+  const int rows = 2000;
   std::vector<std::pair<std::string, double>> ms;
   for (int k = 0; k < 10; ++k) ms.emplace_back("metric_" + std::to_string(k), 0.0);
-  double hot = 0, total = 0;
   {
-    Wandb w(t, base_config(srv, "bench001", spool.path().string(), R"(, "finalize_timeout_s": 120, "stats_interval_s": 0)"));
-    auto t0 = std::chrono::steady_clock::now();
+    Wandb w(t, base_config(srv, "stall001", spool.path().string(), R"(, "finalize_timeout_s": 120, "stats_interval_s": 0)"));
     for (int i = 0; i < rows; ++i) {
       for (auto& m : ms) m.second = i * 0.5;
       w.log(i, ms);
     }
-    auto t1 = std::chrono::steady_clock::now();
     w.finalize();
-    auto t2 = std::chrono::steady_clock::now();
-    hot = std::chrono::duration<double>(t1 - t0).count();
-    total = std::chrono::duration<double>(t2 - t0).count();
   }
-  json::object run = srv.run("bench001");
-  BOOST_REQUIRE_EQUAL(run.at("history").as_array().size(), static_cast<std::size_t>(rows));
-  BOOST_TEST_MESSAGE("wandb figures: log_metrics (10 metrics) " << (hot / rows * 1e9) << " ns/row on the training thread "
-                     "with every request stalled 2 s; " << (rows / total) << " rows/s delivered end to end (incl. the "
-                     "stalls and the Python test server)");
-  std::cout << "wandb figures: log_metrics " << (hot / rows * 1e9) << " ns/row; " << (rows / total) << " rows/s end to end\n";
+  json::object run = srv.run("stall001");
+  const json::array& history = run.at("history").as_array();
+  BOOST_REQUIRE_EQUAL(history.size(), static_cast<std::size_t>(rows));
+  for (int i : {0, 1, rows / 2, rows - 1}) {
+    const json::object& row = history[static_cast<std::size_t>(i)].as_object();
+    BOOST_TEST(row.at("trainer/global_step").to_number<int>() == i);
+    BOOST_TEST(row.at("metric_9").to_number<double>() == i * 0.5);
+  }
 }
 
 // ---- ember.media/1 ------------------------------------------------------------------------------
