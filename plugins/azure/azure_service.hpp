@@ -10,6 +10,7 @@
 #include <ember/net/http.hpp>
 #include <ember/net/http_date.hpp>
 #include <ember/net/retry.hpp>
+#include <ember/net/store_settings.hpp>
 #include <ember/net/uri.hpp>  // net::uri_encode: RFC 3986 unreserved characters kept, the rest %XX
 #include <ember/net/xml.hpp>
 #include <ember/sdk/plugin.hpp>
@@ -47,40 +48,33 @@ inline constexpr const char* kSchema = R"({
     "anonymous": {"type": "boolean", "default": false},
     "endpoint_url": {"type": "string", "default": ""},
     "endpoint_suffix": {"type": "string", "default": "core.windows.net"},
-    "ca_bundle": {"type": "string", "default": ""},
-    "verify_tls": {"type": "boolean", "default": true},
-    "allow_insecure_http": {"type": "boolean", "default": false},
     "max_concurrency": {"type": "integer", "minimum": 1, "maximum": 64, "default": 4},
     "block_size": {"type": "integer", "minimum": 65536, "maximum": 4194304000, "default": 8388608},
-    "read_chunk_size": {"type": "integer", "minimum": 65536, "maximum": 1073741824, "default": 4194304},
     "verify_md5": {"type": "boolean", "default": true},
     "block_checksum": {"type": "string", "enum": ["md5", "crc64"], "default": "md5"},
-    "max_attempts": {"type": "integer", "minimum": 1, "maximum": 20, "default": 5},
-    "retry_base_ms": {"type": "integer", "minimum": 1, "maximum": 3600000, "default": 100},
-    "retry_max_ms": {"type": "integer", "minimum": 1, "maximum": 3600000, "default": 20000},
-    "timeout_ms": {"type": "integer", "minimum": 1, "maximum": 86400000, "default": 30000},
-    "request_deadline_ms": {"type": "integer", "minimum": 0, "maximum": 86400000, "default": 600000},
-    "max_results": {"type": "integer", "minimum": 1, "maximum": 5000, "default": 5000}
+    "max_results": {"type": "integer", "minimum": 1, "maximum": 5000, "default": 5000},
+  )"
+    EMBER_NET_STORE_SCHEMA_KEYS(5, 100, 20000, 4194304) R"(
   }
 })";
 
 using net::env;
 
-struct Settings {
+// The common store keys (ca_bundle, verify_tls, allow_insecure_http, read_chunk_size, max_attempts,
+// retry_*, timeout_ms, request_deadline_ms) and their reading: net::StoreSettings.
+struct Settings : net::StoreSettings {
   std::string account_name, account_key, sas_token, connection_string, tenant_id, client_id, client_secret,
-      authority_host, endpoint_url, endpoint_suffix = "core.windows.net", ca_bundle;
-  bool anonymous = false, verify_tls = true, allow_insecure_http = false, verify_md5 = true;
+      authority_host, endpoint_url, endpoint_suffix = "core.windows.net";
+  bool anonymous = false, verify_md5 = true;
   bool block_crc64 = false;  // block_checksum "crc64": x-ms-content-crc64 instead of Content-MD5
   std::size_t max_concurrency = 4;
   std::size_t block_size = 8 * kMiB;
-  std::size_t read_chunk_size = 4 * kMiB;
-  net::RetryPolicy retry{5, 100, 20000};  // max_attempts, retry_base_ms, retry_max_ms
-  int timeout_ms = 30000, max_results = 5000;
-  std::int64_t request_deadline_ms = 600000;
+  int max_results = 5000;
 
   // The plugin's config (kSchema); throws std::invalid_argument
   // "azure: config key <key>: expected ..., got ..." (ember/sdk/plugin_config.hpp).
   static Settings from_json(std::string_view text);
+  Settings() { read_chunk_size = 4 * kMiB; }  // the azure-storage-blob SDK's download chunk
 };
 
 // A failed operation; the message is the one line a user sees.

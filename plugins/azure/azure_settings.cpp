@@ -1,6 +1,7 @@
 // The azure plugin's config (kSchema in azure_service.hpp), read with the SDK's typed getters.
 #include "azure_service.hpp"
 
+#include <ember/net/store_settings.hpp>
 #include <ember/sdk/plugin_config.hpp>
 
 #include <set>
@@ -28,20 +29,12 @@ Settings Settings::from_json(std::string_view text) {
   s.authority_host = cfg.string("authority_host", s.authority_host);
   s.endpoint_url = cfg.string("endpoint_url", s.endpoint_url);
   s.endpoint_suffix = cfg.string("endpoint_suffix", s.endpoint_suffix);
-  s.ca_bundle = cfg.string("ca_bundle", s.ca_bundle);
+  s.read_store_keys(cfg);  // ca_bundle, verify_tls, timeouts, retries, ... (net/store_settings.hpp)
   s.anonymous = cfg.boolean("anonymous", s.anonymous);
-  s.verify_tls = cfg.boolean("verify_tls", s.verify_tls);
-  s.allow_insecure_http = cfg.boolean("allow_insecure_http", s.allow_insecure_http);
   s.verify_md5 = cfg.boolean("verify_md5", s.verify_md5);
   s.block_crc64 = cfg.one_of("block_checksum", "md5", {"md5", "crc64"}) == "crc64";
   s.max_concurrency = static_cast<std::size_t>(cfg.integer("max_concurrency", 4, 1, 64));
   s.block_size = static_cast<std::size_t>(cfg.integer("block_size", 8 * kMiB, 65536, 4000 * kMiB));
-  s.read_chunk_size = static_cast<std::size_t>(cfg.integer("read_chunk_size", 4 * kMiB, 65536, 1024 * kMiB));
-  s.retry.max_attempts = static_cast<int>(cfg.integer("max_attempts", s.retry.max_attempts, 1, 20));
-  s.retry.base_ms = static_cast<int>(cfg.integer("retry_base_ms", s.retry.base_ms, 1, 3600000));
-  s.retry.max_ms = static_cast<int>(cfg.integer("retry_max_ms", s.retry.max_ms, 1, 3600000));
-  s.timeout_ms = static_cast<int>(cfg.integer("timeout_ms", s.timeout_ms, 1, 86400000));
-  s.request_deadline_ms = cfg.integer("request_deadline_ms", s.request_deadline_ms, 0, 86400000);
   s.max_results = static_cast<int>(cfg.integer("max_results", s.max_results, 1, 5000));
   if (s.endpoint_suffix.empty()) s.endpoint_suffix = "core.windows.net";
   return s;

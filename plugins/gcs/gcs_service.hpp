@@ -10,6 +10,7 @@
 #include <ember/net/connection_pool.hpp>
 #include <ember/net/http.hpp>
 #include <ember/net/retry.hpp>
+#include <ember/net/store_settings.hpp>
 #include <ember/net/uri.hpp>
 #include <ember/sdk/plugin.hpp>
 
@@ -45,34 +46,28 @@ inline constexpr const char* kSchema = R"({
     "scope": {"type": "string", "default": "https://www.googleapis.com/auth/devstorage.read_write"},
     "metadata_timeout_ms": {"type": "integer", "minimum": 1, "maximum": 60000, "default": 1000},
     "user_project": {"type": "string", "default": ""},
-    "ca_bundle": {"type": "string", "default": ""},
-    "verify_tls": {"type": "boolean", "default": true},
-    "allow_insecure_http": {"type": "boolean", "default": false},
     "chunk_size": {"type": "integer", "minimum": 262144, "maximum": 4294967296, "default": 16777216},
-    "read_chunk_size": {"type": "integer", "minimum": 65536, "maximum": 1073741824, "default": 8388608},
     "max_concurrency": {"type": "integer", "minimum": 1, "maximum": 64, "default": 4},
-    "max_attempts": {"type": "integer", "minimum": 1, "maximum": 20, "default": 6},
-    "retry_base_ms": {"type": "integer", "minimum": 1, "maximum": 3600000, "default": 500},
-    "retry_max_ms": {"type": "integer", "minimum": 1, "maximum": 3600000, "default": 32000},
-    "timeout_ms": {"type": "integer", "minimum": 1, "maximum": 86400000, "default": 30000},
-    "request_deadline_ms": {"type": "integer", "minimum": 0, "maximum": 86400000, "default": 600000},
-    "max_results": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1000}
+    "max_results": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1000},
+  )"
+    EMBER_NET_STORE_SCHEMA_KEYS(6, 500, 32000, 8388608) R"(
   }
 })";
 
-struct Settings {
-  std::string endpoint, credentials_file, token, token_uri, scope = kDefaultScope, user_project, ca_bundle;
-  bool anonymous = false, verify_tls = true, allow_insecure_http = false;
-  std::uint64_t chunk_size = 16 * kMiB, read_chunk_size = 8 * kMiB;
+// The common store keys (ca_bundle, verify_tls, allow_insecure_http, read_chunk_size, max_attempts,
+// retry_*, timeout_ms, request_deadline_ms) and their reading: net::StoreSettings.
+struct Settings : net::StoreSettings {
+  std::string endpoint, credentials_file, token, token_uri, scope = kDefaultScope, user_project;
+  bool anonymous = false;
+  std::uint64_t chunk_size = 16 * kMiB;
   std::size_t max_concurrency = 4;
-  net::RetryPolicy retry{6, 500, 32000};  // max_attempts, retry_base_ms, retry_max_ms
-  int timeout_ms = 30000, metadata_timeout_ms = 1000;
-  std::int64_t request_deadline_ms = 600000;
+  int metadata_timeout_ms = 1000;
   int max_results = 1000;
 
   // The plugin's config (kSchema); throws std::invalid_argument
   // "gcs: config key <key>: expected ..., got ..." (ember/sdk/plugin_config.hpp).
   static Settings from_json(std::string_view text);
+  Settings() { retry = {6, 500, 32000}; }  // google-cloud-storage's: 6 attempts, 0.5 s to 32 s
 };
 
 struct Location {

@@ -12,6 +12,7 @@
 #include <ember/net/http.hpp>
 #include <ember/net/http_date.hpp>
 #include <ember/net/retry.hpp>
+#include <ember/net/store_settings.hpp>
 #include <ember/net/xml.hpp>
 #include <ember/sdk/plugin.hpp>
 
@@ -38,34 +39,24 @@ inline constexpr const char* kSchema = R"({
     "access_key_id": {"type": "string", "default": ""},
     "secret_access_key": {"type": "string", "writeOnly": true, "default": ""},
     "session_token": {"type": "string", "writeOnly": true, "default": ""},
-    "ca_bundle": {"type": "string", "default": ""},
-    "verify_tls": {"type": "boolean", "default": true},
     "max_concurrency": {"type": "integer", "minimum": 1, "maximum": 64, "default": 4},
     "part_size": {"type": "integer", "minimum": 5242880, "maximum": 5368709120, "default": 16777216},
-    "read_chunk_size": {"type": "integer", "minimum": 65536, "maximum": 1073741824, "default": 8388608},
-    "max_attempts": {"type": "integer", "minimum": 1, "maximum": 20, "default": 5},
-    "retry_base_ms": {"type": "integer", "minimum": 1, "maximum": 3600000, "default": 100},
-    "retry_max_ms": {"type": "integer", "minimum": 1, "maximum": 3600000, "default": 20000},
-    "timeout_ms": {"type": "integer", "minimum": 1, "maximum": 86400000, "default": 30000},
     "max_keys": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1000},
     "dot_segments": {"type": "string", "enum": ["refuse", "allow"], "default": "refuse"},
     "checksum": {"type": "string", "enum": ["crc32c", "md5"], "default": "crc32c"},
-    "request_deadline_ms": {"type": "integer", "minimum": 0, "maximum": 86400000, "default": 600000},
-    "allow_insecure_http": {"type": "boolean", "default": false}
+  )"
+    EMBER_NET_STORE_SCHEMA_KEYS(5, 100, 20000, 8388608) R"(
   }
 })";
 
-struct Settings {
-  std::string endpoint_url, region, addressing_style = "auto", profile, ca_bundle, dot_segments = "refuse";
+// The common store keys (ca_bundle, verify_tls, allow_insecure_http, read_chunk_size, max_attempts,
+// retry_*, timeout_ms, request_deadline_ms) and their reading: net::StoreSettings.
+struct Settings : net::StoreSettings {
+  std::string endpoint_url, region, addressing_style = "auto", profile, dot_segments = "refuse";
   Checksum checksum = Checksum::crc32c;
   Credentials config_creds;
-  bool verify_tls = true, allow_insecure_http = false;
   std::size_t max_concurrency = 4;
   std::size_t part_size = 16 * kMiB;
-  std::size_t read_chunk_size = 8 * kMiB;
-  net::RetryPolicy retry{5, 100, 20000};  // max_attempts, retry_base_ms, retry_max_ms
-  int timeout_ms = 30000;
-  std::int64_t request_deadline_ms = 600000;  // one attempt of one request, connect to last byte
   int max_keys = 1000;
 
   // The plugin's config (kSchema); throws std::invalid_argument

@@ -7,6 +7,7 @@
 #include <ember/net/connection_pool.hpp>
 #include <ember/net/http.hpp>
 #include <ember/net/retry.hpp>
+#include <ember/net/store_settings.hpp>
 #include <ember/net/uri.hpp>
 #include <ember/sdk/plugin.hpp>
 
@@ -38,27 +39,19 @@ inline constexpr const char* kSchema = R"({
     "hdfs_transport": {"type": "string", "enum": ["http", "https"], "default": "http"},
     "overwrite": {"type": "string", "enum": ["rename_overwrite", "delete_then_rename"], "default": "rename_overwrite"},
     "list_batch": {"type": "boolean", "default": true},
-    "ca_bundle": {"type": "string", "default": ""},
-    "verify_tls": {"type": "boolean", "default": true},
-    "allow_insecure_http": {"type": "boolean", "default": false},
     "part_size": {"type": "integer", "minimum": 65536, "maximum": 1073741824, "default": 8388608},
-    "read_chunk_size": {"type": "integer", "minimum": 65536, "maximum": 1073741824, "default": 8388608},
-    "max_attempts": {"type": "integer", "minimum": 1, "maximum": 20, "default": 5},
-    "retry_base_ms": {"type": "integer", "minimum": 1, "maximum": 3600000, "default": 100},
-    "retry_max_ms": {"type": "integer", "minimum": 1, "maximum": 3600000, "default": 20000},
-    "timeout_ms": {"type": "integer", "minimum": 1, "maximum": 86400000, "default": 30000},
-    "request_deadline_ms": {"type": "integer", "minimum": 0, "maximum": 86400000, "default": 600000}
+  )"
+    EMBER_NET_STORE_SCHEMA_KEYS(5, 100, 20000, 8388608) R"(
   }
 })";
 
-struct Settings {
-  std::string user, delegation_token, hdfs_transport = "http", overwrite = "rename_overwrite", ca_bundle;
+// The common store keys (ca_bundle, verify_tls, allow_insecure_http, read_chunk_size, max_attempts,
+// retry_*, timeout_ms, request_deadline_ms) and their reading: net::StoreSettings.
+struct Settings : net::StoreSettings {
+  std::string user, delegation_token, hdfs_transport = "http", overwrite = "rename_overwrite";
   std::map<std::string, std::string> endpoints;  // URL authority -> http(s)://host:port
-  bool list_batch = true, verify_tls = true, allow_insecure_http = false;
-  std::size_t part_size = 8 << 20, read_chunk_size = 8 << 20;
-  net::RetryPolicy retry{5, 100, 20000};  // max_attempts, retry_base_ms, retry_max_ms
-  int timeout_ms = 30000;
-  std::int64_t request_deadline_ms = 600000;
+  bool list_batch = true;
+  std::size_t part_size = 8 << 20;
 
   // The plugin's config (kSchema); throws std::invalid_argument
   // "webhdfs: config key <key>: expected ..., got ..." (ember/sdk/plugin_config.hpp). The user
