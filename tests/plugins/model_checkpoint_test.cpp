@@ -256,6 +256,10 @@ BOOST_AUTO_TEST_CASE(kill_9_mid_write_leaves_a_partial_temp_file_and_the_previou
   auto cfg = fit_config(dir / "run", json::object{{"every_n_train_steps", 1}, {"save_top_k", 1}});
   cfg["trainer"].as_object()["max_epochs"] = 1;
   cfg["trainer"].as_object()["limit_train_batches"] = 200;
+  // A wider MLP (1024-1024: ~7 MB of weights instead of ~0.5 MB), so that writing one checkpoint
+  // takes long enough for the freeze to land mid-write. With the default model a save could end
+  // between the inotify event and SIGSTOP 150 times running on an idle machine.
+  cfg["model"] = json::object{{"plugin", "fashion_mlp"}, {"config", json::object{{"hidden1", 1024}, {"hidden2", 1024}}}};
   const std::string path = (dir.path() / "run.json").string();
   write_file(path, json::serialize(cfg));
 
@@ -315,16 +319,17 @@ BOOST_AUTO_TEST_CASE(kill_9_mid_write_leaves_a_partial_temp_file_and_the_previou
       q += sizeof(inotify_event) + ev->len;
     }
     if (!temp_written) continue;
+    // Only once a whole save is done (index and last.ckpt exist), so there is a previous state;
+    // the writes before that are not frozen and not counted (a save is many writes).
+    if (!fs::exists(ck / "checkpoints.json") || !fs::exists(ck / "last.ckpt")) continue;
     BOOST_REQUIRE(kill(pid, SIGSTOP) == 0);
     siginfo_t info{};
     BOOST_REQUIRE(waitid(P_PID, pid, &info, WSTOPPED | WEXITED) == 0);  // frozen from here on
     if (info.si_code != CLD_STOPPED) reaper.reaped = true;  // WEXITED reaped it
     BOOST_REQUIRE_MESSAGE(info.si_code == CLD_STOPPED, "the trainer exited before a write was caught mid-way");
     ++stops;
-    // Only once a whole save is done (index and last.ckpt exist), so there is a previous state.
-    if (fs::exists(ck / "checkpoints.json") && fs::exists(ck / "last.ckpt"))
-      for (auto& t : temp_files())
-        if (partial(t)) caught = t;
+    for (auto& t : temp_files())
+      if (partial(t)) caught = t;
     if (caught.empty()) {
       BOOST_REQUIRE_MESSAGE(stops < 150, "150 freezes, none mid-write");
       kill(pid, SIGCONT);
