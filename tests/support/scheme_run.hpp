@@ -1,15 +1,22 @@
 // What the "fit on a remote root" tests of the storage plugins (tests/plugins/{s3,gcs,azure,
 // webhdfs}/trainer_*_test.cpp) share: the Fashion-MNIST run config with default_root_dir on a
-// scheme, the `ember` child process with the build's plugins, and listing helpers.
+// scheme, the `ember` child process with the build's plugins, listing helpers, and the fit then
+// resume run they all make, checked one way (fit_then_resume).
 #pragma once
 
+#include "expect.hpp"
 #include "run_process.hpp"
+#include "temp_dir.hpp"
+
+#include <boost/test/unit_test.hpp>
 
 #include <ember/storage.hpp>
 
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -68,6 +75,57 @@ inline std::string joined(const std::vector<std::string>& v) {
 
 inline bool has(const std::vector<std::string>& v, const std::string& x) {
   return std::find(v.begin(), v.end(), x) != v.end();
+}
+
+// The run each storage plugin's trainer test makes: `ember fit --config config` (one epoch of 30
+// steps, remote_root_run) into root, then `--ckpt-path last --set trainer.max_epochs=2`. Checks,
+// through urls (the plugin in-process): after the fit, the checkpoints folder holds last.ckpt,
+// checkpoints.json and epoch=0-step=30.ckpt, the index names best and last there, metrics.csv
+// has train_loss and val_accuracy; after the resume, the run went on from step 30 to 60,
+// epoch=1-step=60.ckpt is there, the resumed run logged into version_1 as Lightning's CSVLogger
+// does, and last.ckpt opens in Python's torch.load at step 60, epoch 1. The working directory
+// (cwd) stays empty throughout. Returns both results, for the caller's checks (secrets).
+struct FitResume {
+  ProcessResult fit, resumed;
+};
+inline FitResume fit_then_resume(ember::storage::UrlSpace& urls, const std::string& root, const std::string& config,
+                                 const std::filesystem::path& cwd,
+                                 const std::function<ProcessResult(const std::vector<std::string>&)>& ember) {
+  namespace json = boost::json;
+  const std::string ckdir = root + "/checkpoints";
+  FitResume r;
+  r.fit = ember({"fit", "--config", config});
+  BOOST_REQUIRE_MESSAGE(r.fit.exit_code == 0, r.fit.describe());
+  BOOST_TEST(contains(r.fit.out, "global_step 30\n"), r.fit.out);
+  auto ck = names(urls, ckdir);
+  BOOST_TEST(has(ck, "last.ckpt"), joined(ck));
+  BOOST_TEST(has(ck, "checkpoints.json"), joined(ck));
+  BOOST_TEST(has(ck, "epoch=0-step=30.ckpt"), joined(ck));
+  auto index = json::parse(urls.read_all(ckdir + "/checkpoints.json")).as_object();
+  BOOST_TEST(index["best"].as_string() == ckdir + "/epoch=0-step=30.ckpt", json::serialize(index));
+  BOOST_TEST(index["last"].as_string() == ckdir + "/last.ckpt", json::serialize(index));
+  const std::string metrics = urls.read_all(root + "/lightning_logs/version_0/metrics.csv");
+  BOOST_TEST(contains(metrics, "train_loss"), metrics);
+  BOOST_TEST(contains(metrics, "val_accuracy"), metrics);
+  BOOST_TEST(list_dir(cwd).empty(), joined(list_dir(cwd)));
+
+  r.resumed = ember({"fit", "--config", config, "--ckpt-path", "last", "--set", "trainer.max_epochs=2"});
+  BOOST_REQUIRE_MESSAGE(r.resumed.exit_code == 0, r.resumed.describe());
+  BOOST_TEST(contains(r.resumed.out, "global_step 60\n"), r.resumed.out);
+  ck = names(urls, ckdir);
+  BOOST_TEST(has(ck, "epoch=1-step=60.ckpt"), joined(ck));
+  BOOST_TEST(urls.stat(root + "/lightning_logs/version_1/metrics.csv").has_value());
+  {
+    TempDir scratch("ember-remote-root-ckpt");
+    write_file(scratch / "last.ckpt", urls.read_all(ckdir + "/last.ckpt"));
+    auto py = run_process({"/usr/bin/python3", "-c",
+                           "import sys, torch; c = torch.load(sys.argv[1]); print(c['global_step'], c['epoch'])",
+                           (scratch / "last.ckpt").string()});
+    BOOST_REQUIRE_MESSAGE(py.exit_code == 0, py.describe());
+    BOOST_TEST(py.out == "60 1\n", py.out);
+  }
+  BOOST_TEST(list_dir(cwd).empty(), joined(list_dir(cwd)));
+  return r;
 }
 
 }  // namespace ember::test

@@ -52,37 +52,11 @@ BOOST_AUTO_TEST_CASE(fit_and_resume_with_default_root_dir_on_azure) {
   const std::string config = (conf / "run.json").string();
   write_file(config, json::serialize(run_config("az://runs/run")));
   AzureUrls az(azurite_config(server().endpoint()));
-  const std::string ckdir = "az://runs/run/checkpoints";
   const std::string conn = server().connection_string();
 
-  auto fit = ember_cli({"fit", "--config", config}, cwd, home, conn);
-  BOOST_REQUIRE_MESSAGE(fit.exit_code == 0, fit.describe());
-  BOOST_TEST(contains(fit.out, "global_step 30\n"), fit.out);
-  auto ck = names(az.urls, ckdir);
-  BOOST_TEST(has(ck, "last.ckpt"), joined(ck));
-  BOOST_TEST(has(ck, "checkpoints.json"), joined(ck));
-  BOOST_TEST(has(ck, "epoch=0-step=30.ckpt"), joined(ck));
-  auto index = json::parse(az.urls.read_all(ckdir + "/checkpoints.json")).as_object();
-  BOOST_TEST(index["last"].as_string() == ckdir + "/last.ckpt", json::serialize(index));
-  std::string metrics = az.urls.read_all("az://runs/run/lightning_logs/version_0/metrics.csv");
-  BOOST_TEST(contains(metrics, "val_accuracy"), metrics);
-
-  // Resume from the container's last.ckpt for a second epoch: it continues at step 30, ends at 60.
-  auto resumed = ember_cli({"fit", "--config", config, "--ckpt-path", "last", "--set", "trainer.max_epochs=2"}, cwd, home, conn);
-  BOOST_REQUIRE_MESSAGE(resumed.exit_code == 0, resumed.describe());
-  BOOST_TEST(contains(resumed.out, "global_step 60\n"), resumed.out);
-  BOOST_TEST(has(names(az.urls, ckdir), "epoch=1-step=60.ckpt"), joined(names(az.urls, ckdir)));
-  {
-    TempDir scratch("ember-az-trainer-ckpt");
-    write_file(scratch / "last.ckpt", az.urls.read_all(ckdir + "/last.ckpt"));
-    auto py = run_process({"/usr/bin/python3", "-c",
-                           "import sys, torch; c = torch.load(sys.argv[1]); print(c['global_step'], c['epoch'])",
-                           (scratch / "last.ckpt").string()});
-    BOOST_REQUIRE_MESSAGE(py.exit_code == 0, py.describe());
-    BOOST_TEST(py.out == "60 1\n", py.out);
-  }
-  BOOST_TEST(std::filesystem::is_empty(cwd.path()));
-  for (const auto* r : {&fit, &resumed}) {
+  auto run = fit_then_resume(az.urls, "az://runs/run", config, cwd.path(),
+                             [&](const std::vector<std::string>& args) { return ember_cli(args, cwd, home, conn); });
+  for (const auto* r : {&run.fit, &run.resumed}) {
     BOOST_TEST(!contains(r->out + r->err, kDevKey));
     BOOST_TEST(!contains(r->out + r->err, std::string(kDevKey).substr(0, 16)));
   }

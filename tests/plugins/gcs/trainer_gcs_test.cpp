@@ -59,40 +59,11 @@ BOOST_AUTO_TEST_CASE(fit_and_resume_from_last_with_default_root_dir_on_gs) {
   write_file(config, json::serialize(run_config("gs://runs/run")));
   ScopedEnv env({{"GOOGLE_APPLICATION_CREDENTIALS", sa}}, {"CLOUDSDK_CONFIG", "GCE_METADATA_HOST", "STORAGE_EMULATOR_HOST"});
   GcsUrls gcs(local_gcs_config(server().endpoint()));
-  const std::string ckdir = "gs://runs/run/checkpoints";
 
-  // 1. One short epoch: 30 steps, checkpoints and metrics in the bucket.
-  auto fit = ember_cli({"fit", "--config", config}, cwd, home, sa);
-  BOOST_REQUIRE_MESSAGE(fit.exit_code == 0, fit.describe());
-  BOOST_TEST(contains(fit.out, "global_step 30\n"), fit.out);
-  auto ck = names(gcs.urls, ckdir);
-  BOOST_TEST(has(ck, "last.ckpt"), joined(ck));
-  BOOST_TEST(has(ck, "checkpoints.json"), joined(ck));
-  BOOST_TEST(has(ck, "epoch=0-step=30.ckpt"), joined(ck));
-  auto index = json::parse(gcs.urls.read_all(ckdir + "/checkpoints.json")).as_object();
-  BOOST_TEST(index["last"].as_string() == ckdir + "/last.ckpt", json::serialize(index));
-  std::string metrics = gcs.urls.read_all("gs://runs/run/lightning_logs/version_0/metrics.csv");
-  BOOST_TEST(contains(metrics, "val_accuracy"), metrics);
-  BOOST_TEST(list_dir(cwd.path()).empty(), joined(list_dir(cwd.path())));
-
-  // 2. Resume from gs://…/last.ckpt for a second epoch: it continues at step 30 and ends at 60.
-  auto resumed = ember_cli({"fit", "--config", config, "--ckpt-path", "last", "--set", "trainer.max_epochs=2"}, cwd, home, sa);
-  BOOST_REQUIRE_MESSAGE(resumed.exit_code == 0, resumed.describe());
-  BOOST_TEST(contains(resumed.out, "global_step 60\n"), resumed.out);
-  ck = names(gcs.urls, ckdir);
-  BOOST_TEST(has(ck, "epoch=1-step=60.ckpt"), joined(ck));
-  {
-    TempDir scratch("ember-gcs-trainer-ckpt");
-    write_file(scratch / "last.ckpt", gcs.urls.read_all(ckdir + "/last.ckpt"));
-    auto py = run_process({"/usr/bin/python3", "-c",
-                           "import sys, torch; c = torch.load(sys.argv[1]); print(c['global_step'], c['epoch'])",
-                           (scratch / "last.ckpt").string()});
-    BOOST_REQUIRE_MESSAGE(py.exit_code == 0, py.describe());
-    BOOST_TEST(py.out == "60 1\n", py.out);
-  }
-  BOOST_TEST(list_dir(cwd.path()).empty(), joined(list_dir(cwd.path())));
+  auto run = fit_then_resume(gcs.urls, "gs://runs/run", config, cwd.path(),
+                             [&](const std::vector<std::string>& args) { return ember_cli(args, cwd, home, sa); });
   BOOST_TEST(server().stat("jwt_verified") >= 2);
-  for (const auto* r : {&fit, &resumed}) {
+  for (const auto* r : {&run.fit, &run.resumed}) {
     no_secret(r->out);
     no_secret(r->err);
   }

@@ -44,8 +44,6 @@ ProcessResult ember_cli(const std::vector<std::string>& args, const TempDir& cwd
   return run_child(spec, std::chrono::seconds(400));
 }
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(fit_resume_and_test_with_default_root_dir_on_s3) {
@@ -55,44 +53,12 @@ BOOST_AUTO_TEST_CASE(fit_resume_and_test_with_default_root_dir_on_s3) {
   S3Urls s3(local_config(server().endpoint()));
   const std::string ckdir = "s3://runs/run/checkpoints";
 
-  // 1. One short epoch: 30 steps, checkpoints and metrics in the bucket.
-  auto fit = ember_cli({"fit", "--config", config}, cwd, home);
-  BOOST_REQUIRE_MESSAGE(fit.exit_code == 0, fit.describe());
-  BOOST_TEST(contains(fit.out, "global_step 30\n"), fit.out);
-  BOOST_TEST_MESSAGE("fit: " << fit.out << fit.err);
-  auto ck = names(s3.urls, ckdir);
-  BOOST_TEST(has(ck, "last.ckpt"), joined(ck));
-  BOOST_TEST(has(ck, "checkpoints.json"), joined(ck));
-  BOOST_TEST(has(ck, "epoch=0-step=30.ckpt"), joined(ck));
-  auto index = json::parse(s3.urls.read_all(ckdir + "/checkpoints.json")).as_object();
-  BOOST_TEST(index["best"].as_string() == ckdir + "/epoch=0-step=30.ckpt", json::serialize(index));
-  BOOST_TEST(index["last"].as_string() == ckdir + "/last.ckpt", json::serialize(index));
-  std::string metrics = s3.urls.read_all("s3://runs/run/lightning_logs/version_0/metrics.csv");
-  BOOST_TEST(contains(metrics, "val_accuracy"), metrics);
-  BOOST_TEST(contains(metrics, "train_loss"), metrics);
-  BOOST_TEST(list_dir(cwd.path()).empty(), joined(list_dir(cwd.path())));
-
-  // 2. Resume from S3's last.ckpt for a second epoch: it continues at step 30 and ends at 60.
-  auto resumed = ember_cli({"fit", "--config", config, "--ckpt-path", "last", "--set", "trainer.max_epochs=2"}, cwd, home);
-  BOOST_REQUIRE_MESSAGE(resumed.exit_code == 0, resumed.describe());
-  BOOST_TEST(contains(resumed.out, "global_step 60\n"), resumed.out);
-  ck = names(s3.urls, ckdir);
-  BOOST_TEST(has(ck, "epoch=1-step=60.ckpt"), joined(ck));
-  // The resumed run logs into the next version, as Lightning's CSVLogger does.
-  BOOST_TEST(s3.urls.stat("s3://runs/run/lightning_logs/version_1/metrics.csv").has_value());
-  // last.ckpt in the bucket is a torch checkpoint at step 60, epoch 1 (read back through the plugin).
-  {
-    TempDir scratch("ember-s3-trainer-ckpt");
-    write_file(scratch / "last.ckpt", s3.urls.read_all(ckdir + "/last.ckpt"));
-    auto py = run_process({"/usr/bin/python3", "-c",
-                           "import sys, torch; c = torch.load(sys.argv[1]); print(c['global_step'], c['epoch'])",
-                           (scratch / "last.ckpt").string()});
-    BOOST_REQUIRE_MESSAGE(py.exit_code == 0, py.describe());
-    BOOST_TEST(py.out == "60 1\n", py.out);
-  }
+  // 1-2. One short epoch into the bucket, then resumed from its last.ckpt (scheme_run.hpp).
+  auto run = fit_then_resume(s3.urls, "s3://runs/run", config, cwd.path(),
+                             [&](const std::vector<std::string>& args) { return ember_cli(args, cwd, home); });
 
   // 3. Test from the best checkpoint, found through the index in the bucket.
-  index = json::parse(s3.urls.read_all(ckdir + "/checkpoints.json")).as_object();
+  auto index = json::parse(s3.urls.read_all(ckdir + "/checkpoints.json")).as_object();
   auto test = ember_cli({"test", "--config", config, "--ckpt-path", "best"}, cwd, home);
   BOOST_REQUIRE_MESSAGE(test.exit_code == 0, test.describe());
   BOOST_TEST(contains(test.out, "test test_accuracy 0."), test.out);
@@ -100,7 +66,7 @@ BOOST_AUTO_TEST_CASE(fit_resume_and_test_with_default_root_dir_on_s3) {
 
   // Nothing local, and the secret appears in no output.
   BOOST_TEST(list_dir(cwd.path()).empty(), joined(list_dir(cwd.path())));
-  for (const auto* r : {&fit, &resumed, &test}) {
+  for (const auto* r : {&run.fit, &run.resumed, &test}) {
     BOOST_TEST(!contains(r->out, kSecret));
     BOOST_TEST(!contains(r->err, kSecret));
   }

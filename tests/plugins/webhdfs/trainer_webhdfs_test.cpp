@@ -46,37 +46,10 @@ BOOST_AUTO_TEST_CASE(fit_and_resume_from_last_with_default_root_dir_on_hdfs) {
   write_file(config, json::serialize(run_config()));
   WebHdfsUrls hdfs(std::string(R"({"delegation_token": ")") + kToken + R"("})");
   const std::string root = "hdfs://" + server().authority() + "/runs/run";
-  const std::string ckdir = root + "/checkpoints";
 
-  auto fit = ember_cli({"fit", "--config", config}, cwd);
-  BOOST_REQUIRE_MESSAGE(fit.exit_code == 0, fit.describe());
-  BOOST_TEST(contains(fit.out, "global_step 30\n"), fit.out);
-  auto ck = names(hdfs.urls, ckdir);
-  BOOST_TEST(has(ck, "last.ckpt"), joined(ck));
-  BOOST_TEST(has(ck, "checkpoints.json"), joined(ck));
-  BOOST_TEST(has(ck, "epoch=0-step=30.ckpt"), joined(ck));
-  auto index = json::parse(hdfs.urls.read_all(ckdir + "/checkpoints.json")).as_object();
-  BOOST_TEST(index["last"].as_string() == ckdir + "/last.ckpt", json::serialize(index));
-  std::string metrics = hdfs.urls.read_all(root + "/lightning_logs/version_0/metrics.csv");
-  BOOST_TEST(contains(metrics, "train_loss"), metrics);
-  BOOST_TEST(list_dir(cwd.path()).empty(), joined(list_dir(cwd.path())));
-
-  auto resumed = ember_cli({"fit", "--config", config, "--ckpt-path", "last", "--set", "trainer.max_epochs=2"}, cwd);
-  BOOST_REQUIRE_MESSAGE(resumed.exit_code == 0, resumed.describe());
-  BOOST_TEST(contains(resumed.out, "global_step 60\n"), resumed.out);
-  ck = names(hdfs.urls, ckdir);
-  BOOST_TEST(has(ck, "epoch=1-step=60.ckpt"), joined(ck));
-  {
-    TempDir scratch("ember-webhdfs-trainer-ckpt");
-    write_file(scratch / "last.ckpt", hdfs.urls.read_all(ckdir + "/last.ckpt"));
-    auto py = run_process({"/usr/bin/python3", "-c",
-                           "import sys, torch; c = torch.load(sys.argv[1]); print(c['global_step'], c['epoch'])",
-                           (scratch / "last.ckpt").string()});
-    BOOST_REQUIRE_MESSAGE(py.exit_code == 0, py.describe());
-    BOOST_TEST(py.out == "60 1\n", py.out);
-  }
-  BOOST_TEST(list_dir(cwd.path()).empty(), joined(list_dir(cwd.path())));
-  for (const auto* r : {&fit, &resumed}) {
+  auto run = fit_then_resume(hdfs.urls, root, config, cwd.path(),
+                             [&](const std::vector<std::string>& args) { return ember_cli(args, cwd); });
+  for (const auto* r : {&run.fit, &run.resumed}) {
     BOOST_TEST(!contains(r->out, kToken));
     BOOST_TEST(!contains(r->err, kToken));
   }
