@@ -7,6 +7,7 @@
 
 #include "expect.hpp"
 #include "gcs_fixture.hpp"
+#include "url_io.hpp"
 
 using namespace ember::test;
 namespace json = boost::json;
@@ -23,26 +24,6 @@ GcsServer& server() {
 
 std::string anon_config(const std::string& extra = "") {
   return local_gcs_config(server().endpoint(), std::string(R"("anonymous": true)") + (extra.empty() ? "" : ", " + extra));
-}
-
-std::string read_range(ember::storage::UrlSpace& urls, const std::string& url, std::uint64_t off, std::uint64_t len) {
-  auto r = urls.open_read(url, off, len);
-  std::string out;
-  char buf[7919];  // an odd size: reads never line up with chunks
-  while (std::size_t n = r->read(buf, sizeof buf)) out.append(buf, n);
-  return out;
-}
-
-void write_in_pieces(ember::storage::UrlSpace& urls, const std::string& url, const std::string& bytes, std::size_t piece) {
-  auto w = urls.open_write(url);
-  for (std::size_t i = 0; i < bytes.size(); i += piece) w->write(bytes.data() + i, std::min(piece, bytes.size() - i));
-  w->commit();
-}
-
-std::vector<std::string> urls_of(const std::vector<ember::storage::Stat>& v) {
-  std::vector<std::string> out;
-  for (const auto& s : v) out.push_back(s.url + (s.is_dir ? "/" : ""));
-  return out;
 }
 
 std::string joined(const std::vector<std::string>& v) {

@@ -6,6 +6,7 @@
 #include "aws_config.hpp"
 #include "expect.hpp"
 #include "s3_fixture.hpp"
+#include "url_io.hpp"
 
 #include <cstdlib>
 
@@ -17,26 +18,6 @@ namespace {
 S3rver& server() {
   static S3rver s({"test", "other"});
   return s;
-}
-
-std::string read_range(ember::storage::UrlSpace& urls, const std::string& url, std::uint64_t off, std::uint64_t len) {
-  auto r = urls.open_read(url, off, len);
-  std::string out;
-  char buf[7919];  // an odd size: reads never line up with chunks
-  while (std::size_t n = r->read(buf, sizeof buf)) out.append(buf, n);
-  return out;
-}
-
-void write_in_pieces(ember::storage::UrlSpace& urls, const std::string& url, const std::string& bytes, std::size_t piece) {
-  auto w = urls.open_write(url);
-  for (std::size_t i = 0; i < bytes.size(); i += piece) w->write(bytes.data() + i, std::min(piece, bytes.size() - i));
-  w->commit();
-}
-
-std::vector<std::string> urls_of(const std::vector<ember::storage::Stat>& v) {
-  std::vector<std::string> out;
-  for (const auto& s : v) out.push_back(s.url + (s.is_dir ? "/" : ""));
-  return out;
 }
 
 }  // namespace
